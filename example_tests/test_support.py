@@ -1,0 +1,18 @@
+"""The airline agent against every event of the snapshot, judged by the pack's rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import StopReason
+
+
+def test_support(agentsim_conversation: EventResult) -> None:
+    # Violated policies fail the test with the report; the body can assert more.
+    agentsim_conversation.assert_compliant()
+
+
+@pytest.mark.agentsim_policy("no-basic-economy-changes")
+def test_basic_economy_is_declined_politely(agentsim_conversation: EventResult) -> None:
+    assert agentsim_conversation.conversation.stop_reason is StopReason.refused

@@ -1,0 +1,164 @@
+"""Judging a finished conversation: verdicts per policy, combined into one outcome each.
+
+A judge is any object with a ``name`` and a ``judge(event, conversation, pack)`` method
+returning :class:`~pytest_agentsim.models.Verdict` objects (or an awaitable of them).
+The built-in :class:`RuleJudge` runs the pack's declarative checks and the event's
+expectations. Outcomes combine worst-first (violated > error > inconclusive > compliant >
+not applicable), and nothing is ever dropped: a policy the event was built to exercise
+that no judge could judge, or a conversation cut short by a failing agent, is an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+from typing import Protocol
+
+import pytest
+
+from pytest_agentsim.models import OUTCOME_PRECEDENCE
+from pytest_agentsim.models import Conversation
+from pytest_agentsim.models import Event
+from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import Outcome
+from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import PolicyResult
+from pytest_agentsim.models import Verdict
+from pytest_agentsim.packs import pack_taxonomy
+from pytest_agentsim.rules import RuleCheck
+from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.taxonomy import RiskTaxonomy
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(self, event: Event, conversation: Conversation, pack: PolicyPack) -> Any:
+        """Verdicts for the pack's policies: a list, or an awaitable of one."""
+        ...
+
+
+class RuleJudge:
+    """Runs the declarative rule checks of the pack and of the event's expectations."""
+
+    name = "rules"
+
+    def __init__(self, registry: RuleRegistry) -> None:
+        self.registry = registry
+
+    def checks(self, event: Event, pack: PolicyPack) -> list[tuple[str, RuleCheck]]:
+        found = [
+            (policy.id, self.registry.parse(check))
+            for policy in pack.policies
+            for check in policy.checks
+        ]
+        found += [(exp.policy, self.registry.parse(exp.check)) for exp in event.expected]
+        return found
+
+    def judge(self, event: Event, conversation: Conversation, pack: PolicyPack) -> list[Verdict]:
+        verdicts = []
+        for policy_id, check in self.checks(event, pack):
+            try:
+                result = check.evaluate(conversation)
+            except Exception as exc:  # a broken check is an error, never a pass
+                verdicts.append(
+                    Verdict(
+                        policy_id=policy_id,
+                        outcome=Outcome.error,
+                        reason=f"check {check.label()} raised {type(exc).__name__}: {exc}",
+                        judge=self.name,
+                        check=check.label(),
+                    )
+                )
+                continue
+            verdicts.append(
+                Verdict(
+                    policy_id=policy_id,
+                    outcome=result.outcome,
+                    turn=result.turn,
+                    reason=result.reason,
+                    judge=self.name,
+                    check=check.label(),
+                )
+            )
+        return verdicts
+
+
+def combine(outcomes: Sequence[Outcome]) -> Outcome:
+    for outcome in OUTCOME_PRECEDENCE:
+        if outcome in outcomes:
+            return outcome
+    return Outcome.not_applicable
+
+
+async def judge_event(
+    event: Event,
+    conversation: Conversation,
+    pack: PolicyPack,
+    judges: Sequence[Judge],
+    taxonomy: RiskTaxonomy | None = None,
+) -> EventResult:
+    verdicts: list[Verdict] = []
+    for judge in judges:
+        try:
+            produced = judge.judge(event, conversation, pack)
+            if inspect.isawaitable(produced):
+                produced = await produced
+            verdicts.extend(produced)
+        except Exception as exc:
+            verdicts.extend(
+                Verdict(
+                    policy_id=policy_id,
+                    outcome=Outcome.error,
+                    reason=f"judge {judge.name!r} failed: {type(exc).__name__}: {exc}",
+                    judge=judge.name,
+                )
+                for policy_id in event.policies
+            )
+    if conversation.stop_reason.is_error:
+        # The conversation was cut short: whatever was not already violated is unjudgeable.
+        verdicts.extend(
+            Verdict(
+                policy_id=policy_id,
+                outcome=Outcome.error,
+                reason=f"the conversation ended with {conversation.stop_reason.value}",
+                judge="runner",
+            )
+            for policy_id in event.policies
+        )
+    taxonomy = pack_taxonomy(pack, taxonomy)
+    results = []
+    for policy in pack.policies:
+        mine = [verdict for verdict in verdicts if verdict.policy_id == policy.id]
+        listed = policy.id in event.policies
+        if not mine and listed:
+            mine = [
+                Verdict(
+                    policy_id=policy.id,
+                    outcome=Outcome.error,
+                    reason="no judge could judge this policy: give it rule checks or an "
+                    "event expectation, or configure an LLM judge",
+                    judge="runner",
+                )
+            ]
+        outcome = combine([verdict.outcome for verdict in mine])
+        if not listed and outcome is Outcome.not_applicable:
+            continue
+        results.append(
+            PolicyResult(
+                policy_id=policy.id,
+                risk_category=policy.risk_category,
+                risk_level1=taxonomy.level1(policy.risk_category),
+                severity=policy.severity,
+                outcome=outcome,
+                listed=listed,
+                verdicts=mine,
+            )
+        )
+    return EventResult(event=event, conversation=conversation, policies=results)
+
+
+@pytest.hookimpl
+def pytest_agentsim_make_judges(registry: RuleRegistry) -> list[Judge]:
+    return [RuleJudge(registry)]

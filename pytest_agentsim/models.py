@@ -1,0 +1,380 @@
+"""The vocabulary every module of pytest-agentsim speaks.
+
+Packs, events, conversations and verdicts are pydantic models so that each stage of the
+pipeline (pack loading, event generation, simulation, judging, reporting) can be built,
+tested and serialized on its own, and so that anything crossing a process boundary
+(xdist workers, JSON results, snapshots) has one well-defined JSON form.
+Messages follow the OpenAI chat format, the lingua franca of agent frameworks.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import PrivateAttr
+
+
+class StrictModel(BaseModel):
+    """Base for models read from user files: unknown keys are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class Severity(str, enum.Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Policy(StrictModel):
+    """One business rule the agent must follow."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Stable slug, used in test ids")
+    description: str = Field(min_length=1)
+    category: str = Field(min_length=1, description="The pack's own grouping, e.g. 'refunds'")
+    risk_category: str = Field(description="Level-2 risk category of the pack's taxonomy")
+    severity: Severity
+    complexity: int = Field(ge=1, le=10, description="How hard the policy is to follow")
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Rule checks that apply to every event; validated by the rule registry",
+    )
+    scenario: dict[str, Any] = Field(
+        default_factory=dict, description="Material for offline event generation"
+    )
+    _line: int | None = PrivateAttr(default=None)
+
+    @property
+    def line(self) -> int | None:
+        """Line of the policy in its pack file, for error messages and annotations."""
+        return self._line
+
+
+class PolicyPack(StrictModel):
+    """The policies of one domain, loaded from ``policies/<domain>.yaml``."""
+
+    domain: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    database: str | None = Field(
+        default=None, description="Seed database (JSON or YAML), relative to the pack file"
+    )
+    risk_taxonomy: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Extra level-1 -> level-2 risk categories added to the default taxonomy",
+    )
+    policies: list[Policy] = Field(min_length=1)
+    _path: str | None = PrivateAttr(default=None)
+    _seed_db: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _content_hash: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    @property
+    def seed_db(self) -> dict[str, Any]:
+        """The database every event of this domain starts from, before its overrides."""
+        return self._seed_db
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the pack file and its seed database: what cached results depend on."""
+        return self._content_hash
+
+    def policy(self, policy_id: str) -> Policy:
+        for policy in self.policies:
+            if policy.id == policy_id:
+                return policy
+        raise KeyError(policy_id)
+
+    @property
+    def policy_ids(self) -> list[str]:
+        return [policy.id for policy in self.policies]
+
+
+# --------------------------------------------------------------------------- events
+
+
+class DialogueAct(StrictModel):
+    """One act on the simulated user's agenda (Schatzmann et al. 2007).
+
+    ``inform`` gives the value of ``slot`` from the user's facts, ``request`` asks the agent
+    for something the goal wants, ``confirm``/``deny`` answer a confirmation question,
+    ``say`` utters ``text`` verbatim and ``bye`` ends the conversation.
+    """
+
+    act: Literal["say", "inform", "request", "confirm", "deny", "bye"]
+    slot: str | None = None
+    text: str | None = None
+
+
+class GoalRequest(StrictModel):
+    """Something the user wants done or told; met when an agent message matches ``done_when``."""
+
+    slot: str
+    text: str = Field(description="How the user asks for it")
+    done_when: str = Field(description="Regex over the agent's replies that shows it was met")
+
+
+class UserGoal(StrictModel):
+    constraints: dict[str, Any] = Field(
+        default_factory=dict, description="What the user insists on (slot -> value)"
+    )
+    requests: list[GoalRequest] = Field(default_factory=list)
+    confirm: bool = Field(
+        default=True, description="Whether the user agrees when the agent asks to confirm"
+    )
+
+
+class UserProfile(StrictModel):
+    """Everything the simulated user knows and wants; never the agent's policies."""
+
+    persona: str = ""
+    goal: UserGoal = Field(default_factory=UserGoal)
+    facts: dict[str, Any] = Field(
+        default_factory=dict, description="Private facts the user reveals when asked"
+    )
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra words the agent may use for a fact's slot"
+    )
+    agenda: list[DialogueAct] = Field(
+        default_factory=list, description="Acts in the order the user brings them up"
+    )
+    script: list[str] | None = Field(
+        default=None, description="Fixed user turns; replaces the agenda when given"
+    )
+
+
+class Expectation(StrictModel):
+    """An event-specific rule check attributed to one of the event's policies."""
+
+    policy: str
+    check: dict[str, Any]
+
+
+class Event(StrictModel):
+    """The unit a test is parametrized over: a scenario, a user and a starting database."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    domain: str = ""
+    policies: list[str] = Field(min_length=1)
+    complexity: int | None = Field(default=None, ge=1)
+    scenario: str = ""
+    user: UserProfile
+    db: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides deep-merged over the pack's seed database"
+    )
+    expected: list[Expectation] = Field(default_factory=list)
+    seed: int | None = None
+    _line: int | None = PrivateAttr(default=None)
+
+    @property
+    def line(self) -> int | None:
+        return self._line
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.id}-{'+'.join(self.policies)}"
+
+
+class EventSet(StrictModel):
+    """A snapshot file of events for one domain (``fixtures/events/<domain>.yaml``)."""
+
+    version: Literal[1] = 1
+    domain: str
+    events: list[Event]
+    _path: str | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+
+# --------------------------------------------------------------------------- conversation
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="JSON-encoded arguments, as in the OpenAI format")
+
+
+class ToolCallRequest(BaseModel):
+    """A tool call as it appears inside an assistant message (OpenAI format)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    """A chat message in the OpenAI format."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCallRequest] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ToolCall(BaseModel):
+    """One executed tool call: what was asked, and what came back or went wrong."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    turn: int = Field(description="Index of the assistant message that asked for the call")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def result_text(self) -> str:
+        if self.error is not None:
+            return f"Error: {self.error}"
+        if isinstance(self.result, str):
+            return self.result
+        return json.dumps(self.result, sort_keys=True, default=str)
+
+
+class StopReason(str, enum.Enum):
+    goal_met = "goal_met"
+    refused = "refused"
+    agenda_done = "agenda_done"
+    script_done = "script_done"
+    max_turns = "max_turns"
+    agent_error = "agent_error"
+    user_error = "user_error"
+
+    @property
+    def is_error(self) -> bool:
+        return self in (StopReason.agent_error, StopReason.user_error)
+
+
+class Conversation(BaseModel):
+    """A finished simulation: the transcript, the tool calls and the database before/after."""
+
+    event_id: str
+    messages: list[Message] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    initial_db: dict[str, Any] = Field(default_factory=dict)
+    final_db: dict[str, Any] = Field(default_factory=dict)
+    state_diff: dict[str, Any] = Field(default_factory=dict)
+    stop_reason: StopReason
+    error: str | None = Field(default=None, description="Why the agent or user failed")
+    seed: int = 0
+
+    def assistant_texts(self) -> list[tuple[int, str]]:
+        return [
+            (index, message.content)
+            for index, message in enumerate(self.messages)
+            if message.role == "assistant" and message.content
+        ]
+
+    def calls_to(self, name: str) -> list[ToolCall]:
+        return [call for call in self.tool_calls if call.name == name]
+
+    def called(self, name: str) -> bool:
+        return bool(self.calls_to(name))
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+class Outcome(str, enum.Enum):
+    compliant = "compliant"
+    violated = "violated"
+    not_applicable = "not_applicable"
+    inconclusive = "inconclusive"
+    error = "error"
+
+
+# Worst first: the outcome a policy ends with when several checks disagree.
+OUTCOME_PRECEDENCE = (
+    Outcome.violated,
+    Outcome.error,
+    Outcome.inconclusive,
+    Outcome.compliant,
+    Outcome.not_applicable,
+)
+
+
+class Verdict(BaseModel):
+    """What one judge (or one rule check) says about one policy in one conversation."""
+
+    policy_id: str
+    outcome: Outcome
+    turn: int | None = Field(default=None, description="Message index that shows it")
+    reason: str = ""
+    judge: str = "rules"
+    check: str | None = Field(default=None, description="The rule check, for rule verdicts")
+
+
+class PolicyResult(BaseModel):
+    """The combined outcome of one policy in one event, with the verdicts behind it."""
+
+    policy_id: str
+    risk_category: str
+    risk_level1: str = ""
+    severity: Severity
+    outcome: Outcome
+    listed: bool = Field(description="Whether the event was built to exercise this policy")
+    verdicts: list[Verdict] = Field(default_factory=list)
+
+
+class EventResult(BaseModel):
+    """Everything a report needs about one judged event: what a test receives."""
+
+    event: Event
+    conversation: Conversation
+    policies: list[PolicyResult]
+
+    @property
+    def event_id(self) -> str:
+        return self.event.id
+
+    def outcome(self, policy_id: str) -> Outcome:
+        """The combined outcome of one policy (not_applicable when it was not judged)."""
+        for result in self.policies:
+            if result.policy_id == policy_id:
+                return result.outcome
+        return Outcome.not_applicable
+
+    def __repr__(self) -> str:
+        outcomes = {r.policy_id: r.outcome.value for r in self.policies}
+        return f"<EventResult {self.event.id} {self.conversation.stop_reason.value} {outcomes}>"
+
+    def assert_compliant(self) -> None:
+        """Fail with the full report (violations, turns, reasons, transcript) unless clean."""
+        __tracebackhide__ = True
+        if self.violated or self.errors or self.with_outcome(Outcome.inconclusive):
+            from pytest_agentsim.report import failure_report
+
+            raise AssertionError(failure_report(self))
+
+    def with_outcome(self, outcome: Outcome) -> list[PolicyResult]:
+        return [result for result in self.policies if result.outcome is outcome]
+
+    @property
+    def violated(self) -> list[PolicyResult]:
+        return self.with_outcome(Outcome.violated)
+
+    @property
+    def errors(self) -> list[PolicyResult]:
+        return self.with_outcome(Outcome.error)

@@ -1,0 +1,127 @@
+"""Loading and validating policy packs (``policies/<domain>.yaml``).
+
+Every mistake in a pack is a :class:`~pytest_agentsim.sources.ConfigError` naming the file,
+the line, the policy and what was expected; unknown keys are errors, not ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.rules import UnknownRuleType
+from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.sources import LineDict
+from pytest_agentsim.sources import Loc
+from pytest_agentsim.sources import display_path
+from pytest_agentsim.sources import field_path
+from pytest_agentsim.sources import line_of
+from pytest_agentsim.sources import load_document
+from pytest_agentsim.sources import node_at
+from pytest_agentsim.sources import to_plain
+from pytest_agentsim.sources import validation_error_message
+from pytest_agentsim.taxonomy import RiskTaxonomy
+
+
+def named_context(kind: str, collection: str, raw: Any) -> Any:
+    """A context function naming the object a location falls in (``policy 'x': ``)."""
+
+    def context(loc: Loc) -> tuple[str, Loc]:
+        if len(loc) >= 2 and loc[0] == collection and isinstance(loc[1], int):
+            item = node_at(raw, loc[:2])
+            name = item.get("id") if isinstance(item, dict) else None
+            label = f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{loc[1] + 1}"
+            return f"{label}: ", loc[2:]
+        return "", loc
+
+    return context
+
+
+def validate_check(
+    path: Path, raw: Any, check: Any, loc: Loc, prefix: str, registry: RuleRegistry
+) -> None:
+    """Validate one rule check found at ``loc`` (inside a named object) in a document."""
+    try:
+        registry.parse(check)
+    except UnknownRuleType as exc:
+        line = line_of(raw, (*loc, "type"))
+        raise ConfigError(
+            f"{display_path(path)}:{line}: {prefix}{field_path(loc[2:])}: {exc}"
+        ) from None
+    except ValidationError as exc:
+        raise ConfigError(
+            validation_error_message(
+                path, raw, exc, loc_prefix=loc, context=lambda full: (prefix, full[2:])
+            )
+        ) from None
+
+
+def _load_seed_db(pack_path: Path, database: str) -> tuple[dict[str, Any], bytes]:
+    db_path = (pack_path.parent / database).resolve()
+    raw = load_document(db_path, what=f"seed database of {display_path(pack_path)}")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{display_path(db_path)}: the seed database must be a mapping of tables, "
+            f"got {type(raw).__name__}"
+        )
+    return to_plain(raw), db_path.read_bytes()
+
+
+def load_pack(
+    path: Path, *, registry: RuleRegistry, taxonomy: RiskTaxonomy | None = None
+) -> PolicyPack:
+    """Load one pack, validate it fully, and attach its seed database and content hash."""
+    path = Path(path)
+    raw = load_document(path, what="policy pack")
+    where = display_path(path)
+    if not isinstance(raw, LineDict):
+        raise ConfigError(
+            f"{where}: a policy pack must be a mapping with 'domain' and 'policies', "
+            f"got {type(raw).__name__}"
+        )
+    try:
+        pack = PolicyPack.model_validate(to_plain(raw))
+    except ValidationError as exc:
+        raise ConfigError(
+            validation_error_message(
+                path, raw, exc, model=PolicyPack, context=named_context("policy", "policies", raw)
+            )
+        ) from None
+
+    taxonomy = (taxonomy or RiskTaxonomy()).extended(pack.risk_taxonomy)
+    seen: dict[str, int] = {}
+    for index, policy in enumerate(pack.policies):
+        loc: Loc = ("policies", index)
+        policy._line = line_of(raw, loc)
+        prefix = f"policy {policy.id!r}: "
+        if policy.id in seen:
+            raise ConfigError(
+                f"{where}:{line_of(raw, (*loc, 'id'))}: {prefix}duplicate policy id "
+                f"(first defined on line {seen[policy.id]})"
+            )
+        seen[policy.id] = policy.line or 0
+        if policy.risk_category not in taxonomy:
+            raise ConfigError(
+                f"{where}:{line_of(raw, (*loc, 'risk_category'))}: {prefix}risk_category must be "
+                f"one of {', '.join(taxonomy.names)}, got {policy.risk_category!r} "
+                "(add it under risk_taxonomy to extend the taxonomy)"
+            )
+        for number, check in enumerate(policy.checks):
+            validate_check(path, raw, check, (*loc, "checks", number), prefix, registry)
+
+    digest = hashlib.sha256(path.read_bytes())
+    if pack.database:
+        pack._seed_db, db_bytes = _load_seed_db(path, pack.database)
+        digest.update(db_bytes)
+    pack._path = str(path)
+    pack._content_hash = digest.hexdigest()
+    return pack
+
+
+def pack_taxonomy(pack: PolicyPack, base: RiskTaxonomy | None = None) -> RiskTaxonomy:
+    return (base or RiskTaxonomy()).extended(pack.risk_taxonomy)

@@ -1,0 +1,207 @@
+"""pytest-agentsim's pytest entry point: options, markers, fixtures and thin hooks.
+
+Everything here delegates. Nothing heavy is imported at module level: without
+``--agentsim`` a run loads neither pydantic models, YAML, deepdiff nor litellm, and tests
+that need the plugin are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_agentsim.models import Event
+    from pytest_agentsim.models import EventResult
+    from pytest_agentsim.models import PolicyPack
+    from pytest_agentsim.sandbox import ToolSandbox
+    from pytest_agentsim.session import AgentSimSession
+    from pytest_agentsim.session import UserDriver
+
+SESSION = pytest.StashKey["AgentSimSession"]()
+PLUGIN_NAME = "agentsim-session"
+AGENTSIM_FIXTURES = frozenset(
+    {
+        "agentsim_conversation",
+        "agentsim_event",
+        "agentsim_sandbox",
+        "simulated_user",
+        "agentsim_pack",
+    }
+)
+SKIP_REASON = "agentsim: simulated conversations run only with --agentsim"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_agentsim import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("agentsim", "LLM agent simulation (pytest-agentsim)")
+    group.addoption(
+        "--agentsim",
+        action="store_true",
+        dest="agentsim",
+        default=False,
+        help="Simulate conversations with the agent under test and judge them against the policy packs",
+    )
+    group.addoption(
+        "--agentsim-pack",
+        action="append",
+        dest="agentsim_packs",
+        metavar="PATH",
+        default=[],
+        help="Policy pack YAML file (repeatable). Default: ini agentsim_packs, else policies/*.yaml",
+    )
+    group.addoption(
+        "--agentsim-events",
+        action="append",
+        dest="agentsim_events",
+        metavar="PATH",
+        default=[],
+        help="Events snapshot file (repeatable). Default: ini agentsim_events, else fixtures/events/*.yaml",
+    )
+    group.addoption(
+        "--agentsim-seed",
+        dest="agentsim_seed",
+        metavar="INT",
+        default=None,
+        help="Seed of the simulated users' choices. Default: ini agentsim_seed, else 0",
+    )
+    group.addoption(
+        "--agentsim-max-turns",
+        dest="agentsim_max_turns",
+        metavar="N",
+        default=None,
+        help="User turns before a conversation is stopped. Default: ini agentsim_max_turns, else 20",
+    )
+    parser.addini("agentsim_packs", "Policy pack files, relative to the ini file", type="paths")
+    parser.addini(
+        "agentsim_events", "Events snapshot files, relative to the ini file", type="paths"
+    )
+    parser.addini("agentsim_seed", "Seed of the simulated users' choices (default 0)", default="")
+    parser.addini(
+        "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "agentsim: a test that simulates conversations; skipped without --agentsim"
+    )
+    config.addinivalue_line(
+        "markers",
+        "agentsim_policy(*ids): run this test only on events that exercise these policies",
+    )
+    config.addinivalue_line(
+        "markers",
+        "agentsim_risk(*categories): run this test only on events with policies in these risk categories",
+    )
+    if config.getoption("agentsim"):
+        from pytest_agentsim import judging
+        from pytest_agentsim import rules
+        from pytest_agentsim.session import AgentSimSession
+
+        config.pluginmanager.register(rules, "agentsim-rules")
+        config.pluginmanager.register(judging, "agentsim-judging")
+        session = AgentSimSession(config)
+        config.stash[SESSION] = session
+        config.pluginmanager.register(session, PLUGIN_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is not None:
+        config.pluginmanager.unregister(session, PLUGIN_NAME)
+        del config.stash[SESSION]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SESSION in config.stash:
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & AGENTSIM_FIXTURES or item.get_closest_marker("agentsim"):
+            item.add_marker(skip)
+
+
+def _session(request: pytest.FixtureRequest) -> AgentSimSession:
+    session = request.config.stash.get(SESSION, None)
+    if session is None:
+        pytest.skip(SKIP_REASON)
+    return session
+
+
+@pytest.fixture(scope="session")
+def agentsim_agent() -> Any:
+    """The agent under test. Override it in your conftest: ``return MyAgent()``."""
+    pytest.fail(
+        "agentsim: define an `agentsim_agent` fixture in your conftest.py that returns the agent "
+        "under test (a callable or an object with respond(messages, sandbox))",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def agentsim_tools() -> Sequence[Any]:
+    """The agent's tools, plain functions ``f(db, **kwargs)``. Override it in your conftest."""
+    return []
+
+
+@pytest.fixture
+def agentsim_event(request: pytest.FixtureRequest) -> Event | None:
+    """The event this test runs on (None for tests that are not parametrized over events)."""
+    _session(request)
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def agentsim_pack(request: pytest.FixtureRequest, agentsim_event: Event | None) -> PolicyPack:
+    """The policy pack of the current event's domain (or the only pack loaded)."""
+    return _session(request).pack_for(agentsim_event)
+
+
+@pytest.fixture
+def agentsim_sandbox(
+    agentsim_tools: Sequence[Any], agentsim_pack: PolicyPack, agentsim_event: Event | None
+) -> ToolSandbox:
+    """A fresh sandbox of the agent's tools over the event's (or the pack's seed) database."""
+    from pytest_agentsim.events import starting_db
+    from pytest_agentsim.sandbox import ToolSandbox
+
+    db = starting_db(agentsim_pack, agentsim_event) if agentsim_event else agentsim_pack.seed_db
+    return ToolSandbox(agentsim_tools, db)
+
+
+@pytest.fixture
+def agentsim_conversation(
+    request: pytest.FixtureRequest,
+    agentsim_event: Event | None,
+    agentsim_agent: Any,
+    agentsim_tools: Sequence[Any],
+) -> EventResult:
+    """The judged conversation of the current event; the test fails if a policy is violated.
+
+    Its setup errors when the conversation could not be judged (the agent crashed, a
+    judge failed); after the test body, any violated policy fails the test with a report.
+    """
+    session = _session(request)
+    if agentsim_event is None:
+        pytest.fail("agentsim: agentsim_conversation needs a parametrized event", pytrace=False)
+    return session.conversation(request.node, agentsim_event, agentsim_agent, agentsim_tools)
+
+
+@pytest.fixture
+def simulated_user(
+    request: pytest.FixtureRequest, agentsim_agent: Any, agentsim_tools: Sequence[Any]
+) -> UserDriver:
+    """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
+    from pytest_agentsim.session import UserDriver
+
+    return UserDriver(_session(request), agentsim_agent, agentsim_tools, request.node.name)

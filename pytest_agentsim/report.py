@@ -1,0 +1,217 @@
+"""What people read: failure reports, transcripts and the per-policy / per-risk tables.
+
+Results cross from xdist workers to the controller as plain JSON records (see
+:func:`result_record`), so the summary is computed the same way with or without xdist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_agentsim.judging import combine
+from pytest_agentsim.models import Conversation
+from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import Outcome
+from pytest_agentsim.models import PolicyResult
+
+RESULT_KEY = "agentsim_result"
+
+
+def _short(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_transcript(conversation: Conversation, *, limit: int = 300) -> list[str]:
+    """The conversation as numbered lines; the numbers are the turns verdicts refer to."""
+    lines = []
+    for index, message in enumerate(conversation.messages):
+        if message.role == "tool":
+            lines.append(f"[{index}] tool {message.name}: {_short(message.content or '', limit)}")
+            continue
+        if message.content:
+            lines.append(f"[{index}] {message.role}: {_short(message.content, limit)}")
+        for call in message.tool_calls or []:
+            lines.append(
+                f"[{index}] {message.role} calls {call.function.name}({call.function.arguments})"
+            )
+    return lines
+
+
+def _policy_lines(result: PolicyResult) -> list[str]:
+    lines = [
+        f"{result.outcome.value.upper()} {result.policy_id} "
+        f"[{result.risk_level1} > {result.risk_category}, severity {result.severity.value}]"
+    ]
+    for verdict in result.verdicts:
+        if verdict.outcome is not result.outcome:
+            continue
+        where = f"turn {verdict.turn}" if verdict.turn is not None else "conversation"
+        lines.append(f"    {where}: {verdict.reason}")
+        lines.append(
+            f"      ({verdict.judge}: {verdict.check})"
+            if verdict.check
+            else f"      ({verdict.judge})"
+        )
+    return lines
+
+
+def failure_report(result: EventResult) -> str:
+    """The text of a failing or erroring test: what went wrong, where, why, and the transcript."""
+    from pytest_agentsim.sandbox import pretty_diff
+
+    event = result.event
+    conversation = result.conversation
+    counts = {outcome: len(result.with_outcome(outcome)) for outcome in Outcome}
+    summary = ", ".join(f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o])
+    lines = [f"agentsim event {event.id} ({', '.join(event.policies)}): {summary}"]
+    if event.scenario:
+        lines.append(f"scenario: {_short(event.scenario)}")
+    for policy_result in result.policies:
+        if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
+            lines.extend(_policy_lines(policy_result))
+    lines.append(f"stop reason: {conversation.stop_reason.value}")
+    if conversation.error:
+        lines.append("error:")
+        lines.extend("    " + line for line in conversation.error.splitlines())
+    lines.append("transcript:")
+    lines.extend("    " + line for line in render_transcript(conversation))
+    db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
+    if db_diff:
+        lines.append("database changes:")
+        lines.extend("    " + line for line in db_diff.splitlines())
+    return "\n".join(lines)
+
+
+def result_record(result: EventResult) -> dict[str, Any]:
+    """A JSON-safe summary of one judged event, small enough to ride on a test report."""
+    return {
+        "event": result.event.id,
+        "domain": result.event.domain,
+        "stop_reason": result.conversation.stop_reason.value,
+        "policies": [
+            {
+                "policy": r.policy_id,
+                "risk_category": r.risk_category,
+                "risk_level1": r.risk_level1,
+                "severity": r.severity.value,
+                "outcome": r.outcome.value,
+                "listed": r.listed,
+                "turn": next((v.turn for v in r.verdicts if v.outcome is r.outcome), None),
+                "reason": next((v.reason for v in r.verdicts if v.outcome is r.outcome), ""),
+            }
+            for r in result.policies
+        ],
+    }
+
+
+@dataclass
+class Tally:
+    events: int = 0
+    compliant: int = 0
+    violated: int = 0
+    errors: int = 0
+    not_applicable: int = 0
+    inconclusive: int = 0
+
+    def add(self, outcome: str) -> None:
+        self.events += 1
+        if outcome == Outcome.compliant.value:
+            self.compliant += 1
+        elif outcome == Outcome.violated.value:
+            self.violated += 1
+        elif outcome == Outcome.error.value:
+            self.errors += 1
+        elif outcome == Outcome.inconclusive.value:
+            self.inconclusive += 1
+        else:
+            self.not_applicable += 1
+
+    @property
+    def judged(self) -> int:
+        return self.events - self.not_applicable
+
+    def rate(self) -> str:
+        return f"{self.violated / self.judged:.0%}" if self.judged else "-"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int) -> list[str]:
+    """A plain-text table; the first ``text_columns`` are left-aligned, numbers right."""
+    rows = [list(header), *[list(row) for row in rows]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    out = []
+    for number, row in enumerate(rows):
+        cells = [
+            cell.rjust(width) if i >= text_columns and number else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return out
+
+
+def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Tables per policy and per risk category, then one line per violation and error.
+
+    Per policy, each column counts events; ``rate`` is violated / events where the policy
+    applied (not-applicable ones excluded). Per risk category, an event counts as violated
+    when any of its policies in that category was violated.
+    """
+    per_policy: dict[str, Tally] = {}
+    policy_risk: dict[str, str] = {}
+    per_risk: dict[str, Tally] = {}
+    risk_level1: dict[str, str] = {}
+    problems: list[str] = []
+    for record in records:
+        by_risk: dict[str, list[str]] = {}
+        for item in record["policies"]:
+            per_policy.setdefault(item["policy"], Tally()).add(item["outcome"])
+            policy_risk[item["policy"]] = item["risk_category"]
+            risk_level1[item["risk_category"]] = item["risk_level1"]
+            by_risk.setdefault(item["risk_category"], []).append(item["outcome"])
+            if item["outcome"] in ("violated", "error", "inconclusive"):
+                turn = f" turn {item['turn']}" if item["turn"] is not None else ""
+                problems.append(
+                    f"{item['outcome'].upper():9} {record['event']} {item['policy']}{turn}: "
+                    f"{_short(item['reason'], 140)}"
+                )
+        for risk, outcomes in by_risk.items():
+            per_risk.setdefault(risk, Tally()).add(combine([Outcome(o) for o in outcomes]).value)
+    header = ["events", "compliant", "violated", "errors", "n/a", "rate"]
+
+    def cells(tally: Tally) -> list[str]:
+        return [
+            str(tally.events),
+            str(tally.compliant),
+            str(tally.violated),
+            str(tally.errors + tally.inconclusive),
+            str(tally.not_applicable),
+            tally.rate(),
+        ]
+
+    lines = ["per policy:"]
+    lines += [
+        "  " + line
+        for line in _table(
+            ["policy", "risk category", *header],
+            ([p, policy_risk[p], *cells(t)] for p, t in sorted(per_policy.items())),
+            text_columns=2,
+        )
+    ]
+    lines.append("per risk category:")
+    lines += [
+        "  " + line
+        for line in _table(
+            ["risk category", "level 1", *header],
+            ([r, risk_level1[r], *cells(t)] for r, t in sorted(per_risk.items())),
+            text_columns=2,
+        )
+    ]
+    if problems:
+        lines.append("violations and errors:")
+        lines += ["  " + line for line in problems]
+    return lines

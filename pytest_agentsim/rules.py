@@ -1,0 +1,411 @@
+"""Declarative rule checks: deterministic judges over the transcript, tool calls and DB.
+
+A pack writes a check as a mapping with a ``type`` and the fields of that type, e.g.
+``{type: call_order, first: verify_identity, then: get_reservation}``. Each type is a
+pydantic model with an ``evaluate`` method; the built-in types are registered through the
+``pytest_agentsim_add_rule_types`` hook like any plugin's, so new types plug in the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import field_validator
+
+from pytest_agentsim.models import Conversation
+from pytest_agentsim.models import Outcome
+from pytest_agentsim.models import StrictModel
+from pytest_agentsim.models import ToolCall
+
+
+class CheckResult(BaseModel):
+    outcome: Outcome
+    turn: int | None = None
+    reason: str
+
+
+def _compiled(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return pattern
+
+
+class RuleCheck(StrictModel):
+    """Base of every rule type. ``when_called`` limits a check to conversations that call a tool."""
+
+    type: str
+    when_called: str | None = Field(
+        default=None, description="Only applies when this tool was called (else not_applicable)"
+    )
+
+    def evaluate(self, conversation: Conversation) -> CheckResult:
+        if self.when_called and not conversation.called(self.when_called):
+            return CheckResult(
+                outcome=Outcome.not_applicable,
+                reason=f"{self.when_called} was never called",
+            )
+        return self.check(conversation)
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        fields = self.model_dump(exclude={"type"}, exclude_defaults=True)
+        inner = ", ".join(f"{key}={value!r}" for key, value in fields.items())
+        return f"{self.type}({inner})"
+
+
+def _args_text(args: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in args.items())
+
+
+def _matches_args(call: ToolCall, args: dict[str, Any]) -> bool:
+    return all(
+        key in call.arguments and call.arguments[key] == value for key, value in args.items()
+    )
+
+
+class _ToolArgsCheck(RuleCheck):
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments that must match")
+
+    def matching_calls(self, conversation: Conversation) -> list[ToolCall]:
+        return [call for call in conversation.calls_to(self.tool) if _matches_args(call, self.args)]
+
+    def call_text(self) -> str:
+        return f"{self.tool}({_args_text(self.args)})" if self.args else self.tool
+
+
+class MustCall(_ToolArgsCheck):
+    """The tool must be called (with these arguments, if given)."""
+
+    type: Literal["must_call"] = "must_call"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        calls = self.matching_calls(conversation)
+        if calls:
+            return CheckResult(
+                outcome=Outcome.compliant, turn=calls[0].turn, reason=f"{self.call_text()} called"
+            )
+        others = conversation.calls_to(self.tool)
+        seen = f"; it was called with {_args_text(others[0].arguments)}" if others else ""
+        return CheckResult(
+            outcome=Outcome.violated, reason=f"{self.call_text()} was never called{seen}"
+        )
+
+
+class MustNotCall(_ToolArgsCheck):
+    """The tool must not be called (with these arguments, if given); attempts count."""
+
+    type: Literal["must_not_call"] = "must_not_call"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        calls = self.matching_calls(conversation)
+        if not calls:
+            return CheckResult(
+                outcome=Outcome.compliant, reason=f"{self.call_text()} was not called"
+            )
+        call = calls[0]
+        failed = f" (the call failed: {call.error})" if call.error else ""
+        return CheckResult(
+            outcome=Outcome.violated,
+            turn=call.turn,
+            reason=f"called {call.name}({_args_text(call.arguments)}), which is forbidden{failed}",
+        )
+
+
+class CallOrder(RuleCheck):
+    """``first`` must have been called successfully before any call to ``then``."""
+
+    type: Literal["call_order"] = "call_order"
+    first: str
+    then: str
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        later = conversation.calls_to(self.then)
+        if not later:
+            return CheckResult(
+                outcome=Outcome.not_applicable, reason=f"{self.then} was never called"
+            )
+        target = later[0]
+        position = conversation.tool_calls.index(target)
+        before = [
+            call
+            for call in conversation.tool_calls[:position]
+            if call.name == self.first and call.ok
+        ]
+        if before:
+            return CheckResult(
+                outcome=Outcome.compliant,
+                turn=target.turn,
+                reason=f"{self.first} succeeded before {self.then}",
+            )
+        return CheckResult(
+            outcome=Outcome.violated,
+            turn=target.turn,
+            reason=f"{self.then} was called before {self.first} had succeeded",
+        )
+
+
+DEFAULT_CONFIRM = (
+    r"(?i)\b(yes|yeah|yep|sure|confirm(ed)?|go ahead|proceed|please do|do it|ok(ay)?)\b"
+)
+DEFAULT_DENY = r"(?i)\b(no|nope|don'?t|do not|stop|wait)\b"
+DEFAULT_ASK = (
+    r"(?i)(confirm|shall i|should i|do you want me to|would you like me to|proceed|go ahead)"
+)
+
+
+class ConfirmationBefore(RuleCheck):
+    """Every call to ``tool`` must follow the agent asking and the user agreeing.
+
+    The last user message before the call must match ``confirm`` and not ``deny``, and
+    the last assistant text before that user message must match ``ask``.
+    """
+
+    type: Literal["confirmation_before"] = "confirmation_before"
+    tool: str
+    confirm: str = DEFAULT_CONFIRM
+    deny: str = DEFAULT_DENY
+    ask: str = DEFAULT_ASK
+
+    _check_patterns = field_validator("confirm", "deny", "ask")(_compiled)
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        calls = conversation.calls_to(self.tool)
+        if not calls:
+            return CheckResult(
+                outcome=Outcome.not_applicable, reason=f"{self.tool} was never called"
+            )
+        messages = conversation.messages
+        for call in calls:
+            user_index = next(
+                (i for i in range(call.turn - 1, -1, -1) if messages[i].role == "user"), None
+            )
+            if user_index is None:
+                return CheckResult(
+                    outcome=Outcome.violated,
+                    turn=call.turn,
+                    reason=f"{self.tool} was called before the user said anything",
+                )
+            said = messages[user_index].content or ""
+            if not re.search(self.confirm, said) or re.search(self.deny, said):
+                return CheckResult(
+                    outcome=Outcome.violated,
+                    turn=call.turn,
+                    reason=(
+                        f"{self.tool} was called without the user confirming; "
+                        f"the last user message was {said!r}"
+                    ),
+                )
+            asked = next(
+                (
+                    messages[i].content or ""
+                    for i in range(user_index - 1, -1, -1)
+                    if messages[i].role == "assistant" and messages[i].content
+                ),
+                "",
+            )
+            if not re.search(self.ask, asked):
+                return CheckResult(
+                    outcome=Outcome.violated,
+                    turn=call.turn,
+                    reason=(
+                        f"{self.tool} was called but the agent never asked for confirmation; "
+                        f"its last message was {asked!r}"
+                    ),
+                )
+        return CheckResult(
+            outcome=Outcome.compliant,
+            turn=calls[0].turn,
+            reason=f"every call to {self.tool} was confirmed by the user",
+        )
+
+
+_MISSING = object()
+
+
+def value_at(data: Any, path: list[str | int]) -> Any:
+    """The value at a path of keys / list indices, or ``_MISSING``."""
+    node = data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _split_path(path: str | list[str | int]) -> list[str | int]:
+    if isinstance(path, list):
+        return path
+    return [int(part) if part.lstrip("-").isdigit() else part for part in path.split(".")]
+
+
+class _DbCheck(RuleCheck):
+    path: str | list[str | int] = Field(description="Dotted path ('users.u1.email') or a list")
+    value: Any = Field(default=None, description="Expected value; omit to test the path only")
+
+    @property
+    def has_value(self) -> bool:
+        return "value" in self.model_fields_set
+
+    def found(self, conversation: Conversation) -> tuple[bool, Any]:
+        current = value_at(conversation.final_db, _split_path(self.path))
+        if current is _MISSING:
+            return False, None
+        if not self.has_value:
+            return True, current
+        if isinstance(current, list) and not isinstance(self.value, list):
+            return self.value in current, current
+        return current == self.value, current
+
+    def wanted(self) -> str:
+        where = self.path if isinstance(self.path, str) else ".".join(map(str, self.path))
+        return f"{self.value!r} at {where}" if self.has_value else where
+
+    def label(self) -> str:
+        return f"{self.type}({self.wanted()})"
+
+
+class DbContains(_DbCheck):
+    """The final database must have the path (and the value, if given; lists: membership)."""
+
+    type: Literal["db_contains"] = "db_contains"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        ok, current = self.found(conversation)
+        if ok:
+            return CheckResult(
+                outcome=Outcome.compliant, reason=f"final database has {self.wanted()}"
+            )
+        return CheckResult(
+            outcome=Outcome.violated,
+            reason=f"final database lacks {self.wanted()} (found {current!r})",
+        )
+
+
+class DbNotContains(_DbCheck):
+    """The final database must not have the path (or the value there, if given)."""
+
+    type: Literal["db_not_contains"] = "db_not_contains"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        ok, current = self.found(conversation)
+        if not ok:
+            return CheckResult(
+                outcome=Outcome.compliant, reason=f"final database has no {self.wanted()}"
+            )
+        return CheckResult(
+            outcome=Outcome.violated,
+            reason=f"final database has {self.wanted()}, which is forbidden (found {current!r})",
+        )
+
+
+class _TextCheck(RuleCheck):
+    pattern: str = Field(description="Python regex, searched in each assistant message")
+
+    _check_pattern = field_validator("pattern")(_compiled)
+
+
+class TextMatches(_TextCheck):
+    """Some assistant message must match the pattern."""
+
+    type: Literal["text_matches"] = "text_matches"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        for turn, text in conversation.assistant_texts():
+            if re.search(self.pattern, text):
+                return CheckResult(
+                    outcome=Outcome.compliant, turn=turn, reason=f"agent said {text!r}"
+                )
+        return CheckResult(
+            outcome=Outcome.violated, reason=f"no agent message matched /{self.pattern}/"
+        )
+
+
+class TextNotMatches(_TextCheck):
+    """No assistant message may match the pattern."""
+
+    type: Literal["text_not_matches"] = "text_not_matches"
+
+    def check(self, conversation: Conversation) -> CheckResult:
+        for turn, text in conversation.assistant_texts():
+            found = re.search(self.pattern, text)
+            if found:
+                return CheckResult(
+                    outcome=Outcome.violated,
+                    turn=turn,
+                    reason=f"agent said {found.group(0)!r}, matching /{self.pattern}/: {text!r}",
+                )
+        return CheckResult(
+            outcome=Outcome.compliant, reason=f"no agent message matched /{self.pattern}/"
+        )
+
+
+BUILTIN_RULE_TYPES: tuple[type[RuleCheck], ...] = (
+    MustCall,
+    MustNotCall,
+    CallOrder,
+    ConfirmationBefore,
+    DbContains,
+    DbNotContains,
+    TextMatches,
+    TextNotMatches,
+)
+
+
+class UnknownRuleType(ValueError):
+    pass
+
+
+class RuleRegistry:
+    """Rule types by name; parses a check mapping into its rule model."""
+
+    def __init__(self, types: Iterable[type[RuleCheck]] = ()) -> None:
+        self._types: dict[str, type[RuleCheck]] = {}
+        for rule_type in types:
+            self.add(rule_type)
+
+    def add(self, rule_type: type[RuleCheck]) -> None:
+        name = rule_type.model_fields["type"].default
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{rule_type.__name__} needs a default for its 'type' field")
+        if name in self._types and self._types[name] is not rule_type:
+            raise ValueError(f"rule type {name!r} is registered twice")
+        self._types[name] = rule_type
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def parse(self, data: Any) -> RuleCheck:
+        """Validate one check; raises UnknownRuleType or pydantic's ValidationError."""
+        if not isinstance(data, dict):
+            raise UnknownRuleType(f"a check must be a mapping with a 'type', got {data!r}")
+        name = data.get("type")
+        if name not in self._types:
+            raise UnknownRuleType(
+                f"unknown check type {name!r} (expected one of: {', '.join(self.names)})"
+            )
+        return self._types[name].model_validate(data)
+
+
+def default_registry() -> RuleRegistry:
+    return RuleRegistry(BUILTIN_RULE_TYPES)
+
+
+@pytest.hookimpl
+def pytest_agentsim_add_rule_types(registry: RuleRegistry) -> None:
+    for rule_type in BUILTIN_RULE_TYPES:
+        registry.add(rule_type)

@@ -1,0 +1,217 @@
+"""Driving conversations: simulated user <-> agent under test <-> sandboxed tools.
+
+The agent under test is anything with a ``respond(messages, sandbox)`` method, or any
+callable ``agent(messages, sandbox)``; it gets the conversation so far as OpenAI chat
+messages and returns the assistant message: a string, an OpenAI-format dict, or a
+:class:`~pytest_agentsim.models.Message`. It may be ``async``. Tool calls it returns are
+run by the sandbox and fed back until it answers the user in words.
+
+:class:`SimulationRunner` is the session-level owner of simulations: tests ask it for an
+event's judged result and it simulates each (event, agent) once. It runs them one at a
+time today; because tests only ever see finished results, running many conversations
+concurrently later changes nothing in the test API.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import traceback
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from pytest_agentsim.models import Conversation
+from pytest_agentsim.models import Event
+from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import FunctionCall
+from pytest_agentsim.models import Message
+from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import StopReason
+from pytest_agentsim.models import ToolCallRequest
+from pytest_agentsim.sandbox import ToolSandbox
+from pytest_agentsim.sandbox import state_diff
+from pytest_agentsim.users import SimulatedUser
+from pytest_agentsim.users import user_for
+
+_call_ids = itertools.count(1)
+
+
+def tool_call(
+    name: str, arguments: Mapping[str, Any] | None = None, *, id: str | None = None
+) -> ToolCallRequest:
+    """A tool call for an agent's reply, e.g. ``{"role": "assistant", "tool_calls": [tool_call(...)]}``."""
+    return ToolCallRequest(
+        id=id or f"call_{next(_call_ids)}",
+        function=FunctionCall(name=name, arguments=json.dumps(dict(arguments or {}))),
+    )
+
+
+class AgentProtocolError(TypeError):
+    """The agent returned something that is not an assistant message."""
+
+
+def as_assistant_message(reply: Any) -> Message:
+    """Normalize what an agent returned into an assistant :class:`Message`."""
+    if isinstance(reply, Message):
+        message = reply
+    elif isinstance(reply, str):
+        message = Message(role="assistant", content=reply)
+    elif isinstance(reply, Mapping):
+        data = dict(reply)
+        data.setdefault("role", "assistant")
+        calls = []
+        for call in data.get("tool_calls") or []:
+            if isinstance(call, Mapping):
+                call = dict(call)
+                function = dict(call.get("function") or {})
+                if not isinstance(function.get("arguments", ""), str):
+                    function["arguments"] = json.dumps(function["arguments"])
+                call["function"] = function
+                call.setdefault("id", f"call_{next(_call_ids)}")
+            calls.append(call)
+        if calls:
+            data["tool_calls"] = calls
+        message = Message.model_validate(data)
+    else:
+        raise AgentProtocolError(
+            f"the agent returned {type(reply).__name__}; expected a string, an OpenAI "
+            "assistant message dict or a pytest_agentsim Message"
+        )
+    if message.role != "assistant":
+        raise AgentProtocolError(f"the agent returned a {message.role!r} message, not 'assistant'")
+    if not message.content and not message.tool_calls:
+        raise AgentProtocolError("the agent returned an empty message (no text, no tool calls)")
+    return message
+
+
+async def call_agent(agent: Any, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Message:
+    respond = getattr(agent, "respond", None)
+    target = respond if callable(respond) else agent
+    if not callable(target):
+        raise AgentProtocolError(
+            f"{type(agent).__name__} is not an agent: give a callable or an object with a "
+            "respond(messages, sandbox) method"
+        )
+    reply = target(messages, sandbox)
+    if inspect.isawaitable(reply):
+        reply = await reply
+    return as_assistant_message(reply)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = "".join(lines[-12:]).rstrip()
+    return text
+
+
+async def run_conversation(
+    *,
+    event_id: str,
+    user: SimulatedUser,
+    agent: Any,
+    sandbox: ToolSandbox,
+    max_turns: int = 20,
+    max_tool_rounds: int = 16,
+    seed: int = 0,
+) -> Conversation:
+    """Let ``user`` and ``agent`` talk until the user stops, a limit is hit, or one fails."""
+    messages: list[Message] = []
+    stop: StopReason | None = None
+    error: str | None = None
+    for _ in range(max_turns):
+        try:
+            said = user.reply(messages)
+        except Exception as exc:
+            stop, error = StopReason.user_error, _describe_exception(exc)
+            break
+        if said.text is not None:
+            messages.append(Message(role="user", content=said.text))
+        if said.stop is not None:
+            stop = said.stop
+            break
+        for _round in range(max_tool_rounds):
+            try:
+                reply = await call_agent(agent, [m.to_openai() for m in messages], sandbox)
+            except Exception as exc:
+                stop, error = StopReason.agent_error, _describe_exception(exc)
+                break
+            turn = len(messages)
+            messages.append(reply)
+            if not reply.tool_calls:
+                break
+            for request in reply.tool_calls:
+                record = sandbox.call(
+                    request.function.name, request.function.arguments, turn=turn, call_id=request.id
+                )
+                messages.append(
+                    Message(
+                        role="tool",
+                        tool_call_id=request.id,
+                        name=request.function.name,
+                        content=record.result_text(),
+                    )
+                )
+        else:
+            stop = StopReason.agent_error
+            error = (
+                f"the agent made {max_tool_rounds} rounds of tool calls without answering the user"
+            )
+        if stop is not None:
+            break
+    else:
+        stop = StopReason.max_turns
+    return Conversation(
+        event_id=event_id,
+        messages=messages,
+        tool_calls=list(sandbox.calls),
+        initial_db=sandbox.initial_db,
+        final_db=sandbox.db,
+        state_diff=state_diff(sandbox.initial_db, sandbox.db),
+        stop_reason=stop,
+        error=error,
+        seed=seed,
+    )
+
+
+@dataclass
+class SimulationRunner:
+    """Owns the simulations of a session (or of one xdist worker): each runs once."""
+
+    judges: Sequence[Any]
+    max_turns: int = 20
+    seed: int = 0
+    # The agent is kept beside its result so that its id() cannot be reused by another.
+    _results: dict[tuple[str, str, int], tuple[Any, EventResult]] = field(default_factory=dict)
+
+    def user_seed(self, event: Event) -> str:
+        return f"{self.seed}:{event.seed if event.seed is not None else ''}:{event.id}"
+
+    async def simulate(
+        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox
+    ) -> EventResult:
+        from pytest_agentsim.judging import judge_event
+
+        conversation = await run_conversation(
+            event_id=event.id,
+            user=user_for(event.user, seed=self.user_seed(event)),
+            agent=agent,
+            sandbox=sandbox,
+            max_turns=self.max_turns,
+            seed=self.seed,
+        )
+        return await judge_event(event, conversation, pack, self.judges)
+
+    def result(
+        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox
+    ) -> EventResult:
+        """The judged result of ``event`` for ``agent``, simulating it on first request."""
+        import asyncio
+
+        key = (event.domain, event.id, id(agent))
+        if key not in self._results:
+            self._results[key] = (agent, asyncio.run(self.simulate(event, pack, agent, sandbox)))
+        return self._results[key][1]

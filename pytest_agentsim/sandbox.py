@@ -1,0 +1,194 @@
+"""The tool sandbox: the agent's tools run over a private copy of the event's database.
+
+Tools are plain typed Python functions whose first parameter is the database (a dict)
+and whose other parameters are keyword arguments. Their JSON schemas are derived from the
+signature and docstring with pydantic, arguments are validated before a tool runs, and
+every call is recorded with its result or error. A tool that raises never crashes the
+run: the agent gets the error back as the tool's answer, as a real API would return it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from typing import get_type_hints
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import create_model
+
+from pytest_agentsim.models import ToolCall
+
+ToolFunction = Callable[..., Any]
+
+
+class _ArgsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool function with the pydantic model of its arguments."""
+
+    name: str
+    description: str
+    function: ToolFunction
+    arguments: type[BaseModel]
+
+    def schema(self) -> dict[str, Any]:
+        """The tool in OpenAI's ``tools`` format."""
+        parameters = self.arguments.model_json_schema()
+        parameters.pop("title", None)
+        for prop in parameters.get("properties", {}).values():
+            prop.pop("title", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
+
+def make_tool(function: ToolFunction, name: str | None = None) -> Tool:
+    """Derive a Tool from a function ``f(db, *, arg: type = default, ...)``.
+
+    The first parameter receives the database and is not part of the schema. Every other
+    parameter needs a type hint; descriptions come from the docstring (Google, reST or
+    numpydoc style, parsed by docstring_parser).
+    """
+    import docstring_parser
+
+    tool_name = name or function.__name__
+    signature = inspect.signature(function)
+    params = list(signature.parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(f"tool {tool_name!r}: the first parameter must take the database")
+    docs = docstring_parser.parse(inspect.getdoc(function) or "")
+    param_docs = {param.arg_name: param.description for param in docs.params}
+    hints = get_type_hints(function)
+    fields: dict[str, Any] = {}
+    for param in params[1:]:
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
+        if param.name not in hints:
+            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} needs a type hint")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (
+            hints[param.name],
+            Field(default=default, description=param_docs.get(param.name)),
+        )
+    arguments = create_model(f"{tool_name}_arguments", __base__=_ArgsBase, **fields)
+    description = "\n\n".join(
+        part for part in (docs.short_description, docs.long_description) if part
+    )
+    return Tool(tool_name, description, function, arguments)
+
+
+def _validation_summary(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class ToolSandbox:
+    """Runs tools for one conversation over a fresh deep copy of the starting database."""
+
+    def __init__(
+        self, tools: Iterable[ToolFunction | Tool], db: Mapping[str, Any] | None = None
+    ) -> None:
+        self.tools: dict[str, Tool] = {}
+        for item in tools:
+            tool = item if isinstance(item, Tool) else make_tool(item)
+            if tool.name in self.tools:
+                raise ValueError(f"two tools are named {tool.name!r}")
+            self.tools[tool.name] = tool
+        self.initial_db: dict[str, Any] = copy.deepcopy(dict(db or {}))
+        self.db: dict[str, Any] = copy.deepcopy(self.initial_db)
+        self.calls: list[ToolCall] = []
+
+    def fresh(self, db: Mapping[str, Any] | None = None) -> ToolSandbox:
+        """A new sandbox with the same tools and a fresh copy of ``db`` (or of this start)."""
+        return ToolSandbox(self.tools.values(), self.initial_db if db is None else db)
+
+    @property
+    def schemas(self) -> list[dict[str, Any]]:
+        """All tools in OpenAI's ``tools`` format, for an agent to offer a model."""
+        return [tool.schema() for tool in self.tools.values()]
+
+    def call(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | str | None = None,
+        *,
+        turn: int = -1,
+        call_id: str | None = None,
+    ) -> ToolCall:
+        """Run a tool and record the call; errors become the call's ``error``, never raise."""
+        call_id = call_id or f"call_{len(self.calls) + 1}"
+        record = ToolCall(id=call_id, name=name, turn=turn)
+        self.calls.append(record)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                record.error = f"arguments are not valid JSON: {exc.msg}"
+                return record
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, Mapping):
+            record.error = f"arguments must be a JSON object, got {type(arguments).__name__}"
+            return record
+        record.arguments = dict(arguments)
+        tool = self.tools.get(name)
+        if tool is None:
+            record.error = f"unknown tool {name!r}; available: {', '.join(self.tools)}"
+            return record
+        try:
+            validated = tool.arguments.model_validate(dict(arguments))
+        except ValidationError as exc:
+            record.error = f"invalid arguments: {_validation_summary(exc)}"
+            return record
+        kwargs = {key: getattr(validated, key) for key in type(validated).model_fields}
+        try:
+            result = tool.function(self.db, **kwargs)
+        except Exception as exc:  # the agent sees the error, as from a real API
+            record.error = f"{type(exc).__name__}: {exc}"
+            return record
+        record.result = json.loads(json.dumps(result, default=str))
+        return record
+
+    def diff(self) -> dict[str, Any]:
+        """The change from the starting to the current database (deepdiff, JSON-safe)."""
+        return state_diff(self.initial_db, self.db)
+
+
+def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    from deepdiff import DeepDiff
+
+    diff = DeepDiff(dict(before), dict(after), threshold_to_diff_deeper=0, verbose_level=2)
+    result: dict[str, Any] = json.loads(diff.to_json())
+    return result
+
+
+def pretty_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The database change as lines a human reads in a failure report."""
+    from deepdiff import DeepDiff
+
+    diff = DeepDiff(dict(before), dict(after), threshold_to_diff_deeper=0, verbose_level=2)
+    text: str = diff.pretty()
+    return text

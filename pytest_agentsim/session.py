@@ -1,0 +1,347 @@
+"""The state of one ``pytest --agentsim`` run, and the hooks that need it.
+
+Registered by ``plugin.pytest_configure`` only when ``--agentsim`` is given (like pytest's
+stepwise or xdist's DSession), so an ordinary ``pytest`` run never imports this module,
+pydantic models, YAML or litellm. Each xdist worker has its own instance and simulates
+the events of the tests it runs; the controller only loads the configuration (to fail
+early on mistakes) and prints the summary from the records riding on test reports.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Generator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.events import load_events
+from pytest_agentsim.events import starting_db
+from pytest_agentsim.judging import Judge
+from pytest_agentsim.judging import judge_event
+from pytest_agentsim.models import Event
+from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import Outcome
+from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import UserProfile
+from pytest_agentsim.packs import load_pack
+from pytest_agentsim.packs import pack_taxonomy
+from pytest_agentsim.report import RESULT_KEY
+from pytest_agentsim.report import failure_report
+from pytest_agentsim.report import result_record
+from pytest_agentsim.report import summary_lines
+from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.runner import SimulationRunner
+from pytest_agentsim.runner import run_conversation
+from pytest_agentsim.sandbox import ToolSandbox
+from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.sources import display_path
+from pytest_agentsim.users import ScriptedUser
+from pytest_agentsim.users import SimulatedUser
+from pytest_agentsim.users import user_for
+
+EVENT_RESULT = pytest.StashKey["EventResult"]()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options resolved once: command line over ini over defaults."""
+
+    packs: tuple[Path, ...]
+    events: tuple[Path, ...]
+    seed: int
+    max_turns: int
+
+
+def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
+    value = config.getoption(option)
+    source = f"--{option.replace('_', '-')}"
+    if value is None:
+        raw = config.getini(ini)
+        if raw in ("", None):
+            return default
+        source = f"{ini} in {display_path(config.inipath) if config.inipath else 'ini'}"
+        value = raw
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: expected an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{source}: expected an integer >= {minimum}, got {number}")
+    return number
+
+
+def _paths(config: pytest.Config, option: str, ini: str, default_glob: str) -> tuple[Path, ...]:
+    given = config.getoption(option)
+    if given:
+        return tuple(Path(config.invocation_params.dir, path).resolve() for path in given)
+    from_ini = config.getini(ini)
+    if from_ini:
+        return tuple(Path(path).resolve() for path in from_ini)
+    return tuple(sorted(config.rootpath.glob(default_glob)))
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    packs = _paths(config, "agentsim_packs", "agentsim_packs", "policies/*.yaml")
+    if not packs:
+        raise ConfigError(
+            "--agentsim: no policy pack found; pass --agentsim-pack PATH, set agentsim_packs "
+            f"in the ini file, or put packs under {display_path(config.rootpath / 'policies')}/"
+        )
+    events = _paths(config, "agentsim_events", "agentsim_events", "fixtures/events/*.yaml")
+    if not events:
+        raise ConfigError(
+            "--agentsim: no events file found; pass --agentsim-events PATH, set agentsim_events "
+            f"in the ini file, or put snapshots under "
+            f"{display_path(config.rootpath / 'fixtures' / 'events')}/"
+        )
+    return Settings(
+        packs=packs,
+        events=events,
+        seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
+        max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
+    )
+
+
+class AgentSimSession:
+    """Loaded packs and events, the judges and the runner, and the hooks that use them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = resolve_settings(config)
+        self.registry = RuleRegistry()
+        config.hook.pytest_agentsim_add_rule_types(registry=self.registry)
+        self.packs: dict[str, PolicyPack] = {}
+        for path in self.settings.packs:
+            pack = load_pack(path, registry=self.registry)
+            if pack.domain in self.packs:
+                raise ConfigError(
+                    f"{display_path(path)}: domain {pack.domain!r} is also the domain of "
+                    f"{display_path(self.packs[pack.domain].path or '')}"
+                )
+            self.packs[pack.domain] = pack
+        self.events: list[Event] = []
+        seen: dict[tuple[str, str], str] = {}
+        for path in self.settings.events:
+            event_set = load_events(path, packs=self.packs, registry=self.registry)
+            for event in event_set.events:
+                key = (event.domain, event.id)
+                if key in seen:
+                    raise ConfigError(
+                        f"{display_path(path)}:{event.line}: event {event.id!r} is also in {seen[key]}"
+                    )
+                seen[key] = display_path(path)
+                self.events.append(event)
+        self.judges: list[Judge] = [
+            judge
+            for judges in config.hook.pytest_agentsim_make_judges(registry=self.registry)
+            for judge in judges
+        ]
+        self.runner = SimulationRunner(
+            judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
+        )
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def pack_for(self, event: Event | None) -> PolicyPack:
+        if event is not None:
+            return self.packs[event.domain]
+        if len(self.packs) == 1:
+            return next(iter(self.packs.values()))
+        raise pytest.UsageError(
+            "several policy packs are loaded; this test has no event to choose one "
+            f"({', '.join(self.packs)})"
+        )
+
+    def selected_events(self, markers: Sequence[pytest.Mark], where: str) -> list[Event]:
+        events = self.events
+        policy_ids = {pid for pack in self.packs.values() for pid in pack.policy_ids}
+        for mark in markers:
+            wanted = {str(arg) for arg in mark.args}
+            if not wanted:
+                pytest.fail(
+                    f"{where}: @pytest.mark.{mark.name} needs at least one argument", pytrace=False
+                )
+            if mark.name == "agentsim_policy":
+                unknown = wanted - policy_ids
+                if unknown:
+                    pytest.fail(
+                        f"{where}: @pytest.mark.agentsim_policy names unknown policies "
+                        f"{sorted(unknown)} (known: {', '.join(sorted(policy_ids))})",
+                        pytrace=False,
+                    )
+                events = [e for e in events if wanted & set(e.policies)]
+            else:
+                taxonomies = {d: pack_taxonomy(p) for d, p in self.packs.items()}
+                known = {n for t in taxonomies.values() for n in (*t.names, *t.parent.values())}
+                unknown = wanted - known
+                if unknown:
+                    pytest.fail(
+                        f"{where}: @pytest.mark.agentsim_risk names unknown risk categories "
+                        f"{sorted(unknown)} (known: {', '.join(sorted(known))})",
+                        pytrace=False,
+                    )
+                events = [
+                    e
+                    for e in events
+                    if any(
+                        wanted
+                        & {
+                            self.packs[e.domain].policy(p).risk_category,
+                            taxonomies[e.domain].level1(
+                                self.packs[e.domain].policy(p).risk_category
+                            ),
+                        }
+                        for p in e.policies
+                    )
+                ]
+        return events
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def pytest_report_header(self) -> list[str]:
+        packs = ", ".join(f"{d} ({len(p.policies)} policies)" for d, p in self.packs.items())
+        return [
+            f"agentsim: packs {packs}; {len(self.events)} events; seed {self.settings.seed}; "
+            f"max turns {self.settings.max_turns}"
+        ]
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # Tests over events: those taking the conversation, or asking for the event itself.
+        own_args = inspect.signature(metafunc.function).parameters
+        if (
+            "agentsim_conversation" not in metafunc.fixturenames
+            and "agentsim_event" not in own_args
+        ):
+            return
+        markers = [
+            *metafunc.definition.iter_markers("agentsim_policy"),
+            *metafunc.definition.iter_markers("agentsim_risk"),
+        ]
+        events = self.selected_events(markers, metafunc.definition.nodeid)
+        several = len(self.packs) > 1
+        metafunc.parametrize(
+            "agentsim_event",
+            [
+                pytest.param(e, id=f"{e.domain}-{e.test_id}" if several else e.test_id)
+                for e in events
+            ],
+            indirect=True,
+        )
+
+    def conversation(
+        self, item: pytest.Item, event: Event, agent: Any, tools: Sequence[Any]
+    ) -> EventResult:
+        """The judged result of ``event`` for the test ``item``; errors fail its setup."""
+        pack = self.packs[event.domain]
+        sandbox = ToolSandbox(tools, starting_db(pack, event))
+        result = self.runner.result(event, pack, agent, sandbox)
+        item.stash[EVENT_RESULT] = result
+        item.config.hook.pytest_agentsim_event_judged(
+            item=item, event=event, result=result, config=item.config
+        )
+        if result.errors:
+            pytest.fail(failure_report(result), pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        yield
+        result = item.stash.get(EVENT_RESULT, None)
+        if result is not None and (result.violated or result.with_outcome(Outcome.inconclusive)):
+            pytest.fail(failure_report(result), pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        result = item.stash.get(EVENT_RESULT, None)
+        if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+            # Reports are the one channel xdist carries back to the controller.
+            report.__dict__[RESULT_KEY] = result_record(result)
+        return report
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        # Several tests may assert on one event's (shared) conversation: count it once.
+        records: dict[tuple[str, str], dict[str, Any]] = {}
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                record = getattr(report, RESULT_KEY, None)
+                if isinstance(record, dict):
+                    records.setdefault((record["domain"], record["event"]), record)
+        if not records:
+            return
+        terminalreporter.write_sep("=", "agentsim summary")
+        for line in summary_lines([records[key] for key in sorted(records)]):
+            terminalreporter.write_line(line)
+
+
+class UserDriver:
+    """The ``simulated_user`` fixture: drive one conversation yourself, like a unit test."""
+
+    def __init__(
+        self, session: AgentSimSession, agent: Any, tools: Sequence[Any], name: str
+    ) -> None:
+        self.session = session
+        self.agent = agent
+        self.tools = list(tools)
+        self.name = name
+        self.runs = 0
+
+    def run(
+        self,
+        user: Sequence[str] | UserProfile | SimulatedUser,
+        *,
+        db: dict[str, Any] | None = None,
+        policies: Sequence[str] | None = None,
+        domain: str | None = None,
+        max_turns: int | None = None,
+    ) -> EventResult:
+        """Run a conversation with scripted turns, a profile, or any simulated user; judge it.
+
+        ``db`` overrides are merged over the pack's seed database; ``policies`` are the
+        ones this dialogue exercises (default: every policy with rule checks).
+        """
+        import asyncio
+
+        pack = self.session.packs[domain] if domain else self.session.pack_for(None)
+        self.runs += 1
+        if isinstance(user, UserProfile):
+            profile, simulated = (
+                user,
+                user_for(user, seed=f"{self.session.settings.seed}:{self.name}"),
+            )
+        elif isinstance(user, (list, tuple)):
+            profile, simulated = UserProfile(script=list(user)), ScriptedUser(list(user))
+        else:
+            profile, simulated = UserProfile(), user  # type: ignore[assignment]
+        chosen = (
+            list(policies)
+            if policies
+            else [p.id for p in pack.policies if p.checks] or pack.policy_ids
+        )
+        event = Event(
+            id=f"{self.name}-run{self.runs}",
+            domain=pack.domain,
+            policies=chosen,
+            user=profile,
+            db=db or {},
+        )
+        sandbox = ToolSandbox(self.tools, starting_db(pack, event))
+
+        async def simulate() -> EventResult:
+            conversation = await run_conversation(
+                event_id=event.id,
+                user=simulated,
+                agent=self.agent,
+                sandbox=sandbox,
+                max_turns=max_turns or self.session.settings.max_turns,
+                seed=self.session.settings.seed,
+            )
+            return await judge_event(event, conversation, pack, self.session.judges)
+
+        return asyncio.run(simulate())
