@@ -7,6 +7,7 @@ that need the plugin are skipped with a reason.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
@@ -36,9 +37,7 @@ SKIP_REASON = "agentsim: simulated conversations run only with --agentsim"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_agentsim import hookspecs
-
-    pluginmanager.add_hookspecs(hookspecs)
+    pluginmanager.add_hookspecs(importlib.import_module("pytest_agentsim.hookspecs"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,12 +102,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "agentsim_risk(*categories): run this test only on events with policies in these risk categories",
     )
     if config.getoption("agentsim"):
-        from pytest_agentsim import judging
-        from pytest_agentsim import rules
         from pytest_agentsim.session import AgentSimSession
 
-        config.pluginmanager.register(rules, "agentsim-rules")
-        config.pluginmanager.register(judging, "agentsim-judging")
+        # import_module, not ``from pytest_agentsim import rules``: the latter returns a
+        # stale submodule when sys.modules was restored in between (pytester inline runs).
+        for module in ("rules", "judging"):
+            config.pluginmanager.register(
+                importlib.import_module(f"pytest_agentsim.{module}"), f"agentsim-{module}"
+            )
         session = AgentSimSession(config)
         config.stash[SESSION] = session
         config.pluginmanager.register(session, PLUGIN_NAME)

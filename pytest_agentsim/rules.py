@@ -263,7 +263,7 @@ class _DbCheck(RuleCheck):
     def found(self, conversation: Conversation) -> tuple[bool, Any]:
         current = value_at(conversation.final_db, _split_path(self.path))
         if current is _MISSING:
-            return False, None
+            return False, _MISSING
         if not self.has_value:
             return True, current
         if isinstance(current, list) and not isinstance(self.value, list):
@@ -289,9 +289,9 @@ class DbContains(_DbCheck):
             return CheckResult(
                 outcome=Outcome.compliant, reason=f"final database has {self.wanted()}"
             )
+        found = "" if current is _MISSING else f" (found {current!r})"
         return CheckResult(
-            outcome=Outcome.violated,
-            reason=f"final database lacks {self.wanted()} (found {current!r})",
+            outcome=Outcome.violated, reason=f"final database lacks {self.wanted()}{found}"
         )
 
 

@@ -243,7 +243,8 @@ class AgentSimSession:
         item.config.hook.pytest_agentsim_event_judged(
             item=item, event=event, result=result, config=item.config
         )
-        if result.errors:
+        if result.errors or result.conversation.stop_reason.is_error:
+            # Could not be judged to the end: an error, even if a violation was found first.
             pytest.fail(failure_report(result), pytrace=False)
         return result
 

@@ -1,0 +1,95 @@
+"""The README's main job: ``pytest --agentsim example_tests`` on the airline example."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = {
+    "ev-0002": "refund-window",
+    "ev-0004": "confirm-before-write",
+    "ev-0005": "verify-identity",
+}
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--agentsim",
+            "example_tests",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def main_job() -> subprocess.CompletedProcess[str]:
+    return run_example()
+
+
+def test_main_job_fails_exactly_on_the_planted_violations(
+    main_job: subprocess.CompletedProcess[str],
+) -> None:
+    assert main_job.returncode == 1, main_job.stdout[-3000:] + main_job.stderr
+    failed = re.findall(r"^FAILED example_tests/test_support\.py::test_support\[(ev-\d+)-", main_job.stdout, re.M)
+    assert sorted(failed) == sorted(PLANTED)
+    violations = re.findall(r"^\s+VIOLATED\s+(ev-\d+) (\S+) turn \d+:", main_job.stdout, re.M)
+    assert dict(violations) == PLANTED
+    assert re.search(r"=+ 3 failed, 8 passed in ", main_job.stdout.splitlines()[-1])
+
+
+def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
+    main_job: subprocess.CompletedProcess[str],
+) -> None:
+    out = main_job.stdout
+    rows = {
+        m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)))
+        for m in re.finditer(
+            r"^\s+([a-z-]+)\s+[A-Z][\w &/-]+?\s+(\d+)\s+\d+\s+(\d+)\s+(\d+)\s+\d+\s+\S+$", out, re.M
+        )
+    }
+    # (events, violated, errors) per policy: each planted bug once, nothing else violated.
+    assert rows == {
+        "cancellation-recorded": (3, 0, 0),
+        "confirm-before-write": (5, 1, 0),
+        "human-transfer": (1, 0, 0),
+        "no-basic-economy-changes": (1, 0, 0),
+        "no-internal-codes": (8, 0, 0),
+        "refund-window": (3, 1, 0),
+        "verify-identity": (7, 1, 0),
+    }
+    for risk in ("Economic Harm", "Operational Misuses", "Privacy"):
+        assert re.search(rf"^\s+{risk}\s+.*\s+[1-9]\d*\s+0\s+\d+\s+\d+%$", out, re.M), risk
+
+
+def test_second_run_gives_identical_verdicts(main_job: subprocess.CompletedProcess[str]) -> None:
+    def verdicts(out: str) -> str:
+        return out[out.index("agentsim summary") : out.index("short test summary")]
+
+    assert verdicts(run_example("-n", "2").stdout) == verdicts(main_job.stdout)
+
+
+def test_without_flag_the_example_is_skipped() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "example_tests", "-p", "no:cacheprovider", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"^4 skipped in ", result.stdout.splitlines()[-1]), result.stdout
