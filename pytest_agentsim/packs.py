@@ -56,7 +56,12 @@ def validate_check(
     except ValidationError as exc:
         raise ConfigError(
             validation_error_message(
-                path, raw, exc, loc_prefix=loc, context=lambda full: (prefix, full[2:])
+                path,
+                raw,
+                exc,
+                model=registry.type_of(check["type"]),
+                loc_prefix=loc,
+                context=lambda full: (prefix, full[2:]),
             )
         ) from None
 

@@ -398,7 +398,10 @@ class RuleRegistry:
             raise UnknownRuleType(
                 f"unknown check type {name!r} (expected one of: {', '.join(self.names)})"
             )
-        return self._types[name].model_validate(data)
+        return self.type_of(name).model_validate(data)
+
+    def type_of(self, name: str) -> type[RuleCheck]:
+        return self._types[name]
 
 
 def default_registry() -> RuleRegistry:

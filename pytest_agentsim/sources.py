@@ -180,8 +180,8 @@ def describe_error(
 ) -> str:
     """One pydantic error (an ``ErrorDetails`` dict) as a phrase a user can act on.
 
-    ``field_loc`` names the field for the user; ``model_loc`` is the full location, used to
-    find which keys the enclosing model accepts.
+    ``field_loc`` names the field for the user; ``model_loc`` is the location within
+    ``model`` (the class that was validated), used to list the keys a mapping accepts.
     """
     field = field_path(field_loc) or "value"
     kind = error["type"]
@@ -239,7 +239,7 @@ def validation_error_message(
         prefix, rest = context(full_loc) if context else ("", full_loc)
         line = line_of(raw, full_loc)
         location = f"{where}:{line}" if line else where
-        phrase = describe_error(item, field_loc=rest, model=model, model_loc=full_loc)
+        phrase = describe_error(item, field_loc=rest, model=model, model_loc=tuple(item["loc"]))
         lines.append(f"{location}: {prefix}{phrase}")
     if len(errors) > limit:
         lines.append(f"{where}: ... and {len(errors) - limit} more errors")

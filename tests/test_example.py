@@ -45,7 +45,9 @@ def test_main_job_fails_exactly_on_the_planted_violations(
     main_job: subprocess.CompletedProcess[str],
 ) -> None:
     assert main_job.returncode == 1, main_job.stdout[-3000:] + main_job.stderr
-    failed = re.findall(r"^FAILED example_tests/test_support\.py::test_support\[(ev-\d+)-", main_job.stdout, re.M)
+    failed = re.findall(
+        r"^FAILED example_tests/test_support\.py::test_support\[(ev-\d+)-", main_job.stdout, re.M
+    )
     assert sorted(failed) == sorted(PLANTED)
     violations = re.findall(r"^\s+VIOLATED\s+(ev-\d+) (\S+) turn \d+:", main_job.stdout, re.M)
     assert dict(violations) == PLANTED
