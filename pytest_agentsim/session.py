@@ -151,53 +151,47 @@ class AgentSimSession:
             return self.packs[event.domain]
         if len(self.packs) == 1:
             return next(iter(self.packs.values()))
-        raise pytest.UsageError(
-            "several policy packs are loaded; this test has no event to choose one "
-            f"({', '.join(self.packs)})"
+        pytest.fail(
+            "agentsim: several policy packs are loaded and this test has no event to choose one "
+            f"({', '.join(self.packs)}); pass domain=... or parametrize it over events",
+            pytrace=False,
         )
 
+    def risks_of(self, event: Event) -> set[str]:
+        """The level-2 and level-1 risk categories of the policies an event exercises."""
+        pack = self.packs[event.domain]
+        taxonomy = pack_taxonomy(pack)
+        level2 = {pack.policy(policy_id).risk_category for policy_id in event.policies}
+        return level2 | {taxonomy.level1(name) for name in level2}
+
     def selected_events(self, markers: Sequence[pytest.Mark], where: str) -> list[Event]:
+        """The events a test runs on, narrowed by its agentsim_policy / agentsim_risk marks."""
+        known = {
+            "agentsim_policy": {pid for pack in self.packs.values() for pid in pack.policy_ids},
+            "agentsim_risk": {
+                name
+                for pack in self.packs.values()
+                for name in (*pack_taxonomy(pack).names, *pack_taxonomy(pack).parent.values())
+            },
+        }
         events = self.events
-        policy_ids = {pid for pack in self.packs.values() for pid in pack.policy_ids}
         for mark in markers:
             wanted = {str(arg) for arg in mark.args}
-            if not wanted:
+            unknown = wanted - known[mark.name]
+            if not wanted or unknown:
+                what = "policies" if mark.name == "agentsim_policy" else "risk categories"
+                problem = (
+                    f"names unknown {what} {sorted(unknown)}" if wanted else "needs an argument"
+                )
                 pytest.fail(
-                    f"{where}: @pytest.mark.{mark.name} needs at least one argument", pytrace=False
+                    f"{where}: @pytest.mark.{mark.name} {problem} "
+                    f"(known: {', '.join(sorted(known[mark.name]))})",
+                    pytrace=False,
                 )
             if mark.name == "agentsim_policy":
-                unknown = wanted - policy_ids
-                if unknown:
-                    pytest.fail(
-                        f"{where}: @pytest.mark.agentsim_policy names unknown policies "
-                        f"{sorted(unknown)} (known: {', '.join(sorted(policy_ids))})",
-                        pytrace=False,
-                    )
-                events = [e for e in events if wanted & set(e.policies)]
+                events = [event for event in events if wanted & set(event.policies)]
             else:
-                taxonomies = {d: pack_taxonomy(p) for d, p in self.packs.items()}
-                known = {n for t in taxonomies.values() for n in (*t.names, *t.parent.values())}
-                unknown = wanted - known
-                if unknown:
-                    pytest.fail(
-                        f"{where}: @pytest.mark.agentsim_risk names unknown risk categories "
-                        f"{sorted(unknown)} (known: {', '.join(sorted(known))})",
-                        pytrace=False,
-                    )
-                events = [
-                    e
-                    for e in events
-                    if any(
-                        wanted
-                        & {
-                            self.packs[e.domain].policy(p).risk_category,
-                            taxonomies[e.domain].level1(
-                                self.packs[e.domain].policy(p).risk_category
-                            ),
-                        }
-                        for p in e.policies
-                    )
-                ]
+                events = [event for event in events if wanted & self.risks_of(event)]
         return events
 
     # -- hooks -------------------------------------------------------------------------
