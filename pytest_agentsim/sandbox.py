@@ -177,18 +177,26 @@ class ToolSandbox:
         return state_diff(self.initial_db, self.db)
 
 
-def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+def _deep_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Any:
     from deepdiff import DeepDiff
 
-    diff = DeepDiff(dict(before), dict(after), threshold_to_diff_deeper=0, verbose_level=2)
-    result: dict[str, Any] = json.loads(diff.to_json())
+    # Per-key changes (no "whole dict replaced"), and 0 -> 10.0 is a value change only.
+    return DeepDiff(
+        dict(before),
+        dict(after),
+        threshold_to_diff_deeper=0,
+        ignore_numeric_type_changes=True,
+        verbose_level=2,
+    )
+
+
+def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The change between two databases as JSON-safe data (deepdiff's report)."""
+    result: dict[str, Any] = json.loads(_deep_diff(before, after).to_json())
     return result
 
 
 def pretty_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """The database change as lines a human reads in a failure report."""
-    from deepdiff import DeepDiff
-
-    diff = DeepDiff(dict(before), dict(after), threshold_to_diff_deeper=0, verbose_level=2)
-    text: str = diff.pretty()
+    text: str = _deep_diff(before, after).pretty()
     return text
