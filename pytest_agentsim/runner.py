@@ -15,7 +15,6 @@ concurrently later changes nothing in the test API.
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import traceback
 from collections.abc import Mapping
@@ -37,16 +36,17 @@ from pytest_agentsim.sandbox import state_diff
 from pytest_agentsim.users import SimulatedUser
 from pytest_agentsim.users import user_for
 
-_call_ids = itertools.count(1)
-
 
 def tool_call(
-    name: str, arguments: Mapping[str, Any] | None = None, *, id: str | None = None
+    name: str, arguments: Mapping[str, Any] | None = None, *, id: str = ""
 ) -> ToolCallRequest:
-    """A tool call for an agent's reply, e.g. ``{"role": "assistant", "tool_calls": [tool_call(...)]}``."""
+    """A tool call for an agent's reply: ``{"role": "assistant", "tool_calls": [tool_call(...)]}``.
+
+    Without an ``id`` the runner gives it one from its position in the conversation, so
+    transcripts are the same on every run.
+    """
     return ToolCallRequest(
-        id=id or f"call_{next(_call_ids)}",
-        function=FunctionCall(name=name, arguments=json.dumps(dict(arguments or {}))),
+        id=id, function=FunctionCall(name=name, arguments=json.dumps(dict(arguments or {})))
     )
 
 
@@ -71,7 +71,7 @@ def as_assistant_message(reply: Any) -> Message:
                 if not isinstance(function.get("arguments", ""), str):
                     function["arguments"] = json.dumps(function["arguments"])
                 call["function"] = function
-                call.setdefault("id", f"call_{next(_call_ids)}")
+                call.setdefault("id", "")
             calls.append(call)
         if calls:
             data["tool_calls"] = calls
@@ -143,7 +143,8 @@ async def run_conversation(
             messages.append(reply)
             if not reply.tool_calls:
                 break
-            for request in reply.tool_calls:
+            for number, request in enumerate(reply.tool_calls):
+                request.id = request.id or f"call_{turn}_{number}"
                 record = sandbox.call(
                     request.function.name, request.function.arguments, turn=turn, call_id=request.id
                 )

@@ -1,0 +1,209 @@
+"""The offline simulated users and the conversation runner."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.models import Message
+from pytest_agentsim.models import StopReason
+from pytest_agentsim.models import UserProfile
+from pytest_agentsim.runner import run_conversation
+from pytest_agentsim.runner import tool_call
+from pytest_agentsim.sandbox import ToolSandbox
+from pytest_agentsim.users import AgendaUser
+from pytest_agentsim.users import ScriptedUser
+
+PROFILE = UserProfile.model_validate(
+    {
+        "goal": {
+            "requests": [
+                {"slot": "refund", "text": "I want my money back.", "done_when": "refunded"}
+            ]
+        },
+        "facts": {"order_id": "o-17", "email": "ann@example.com", "postcode": "SW1"},
+        "aliases": {"postcode": ["zip"]},
+        "agenda": [
+            {"act": "say", "text": "Hello, my parcel arrived broken."},
+            {"act": "inform", "slot": "order_id"},
+            {"act": "request", "slot": "refund"},
+            {"act": "inform", "slot": "email"},
+        ],
+    }
+)
+
+
+class ShopAgent:
+    """Asks for what it needs, one thing at a time, then asks to confirm and refunds."""
+
+    def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Any:
+        said = " ".join(m["content"] or "" for m in messages if m["role"] == "user")
+        if messages[-1]["role"] == "tool":
+            return "Your order has been refunded."
+        if "o-17" not in said:
+            return "Sorry to hear that. What is your order id?"
+        if "ann@example.com" not in said:
+            return "Thanks. Can you give me your email?"
+        if re.search(r"\byes\b", messages[-1]["content"], re.I):
+            return {"role": "assistant", "tool_calls": [tool_call("refund", {"order_id": "o-17"})]}
+        if re.search(r"\bno\b", messages[-1]["content"], re.I):
+            return "Alright, nothing was changed."
+        return "I can refund order o-17. Shall I go ahead?"
+
+
+def refund(db: dict[str, Any], order_id: str) -> str:
+    """Refund an order."""
+    db["refunds"] = [order_id]
+    return "ok"
+
+
+def converse(user: Any, agent: Any = None, max_turns: int = 10, tools: Any = (refund,)) -> Any:
+    return asyncio.run(
+        run_conversation(
+            event_id="ev",
+            user=user,
+            agent=agent or ShopAgent(),
+            sandbox=ToolSandbox(list(tools), {"refunds": []}),
+            max_turns=max_turns,
+        )
+    )
+
+
+def user_lines(conversation: Any) -> list[str]:
+    return [m.content for m in conversation.messages if m.role == "user"]
+
+
+def test_agenda_user_is_deterministic_for_a_seed() -> None:
+    first = converse(AgendaUser(PROFILE, seed=7))
+    second = converse(AgendaUser(PROFILE, seed=7))
+    assert first.messages == second.messages
+    assert first.stop_reason is StopReason.goal_met
+
+
+def test_every_seed_reaches_the_goal_though_initiative_varies() -> None:
+    runs = [converse(AgendaUser(PROFILE, seed=seed)) for seed in range(12)]
+    assert {run.stop_reason for run in runs} == {StopReason.goal_met}
+    assert all(run.final_db["refunds"] == ["o-17"] for run in runs)
+    assert len({tuple(user_lines(run)) for run in runs}) > 1
+
+
+def test_agenda_user_answers_questions_from_its_facts() -> None:
+    user = AgendaUser(PROFILE, seed=0)
+    user.reply([])
+    asked = [
+        Message(role="user", content="hi"),
+        Message(role="assistant", content="What is your zip?"),
+    ]
+    assert user.reply(asked).text == "My postcode is SW1."
+
+
+def test_agenda_user_says_yes_or_no_as_its_goal_says() -> None:
+    question = [
+        Message(role="user", content="hi"),
+        Message(role="assistant", content="Shall I go ahead?"),
+    ]
+    assert AgendaUser(PROFILE, seed=0).reply(question).text == "Yes, please go ahead."
+    declining = PROFILE.model_copy(
+        update={"goal": PROFILE.goal.model_copy(update={"confirm": False})}
+    )
+    assert AgendaUser(declining, seed=0).reply(question).text == "No, please don't do that."
+
+
+def test_declining_user_leaves_without_the_action() -> None:
+    declining = PROFILE.model_copy(
+        update={"goal": PROFILE.goal.model_copy(update={"confirm": False, "requests": []})}
+    )
+    conversation = converse(AgendaUser(declining, seed=1))
+    assert conversation.stop_reason is StopReason.agenda_done
+    assert conversation.final_db["refunds"] == []
+    assert "No, please don't do that." in user_lines(conversation)
+
+
+def test_refusal_without_a_question_ends_the_conversation() -> None:
+    conversation = converse(
+        AgendaUser(PROFILE, seed=0), agent=lambda m, s: "Sorry, I cannot help with refunds."
+    )
+    assert conversation.stop_reason is StopReason.refused
+    assert user_lines(conversation)[-1] == "I see. Thanks anyway, goodbye."
+
+
+def test_a_goal_never_met_hits_the_turn_limit() -> None:
+    conversation = converse(
+        AgendaUser(PROFILE, seed=0), agent=lambda m, s: "Hmm, tell me more.", max_turns=3
+    )
+    assert conversation.stop_reason is StopReason.max_turns
+    assert len(user_lines(conversation)) == 3
+
+
+def test_scripted_user_says_its_turns_in_order_then_stops() -> None:
+    conversation = converse(
+        ScriptedUser(["one", "two"]), agent=lambda m, s: f"heard {m[-1]['content']}"
+    )
+    assert [m.content for m in conversation.messages] == ["one", "heard one", "two", "heard two"]
+    assert conversation.stop_reason is StopReason.script_done
+    with pytest.raises(ValueError, match="at least one turn"):
+        ScriptedUser([])
+
+
+def test_tool_calls_are_run_and_fed_back() -> None:
+    conversation = converse(ScriptedUser(["Refund o-17", "ann@example.com", "yes"]))
+    roles = [(m.role, bool(m.tool_calls)) for m in conversation.messages]
+    assert ("assistant", True) in roles
+    tool_message = next(m for m in conversation.messages if m.role == "tool")
+    call = conversation.tool_calls[0]
+    assert (tool_message.tool_call_id, tool_message.name, tool_message.content) == (
+        call.id,
+        "refund",
+        "ok",
+    )
+    assert call.turn == conversation.messages.index(
+        next(m for m in conversation.messages if m.tool_calls)
+    )
+    assert conversation.state_diff == {"iterable_item_added": {"root['refunds'][0]": "o-17"}}
+
+
+def test_async_agent() -> None:
+    class AsyncAgent:
+        async def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:
+            await asyncio.sleep(0)
+            return "hello from a coroutine"
+
+    conversation = converse(ScriptedUser(["hi"]), agent=AsyncAgent())
+    assert conversation.messages[-1].content == "hello from a coroutine"
+
+
+@pytest.mark.parametrize(
+    ("agent", "error"),
+    [
+        (lambda m, s: 1 / 0, "ZeroDivisionError: division by zero"),
+        (lambda m, s: 42, "the agent returned int; expected a string"),
+        (lambda m, s: {"role": "assistant", "content": ""}, "the agent returned an empty message"),
+        (lambda m, s: {"role": "user", "content": "x"}, "the agent returned a 'user' message"),
+        (object(), "object is not an agent"),
+        (
+            lambda m, s: {
+                "role": "assistant",
+                "tool_calls": [tool_call("refund", {"order_id": "x"})],
+            },
+            "the agent made 16 rounds of tool calls without answering the user",
+        ),
+    ],
+)
+def test_agent_failures_end_the_conversation_as_errors(agent: Any, error: str) -> None:
+    conversation = converse(ScriptedUser(["hi", "again"]), agent=agent)
+    assert conversation.stop_reason is StopReason.agent_error
+    assert conversation.error is not None and error in conversation.error
+    assert len(user_lines(conversation)) == 1
+
+
+def test_a_failing_user_is_a_user_error() -> None:
+    class BrokenUser:
+        def reply(self, messages: Any) -> Any:
+            raise KeyError("persona")
+
+    conversation = converse(BrokenUser())
+    assert conversation.stop_reason is StopReason.user_error
+    assert "KeyError: 'persona'" in (conversation.error or "")
