@@ -174,10 +174,10 @@ def agentsim_sandbox(
 ) -> ToolSandbox:
     """A fresh sandbox of the agent's tools over the event's (or the pack's seed) database."""
     from pytest_agentsim.events import starting_db
-    from pytest_agentsim.sandbox import ToolSandbox
+    from pytest_agentsim.session import sandbox_for
 
     db = starting_db(agentsim_pack, agentsim_event) if agentsim_event else agentsim_pack.seed_db
-    return ToolSandbox(agentsim_tools, db)
+    return sandbox_for(agentsim_tools, db)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ run: the agent gets the error back as the tool's answer, as a real API would ret
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -59,12 +60,24 @@ class Tool:
         }
 
 
+class ToolDefinitionError(TypeError):
+    """A tool function that cannot be described to a model; names the function's source."""
+
+
+def _where(function: ToolFunction) -> str:
+    try:
+        return f"{inspect.getsourcefile(function)}:{inspect.getsourcelines(function)[1]}: "
+    except (OSError, TypeError):
+        return ""
+
+
+@functools.cache
 def make_tool(function: ToolFunction, name: str | None = None) -> Tool:
     """Derive a Tool from a function ``f(db, *, arg: type = default, ...)``.
 
     The first parameter receives the database and is not part of the schema. Every other
     parameter needs a type hint; descriptions come from the docstring (Google, reST or
-    numpydoc style, parsed by docstring_parser).
+    numpydoc style, parsed by docstring_parser). Derived once per function.
     """
     import docstring_parser
 
@@ -75,16 +88,22 @@ def make_tool(function: ToolFunction, name: str | None = None) -> Tool:
         inspect.Parameter.POSITIONAL_ONLY,
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
     ):
-        raise TypeError(f"tool {tool_name!r}: the first parameter must take the database")
+        raise ToolDefinitionError(
+            f"{_where(function)}tool {tool_name!r}: the first parameter must take the database"
+        )
     docs = docstring_parser.parse(inspect.getdoc(function) or "")
     param_docs = {param.arg_name: param.description for param in docs.params}
     hints = get_type_hints(function)
     fields: dict[str, Any] = {}
     for param in params[1:]:
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            raise TypeError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
+            raise ToolDefinitionError(
+                f"{_where(function)}tool {tool_name!r}: *args/**kwargs cannot be described to a model"
+            )
         if param.name not in hints:
-            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} needs a type hint")
+            raise ToolDefinitionError(
+                f"{_where(function)}tool {tool_name!r}: parameter {param.name!r} needs a type hint"
+            )
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (
             hints[param.name],
@@ -113,9 +132,15 @@ class ToolSandbox:
     ) -> None:
         self.tools: dict[str, Tool] = {}
         for item in tools:
+            if (
+                not isinstance(item, Tool)
+                and not inspect.isfunction(item)
+                and not inspect.ismethod(item)
+            ):
+                raise ToolDefinitionError(f"{item!r} is not a tool: give functions f(db, **kwargs)")
             tool = item if isinstance(item, Tool) else make_tool(item)
             if tool.name in self.tools:
-                raise ValueError(f"two tools are named {tool.name!r}")
+                raise ToolDefinitionError(f"two tools are named {tool.name!r}")
             self.tools[tool.name] = tool
         self.initial_db: dict[str, Any] = copy.deepcopy(dict(db or {}))
         self.db: dict[str, Any] = copy.deepcopy(self.initial_db)

@@ -36,6 +36,7 @@ from pytest_agentsim.report import summary_lines
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.runner import SimulationRunner
 from pytest_agentsim.runner import run_conversation
+from pytest_agentsim.sandbox import ToolDefinitionError
 from pytest_agentsim.sandbox import ToolSandbox
 from pytest_agentsim.sources import ConfigError
 from pytest_agentsim.sources import display_path
@@ -44,6 +45,14 @@ from pytest_agentsim.users import SimulatedUser
 from pytest_agentsim.users import user_for
 
 EVENT_RESULT = pytest.StashKey["EventResult"]()
+
+
+def sandbox_for(tools: Sequence[Any], db: dict[str, Any]) -> ToolSandbox:
+    """A sandbox of the user's tools; a tool that cannot be described fails with its source."""
+    try:
+        return ToolSandbox(tools, db)
+    except ToolDefinitionError as exc:
+        pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,7 @@ class AgentSimSession:
     ) -> EventResult:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.packs[event.domain]
-        sandbox = ToolSandbox(tools, starting_db(pack, event))
+        sandbox = sandbox_for(tools, starting_db(pack, event))
         result = self.runner.result(event, pack, agent, sandbox)
         item.stash[EVENT_RESULT] = result
         item.config.hook.pytest_agentsim_event_judged(
@@ -326,7 +335,7 @@ class UserDriver:
             user=profile,
             db=db or {},
         )
-        sandbox = ToolSandbox(self.tools, starting_db(pack, event))
+        sandbox = sandbox_for(self.tools, starting_db(pack, event))
 
         async def simulate() -> EventResult:
             conversation = await run_conversation(

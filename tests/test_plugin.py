@@ -466,3 +466,20 @@ def test_xdist_gives_the_same_results_and_summary(product: pytest.Pytester) -> N
         )
 
     assert summary("-n", "2") == summary("-p", "no:xdist")
+
+
+def test_a_tool_without_type_hints_is_a_clear_error(product: pytest.Pytester) -> None:
+    conftest = product.path / "conftest.py"
+    conftest.write_text(
+        conftest.read_text().replace(
+            "def read_note(db: dict, name: str) -> str:", "def read_note(db, name):"
+        )
+    )
+    result = product.runpytest("--agentsim", "-k", "ev-3")
+    result.assert_outcomes(errors=1, deselected=2)
+    result.stdout.re_match_lines(
+        [
+            r".*agentsim_tools: .*conftest\.py:\d+: tool 'read_note': parameter 'name' needs a type hint"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()

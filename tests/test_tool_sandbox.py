@@ -7,6 +7,7 @@ from typing import Literal
 
 import pytest
 
+from pytest_agentsim.sandbox import ToolDefinitionError
 from pytest_agentsim.sandbox import ToolSandbox
 from pytest_agentsim.sandbox import make_tool
 
@@ -146,12 +147,19 @@ def test_tools_need_type_hints_and_no_varargs() -> None:
     def varargs(db: dict[str, Any], *ids: str) -> None:
         return None
 
-    with pytest.raises(TypeError, match="tool 'untyped': parameter 'order_id' needs a type hint"):
+    here = f"{__file__}:"
+    with pytest.raises(ToolDefinitionError) as info:
         make_tool(untyped)
-    with pytest.raises(TypeError, match=r"tool 'varargs': \*args/\*\*kwargs cannot be described"):
+    assert str(info.value).startswith(here)
+    assert str(info.value).endswith(": tool 'untyped': parameter 'order_id' needs a type hint")
+    with pytest.raises(
+        ToolDefinitionError, match=r"tool 'varargs': \*args/\*\*kwargs cannot be described"
+    ):
         make_tool(varargs)
+    with pytest.raises(ToolDefinitionError, match="'refund' is not a tool: give functions"):
+        ToolSandbox(["refund"])
 
 
 def test_two_tools_with_one_name_are_rejected() -> None:
-    with pytest.raises(ValueError, match="two tools are named 'refund'"):
+    with pytest.raises(ToolDefinitionError, match="two tools are named 'refund'"):
         ToolSandbox([refund, refund])
