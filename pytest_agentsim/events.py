@@ -14,41 +14,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pytest_agentsim.models import Event
 from pytest_agentsim.models import EventSet
 from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.packs import named_context
 from pytest_agentsim.packs import validate_check
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import LineDict
 from pytest_agentsim.sources import display_path
 from pytest_agentsim.sources import line_of
-from pytest_agentsim.sources import load_document
-from pytest_agentsim.sources import to_plain
-from pytest_agentsim.sources import validation_error_message
+from pytest_agentsim.sources import load_model
 
 
 def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRegistry) -> EventSet:
     """Load a snapshot and check every reference in it against the loaded packs."""
     path = Path(path)
-    raw = load_document(path, what="events file")
+    event_set, raw = load_model(
+        path, EventSet, what="events file", kind="event", collection="events"
+    )
     where = display_path(path)
-    if not isinstance(raw, LineDict):
-        raise ConfigError(
-            f"{where}: an events file must be a mapping with 'domain' and 'events', "
-            f"got {type(raw).__name__}"
-        )
-    try:
-        event_set = EventSet.model_validate(to_plain(raw))
-    except ValidationError as exc:
-        raise ConfigError(
-            validation_error_message(
-                path, raw, exc, model=EventSet, context=named_context("event", "events", raw)
-            )
-        ) from None
     pack = packs.get(event_set.domain)
     if pack is None:
         known = ", ".join(sorted(packs)) or "none"

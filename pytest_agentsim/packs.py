@@ -16,30 +16,15 @@ from pytest_agentsim.models import PolicyPack
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.rules import UnknownRuleType
 from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import LineDict
 from pytest_agentsim.sources import Loc
 from pytest_agentsim.sources import display_path
 from pytest_agentsim.sources import field_path
 from pytest_agentsim.sources import line_of
 from pytest_agentsim.sources import load_document
-from pytest_agentsim.sources import node_at
+from pytest_agentsim.sources import load_model
 from pytest_agentsim.sources import to_plain
 from pytest_agentsim.sources import validation_error_message
 from pytest_agentsim.taxonomy import RiskTaxonomy
-
-
-def named_context(kind: str, collection: str, raw: Any) -> Any:
-    """A context function naming the object a location falls in (``policy 'x': ``)."""
-
-    def context(loc: Loc) -> tuple[str, Loc]:
-        if len(loc) >= 2 and loc[0] == collection and isinstance(loc[1], int):
-            item = node_at(raw, loc[:2])
-            name = item.get("id") if isinstance(item, dict) else None
-            label = f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{loc[1] + 1}"
-            return f"{label}: ", loc[2:]
-        return "", loc
-
-    return context
 
 
 def validate_check(
@@ -82,21 +67,10 @@ def load_pack(
 ) -> PolicyPack:
     """Load one pack, validate it fully, and attach its seed database and content hash."""
     path = Path(path)
-    raw = load_document(path, what="policy pack")
+    pack, raw = load_model(
+        path, PolicyPack, what="policy pack", kind="policy", collection="policies"
+    )
     where = display_path(path)
-    if not isinstance(raw, LineDict):
-        raise ConfigError(
-            f"{where}: a policy pack must be a mapping with 'domain' and 'policies', "
-            f"got {type(raw).__name__}"
-        )
-    try:
-        pack = PolicyPack.model_validate(to_plain(raw))
-    except ValidationError as exc:
-        raise ConfigError(
-            validation_error_message(
-                path, raw, exc, model=PolicyPack, context=named_context("policy", "policies", raw)
-            )
-        ) from None
 
     taxonomy = (taxonomy or RiskTaxonomy()).extended(pack.risk_taxonomy)
     seen: dict[str, int] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError
 
 Loc = tuple[int | str, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 # A user file or option is wrong; the message names where and what was expected.
@@ -248,3 +250,44 @@ def validation_error_message(
 
 def dump_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, default=str)
+
+
+def named_context(kind: str, collection: str, raw: Any) -> Callable[[Loc], tuple[str, Loc]]:
+    """A context function naming the object a location falls in (``policy 'x': ``)."""
+
+    def context(loc: Loc) -> tuple[str, Loc]:
+        if len(loc) >= 2 and loc[0] == collection and isinstance(loc[1], int):
+            item = node_at(raw, loc[:2])
+            name = item.get("id") if isinstance(item, dict) else None
+            label = f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{loc[1] + 1}"
+            return f"{label}: ", loc[2:]
+        return "", loc
+
+    return context
+
+
+def load_model(
+    path: Path, model: type[ModelT], *, what: str, kind: str, collection: str
+) -> tuple[ModelT, Any]:
+    """Load a YAML file into ``model``; returns it and the raw document (with lines).
+
+    Mistakes are ConfigErrors naming the file, the line, the ``kind`` of item in
+    ``collection`` (e.g. ``policy 'x'`` in ``policies``) and what was expected.
+    """
+    raw = load_document(path, what=what)
+    if not isinstance(raw, LineDict):
+        required = " and ".join(
+            repr(name) for name, f in model.model_fields.items() if f.is_required()
+        )
+        raise ConfigError(
+            f"{display_path(path)}: the {what} must be a mapping with {required}, "
+            f"got {type(to_plain(raw)).__name__}"
+        )
+    try:
+        return model.model_validate(to_plain(raw)), raw
+    except ValidationError as exc:
+        raise ConfigError(
+            validation_error_message(
+                path, raw, exc, model=model, context=named_context(kind, collection, raw)
+            )
+        ) from None

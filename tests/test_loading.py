@@ -172,7 +172,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     message = pack_error(tmp_path, "- just\n- a list\n")
     assert (
         message
-        == "pack.yaml: a policy pack must be a mapping with 'domain' and 'policies', got LineList"
+        == "pack.yaml: the policy pack must be a mapping with 'domain' and 'policies', got list"
     )
 
 
