@@ -6,7 +6,6 @@ validation errors are turned back into one-line messages pointing at those lines
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import typing
@@ -246,10 +245,6 @@ def validation_error_message(
     if len(errors) > limit:
         lines.append(f"{where}: ... and {len(errors) - limit} more errors")
     return "\n".join(lines)
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, default=str)
 
 
 def named_context(kind: str, collection: str, raw: Any) -> Callable[[Loc], tuple[str, Loc]]:
