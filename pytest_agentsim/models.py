@@ -60,6 +60,13 @@ class Policy(StrictModel):
         return self._line
 
 
+class PolicyEdge(StrictModel):
+    """A declared co-occurrence: how likely two policies come up in one conversation."""
+
+    between: tuple[str, str]
+    weight: float = Field(ge=0, le=10)
+
+
 class PolicyPack(StrictModel):
     """The policies of one domain, loaded from ``policies/<domain>.yaml``."""
 
@@ -73,6 +80,9 @@ class PolicyPack(StrictModel):
         description="Extra level-1 -> level-2 risk categories added to the default taxonomy",
     )
     policies: list[Policy] = Field(min_length=1)
+    edges: list[PolicyEdge] = Field(
+        default_factory=list, description="Declared edges; other pairs are derived offline"
+    )
     _path: str | None = PrivateAttr(default=None)
     _seed_db: dict[str, Any] = PrivateAttr(default_factory=dict)
     _content_hash: str = PrivateAttr(default="")

@@ -93,6 +93,20 @@ def load_pack(
         for number, check in enumerate(policy.checks):
             validate_check(path, raw, check, (*loc, "checks", number), prefix, registry)
 
+    for index, edge in enumerate(pack.edges):
+        for number, policy_id in enumerate(edge.between):
+            if policy_id not in seen:
+                raise ConfigError(
+                    f"{where}:{line_of(raw, ('edges', index, 'between', number))}: "
+                    f"edges[{index}]: unknown policy {policy_id!r} "
+                    f"(pack has: {', '.join(pack.policy_ids)})"
+                )
+        if edge.between[0] == edge.between[1]:
+            raise ConfigError(
+                f"{where}:{line_of(raw, ('edges', index))}: edges[{index}]: "
+                f"an edge joins two different policies, got {edge.between[0]!r} twice"
+            )
+
     digest = hashlib.sha256(path.read_bytes())
     if pack.database:
         pack._seed_db, db_bytes = _load_seed_db(path, pack.database)

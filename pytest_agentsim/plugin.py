@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_agentsim.graph import PolicyGraph
     from pytest_agentsim.models import Event
     from pytest_agentsim.models import EventResult
     from pytest_agentsim.models import PolicyPack
@@ -31,6 +32,7 @@ AGENTSIM_FIXTURES = frozenset(
         "agentsim_sandbox",
         "simulated_user",
         "agentsim_pack",
+        "agentsim_policy_graph",
     }
 )
 SKIP_REASON = "agentsim: simulated conversations run only with --agentsim"
@@ -166,6 +168,12 @@ def agentsim_event(request: pytest.FixtureRequest) -> Event | None:
 def agentsim_pack(request: pytest.FixtureRequest, agentsim_event: Event | None) -> PolicyPack:
     """The policy pack of the current event's domain (or the only pack loaded)."""
     return _session(request).pack_for(agentsim_event)
+
+
+@pytest.fixture
+def agentsim_policy_graph(request: pytest.FixtureRequest, agentsim_pack: PolicyPack) -> PolicyGraph:
+    """The policy graph of the current pack: ``.sample(n, seed=...)``, ``.coverage(k=...)``."""
+    return _session(request).policy_graph(agentsim_pack.domain)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 
 from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
+from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
 from pytest_agentsim.models import Event
@@ -149,11 +150,18 @@ class AgentSimSession:
             for judges in config.hook.pytest_agentsim_make_judges(registry=self.registry)
             for judge in judges
         ]
+        self._graphs: dict[str, PolicyGraph] = {}
         self.runner = SimulationRunner(
             judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
         )
 
     # -- lookups -----------------------------------------------------------------------
+
+    def policy_graph(self, domain: str) -> PolicyGraph:
+        """The pack's policy graph (declared and derived edges), built once per domain."""
+        if domain not in self._graphs:
+            self._graphs[domain] = PolicyGraph.from_pack(self.packs[domain])
+        return self._graphs[domain]
 
     def pack_for(self, event: Event | None) -> PolicyPack:
         if event is not None:
