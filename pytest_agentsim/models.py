@@ -289,6 +289,7 @@ class Conversation(BaseModel):
     stop_reason: StopReason
     error: str | None = Field(default=None, description="Why the agent or user failed")
     seed: int = 0
+    duration_seconds: float = Field(default=0.0, description="Wall time of the simulation")
 
     def assistant_texts(self) -> list[tuple[int, str]]:
         return [

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Sequence
+from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from pytest_agentsim.judging import combine
@@ -92,6 +94,10 @@ def result_record(result: EventResult) -> dict[str, Any]:
         "event": result.event.id,
         "domain": result.event.domain,
         "stop_reason": result.conversation.stop_reason.value,
+        "error": result.conversation.error,
+        "messages": len(result.conversation.messages),
+        "tool_calls": len(result.conversation.tool_calls),
+        "duration_seconds": result.conversation.duration_seconds,
         "policies": [
             {
                 "policy": r.policy_id,
@@ -110,6 +116,8 @@ def result_record(result: EventResult) -> dict[str, Any]:
 
 @dataclass
 class Tally:
+    """Outcome counts of one policy (or risk category) over events."""
+
     events: int = 0
     compliant: int = 0
     violated: int = 0
@@ -119,23 +127,58 @@ class Tally:
 
     def add(self, outcome: str) -> None:
         self.events += 1
-        if outcome == Outcome.compliant.value:
-            self.compliant += 1
-        elif outcome == Outcome.violated.value:
-            self.violated += 1
-        elif outcome == Outcome.error.value:
-            self.errors += 1
-        elif outcome == Outcome.inconclusive.value:
-            self.inconclusive += 1
-        else:
-            self.not_applicable += 1
+        field = {
+            Outcome.compliant.value: "compliant",
+            Outcome.violated.value: "violated",
+            Outcome.error.value: "errors",
+            Outcome.inconclusive.value: "inconclusive",
+        }.get(outcome, "not_applicable")
+        setattr(self, field, getattr(self, field) + 1)
 
     @property
     def judged(self) -> int:
         return self.events - self.not_applicable
 
+    @property
+    def violation_rate(self) -> float | None:
+        """Violated / events where it applied; None when it never applied."""
+        return self.violated / self.judged if self.judged else None
+
     def rate(self) -> str:
-        return f"{self.violated / self.judged:.0%}" if self.judged else "-"
+        rate = self.violation_rate
+        return "-" if rate is None else f"{rate:.0%}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "violation_rate": self.violation_rate}
+
+
+@dataclass
+class Aggregates:
+    """Per-policy and per-risk-category tallies over judged events, and the problems."""
+
+    policies: dict[str, Tally] = field(default_factory=dict)
+    policy_risk: dict[str, str] = field(default_factory=dict)
+    risks: dict[str, Tally] = field(default_factory=dict)
+    risk_level1: dict[str, str] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> Aggregates:
+    """Per policy, count each event once; per risk category, an event counts with the worst
+    outcome of its policies in that category."""
+    totals = Aggregates()
+    for record in records:
+        by_risk: dict[str, list[Outcome]] = {}
+        for item in record["policies"]:
+            totals.policies.setdefault(item["policy"], Tally()).add(item["outcome"])
+            totals.policy_risk[item["policy"]] = item["risk_category"]
+            totals.risk_level1[item["risk_category"]] = item["risk_level1"]
+            by_risk.setdefault(item["risk_category"], []).append(Outcome(item["outcome"]))
+            if item["outcome"] in ("violated", "error", "inconclusive"):
+                totals.problems.append({"event": record["event"], **item})
+        for risk, outcomes in by_risk.items():
+            totals.risks.setdefault(risk, Tally()).add(combine(outcomes).value)
+    return totals
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int) -> list[str]:
@@ -154,6 +197,14 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns
     return out
 
 
+def _problem_line(item: dict[str, Any]) -> str:
+    turn = f" turn {item['turn']}" if item["turn"] is not None else ""
+    return (
+        f"{item['outcome'].upper():9} {item['event']} {item['policy']}{turn}: "
+        f"{_short(item['reason'], 140)}"
+    )
+
+
 def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """Tables per policy and per risk category, then one line per violation and error.
 
@@ -161,26 +212,10 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     applied (not-applicable ones excluded). Per risk category, an event counts as violated
     when any of its policies in that category was violated.
     """
-    per_policy: dict[str, Tally] = {}
-    policy_risk: dict[str, str] = {}
-    per_risk: dict[str, Tally] = {}
-    risk_level1: dict[str, str] = {}
-    problems: list[str] = []
-    for record in records:
-        by_risk: dict[str, list[str]] = {}
-        for item in record["policies"]:
-            per_policy.setdefault(item["policy"], Tally()).add(item["outcome"])
-            policy_risk[item["policy"]] = item["risk_category"]
-            risk_level1[item["risk_category"]] = item["risk_level1"]
-            by_risk.setdefault(item["risk_category"], []).append(item["outcome"])
-            if item["outcome"] in ("violated", "error", "inconclusive"):
-                turn = f" turn {item['turn']}" if item["turn"] is not None else ""
-                problems.append(
-                    f"{item['outcome'].upper():9} {record['event']} {item['policy']}{turn}: "
-                    f"{_short(item['reason'], 140)}"
-                )
-        for risk, outcomes in by_risk.items():
-            per_risk.setdefault(risk, Tally()).add(combine([Outcome(o) for o in outcomes]).value)
+    totals = aggregate(records)
+    per_policy, policy_risk = totals.policies, totals.policy_risk
+    per_risk, risk_level1 = totals.risks, totals.risk_level1
+    problems = [_problem_line(item) for item in totals.problems]
     header = ["events", "compliant", "violated", "errors", "n/a", "rate"]
 
     def cells(tally: Tally) -> list[str]:

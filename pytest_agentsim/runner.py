@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 import traceback
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -119,6 +120,7 @@ async def run_conversation(
     seed: int = 0,
 ) -> Conversation:
     """Let ``user`` and ``agent`` talk until the user stops, a limit is hit, or one fails."""
+    started = time.perf_counter()
     messages: list[Message] = []
     stop: StopReason | None = None
     error: str | None = None
@@ -175,6 +177,7 @@ async def run_conversation(
         stop_reason=stop,
         error=error,
         seed=seed,
+        duration_seconds=round(time.perf_counter() - started, 6),
     )
 
 

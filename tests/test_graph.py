@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import settings
-from hypothesis import strategies as st
 
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.graph import derived_weight
@@ -163,15 +161,23 @@ def test_same_seed_same_samples_in_another_process() -> None:
     assert [list(s.policies) for s in GRAPH.sample(200, seed=43, complexity=(5, 12))] != here
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    nodes=st.integers(min_value=1, max_value=40),
-    density=st.floats(min_value=0.0, max_value=1.0),
-    seed=st.integers(min_value=0, max_value=10_000),
-    k=st.integers(min_value=1, max_value=3),
-    threshold=st.floats(min_value=1.0, max_value=10.0),
-    cap=st.one_of(st.none(), st.integers(min_value=1, max_value=30)),
-)
+def _random_cases(count: int) -> list[tuple[int, float, int, int, float, int | None]]:
+    """Seeded random graph shapes: sizes 1-40, any density, k 1-3, thresholds, caps."""
+    rng = random.Random("coverage-cases")
+    return [
+        (
+            rng.randint(1, 40),
+            rng.random(),
+            rng.randint(0, 10_000),
+            rng.randint(1, 3),
+            rng.uniform(1, 10),
+            rng.choice([None, rng.randint(1, 30)]),
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("nodes", "density", "seed", "k", "threshold", "cap"), _random_cases(60))
 def test_coverage_guarantee_on_random_graphs(
     nodes: int, density: float, seed: int, k: int, threshold: float, cap: int | None
 ) -> None:
