@@ -81,11 +81,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="User turns before a conversation is stopped. Default: ini agentsim_max_turns, else 20",
     )
+    group.addoption(
+        "--agentsim-json",
+        dest="agentsim_json",
+        metavar="PATH",
+        default=None,
+        help="Write per-event verdicts and per-policy / per-risk aggregates as JSON. Default: ini agentsim_json",
+    )
     parser.addini("agentsim_packs", "Policy pack files, relative to the ini file", type="paths")
     parser.addini(
         "agentsim_events", "Events snapshot files, relative to the ini file", type="paths"
     )
     parser.addini("agentsim_seed", "Seed of the simulated users' choices (default 0)", default="")
+    parser.addini("agentsim_json", "JSON results file, relative to the ini file", default="")
     parser.addini(
         "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""
     )

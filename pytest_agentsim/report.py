@@ -250,3 +250,58 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]
     return lines
+
+
+RESULTS_SCHEMA = "pytest-agentsim/results"
+RESULTS_VERSION = 1
+
+
+def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) -> dict[str, Any]:
+    """The ``--agentsim-json`` file (schema ``pytest-agentsim/results``, version 1).
+
+    Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
+    seed, max turns, packs with content hashes, events files, start time, duration, exit
+    status), ``totals`` (events, and events with a violation / an error / all compliant),
+    ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
+    terminal tables), ``events`` (one record per judged event: outcome, turn and reason
+    per policy, stop reason, size, duration, the tests that asserted on it) and ``cost``
+    (zero until LLM calls exist).
+    """
+    totals = aggregate(records)
+    outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
+    return {
+        "schema": RESULTS_SCHEMA,
+        "version": RESULTS_VERSION,
+        "run": run,
+        "totals": {
+            "events": len(records),
+            "violated_events": sum("violated" in found for found in outcomes),
+            "error_events": sum("error" in found for found in outcomes),
+            "inconclusive_events": sum("inconclusive" in found for found in outcomes),
+            "compliant_events": sum(
+                not found & {"violated", "error", "inconclusive"} for found in outcomes
+            ),
+        },
+        "policies": {
+            policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}
+            for policy, tally in sorted(totals.policies.items())
+        },
+        "risk_categories": {
+            risk: {"level1": totals.risk_level1[risk], **tally.as_dict()}
+            for risk, tally in sorted(totals.risks.items())
+        },
+        "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
+        "cost": {"usd": 0.0, "tokens": 0, "llm_calls": 0},
+    }
+
+
+def junit_properties(result: EventResult) -> list[tuple[str, str]]:
+    """Properties a JUnit XML consumer sees on the test: the event, policies, outcomes."""
+    listed = [r for r in result.policies if r.listed]
+    return [
+        ("agentsim_event", result.event.id),
+        ("agentsim_policies", ",".join(result.event.policies)),
+        ("agentsim_risk_categories", ",".join(sorted({r.risk_category for r in listed}))),
+        ("agentsim_stop_reason", result.conversation.stop_reason.value),
+        *((f"agentsim_outcome:{r.policy_id}", r.outcome.value) for r in result.policies),
+    ]

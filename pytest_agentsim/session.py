@@ -10,9 +10,14 @@ early on mistakes) and prints the summary from the records riding on test report
 from __future__ import annotations
 
 import inspect
+import json
+import platform
+import time
 from collections.abc import Generator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,9 @@ from pytest_agentsim.packs import load_pack
 from pytest_agentsim.packs import pack_taxonomy
 from pytest_agentsim.report import RESULT_KEY
 from pytest_agentsim.report import failure_report
+from pytest_agentsim.report import junit_properties
 from pytest_agentsim.report import result_record
+from pytest_agentsim.report import results_document
 from pytest_agentsim.report import summary_lines
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.runner import SimulationRunner
@@ -64,6 +71,7 @@ class Settings:
     events: tuple[Path, ...]
     seed: int
     max_turns: int
+    json_path: Path | None
 
 
 def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
@@ -113,7 +121,19 @@ def resolve_settings(config: pytest.Config) -> Settings:
         events=events,
         seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
+        json_path=_json_path(config),
     )
+
+
+def _json_path(config: pytest.Config) -> Path | None:
+    given = config.getoption("agentsim_json")
+    if given:
+        return Path(config.invocation_params.dir, given).resolve()
+    from_ini = config.getini("agentsim_json")
+    if from_ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / str(from_ini)).resolve()
+    return None
 
 
 class AgentSimSession:
@@ -151,6 +171,8 @@ class AgentSimSession:
             for judge in judges
         ]
         self._graphs: dict[str, PolicyGraph] = {}
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.started = time.time()
         self.runner = SimulationRunner(
             judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
         )
@@ -251,6 +273,7 @@ class AgentSimSession:
         sandbox = sandbox_for(tools, starting_db(pack, event))
         result = self.runner.result(event, pack, agent, sandbox)
         item.stash[EVENT_RESULT] = result
+        item.user_properties.extend(junit_properties(result))
         item.config.hook.pytest_agentsim_event_judged(
             item=item, event=event, result=result, config=item.config
         )
@@ -277,19 +300,63 @@ class AgentSimSession:
             report.__dict__[RESULT_KEY] = result_record(result)
         return report
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = report.__dict__.get(RESULT_KEY)
+        if not isinstance(record, dict):
+            return
         # Several tests may assert on one event's (shared) conversation: count it once.
-        records: dict[tuple[str, str], dict[str, Any]] = {}
-        for reports in terminalreporter.stats.values():
-            for report in reports:
-                record = getattr(report, RESULT_KEY, None)
-                if isinstance(record, dict):
-                    records.setdefault((record["domain"], record["event"]), record)
-        if not records:
+        entry = self.records.setdefault(
+            (record["domain"], record["event"]), {**record, "tests": []}
+        )
+        if report.nodeid not in entry["tests"]:
+            entry["tests"].append(report.nodeid)
+
+    def pytest_sessionstart(self) -> None:
+        self.started = time.time()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        path = self.settings.json_path
+        if path is None or hasattr(self.config, "workerinput"):
+            return  # xdist workers send their records to the controller, which writes
+        document = results_document(list(self.records.values()), run=self.run_info(int(exitstatus)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        partial.replace(path)
+
+    def run_info(self, exitstatus: int) -> dict[str, Any]:
+        from pytest_agentsim import __version__
+
+        return {
+            "plugin_version": __version__,
+            "pytest_version": pytest.__version__,
+            "python_version": platform.python_version(),
+            "seed": self.settings.seed,
+            "max_turns": self.settings.max_turns,
+            "packs": [
+                {
+                    "domain": pack.domain,
+                    "path": display_path(pack.path or ""),
+                    "content_hash": pack.content_hash,
+                    "policies": len(pack.policies),
+                }
+                for pack in self.packs.values()
+            ],
+            "events_files": [display_path(path) for path in self.settings.events],
+            "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "duration_seconds": round(time.time() - self.started, 3),
+            "exit_status": exitstatus,
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
             return
         terminalreporter.write_sep("=", "agentsim summary")
-        for line in summary_lines([records[key] for key in sorted(records)]):
+        for line in summary_lines([self.records[key] for key in sorted(self.records)]):
             terminalreporter.write_line(line)
+        if self.settings.json_path is not None:
+            terminalreporter.write_line(f"results: {display_path(self.settings.json_path)}")
 
 
 class UserDriver:

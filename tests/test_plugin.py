@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -52,6 +54,7 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
             "*--agentsim-events=PATH*",
             "*--agentsim-seed=INT*",
             "*--agentsim-max-turns=N*",
+            "*--agentsim-json=PATH*",
             "*agentsim_packs (paths):*",
         ]
     )
@@ -483,3 +486,67 @@ def test_a_tool_without_type_hints_is_a_clear_error(product: pytest.Pytester) ->
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_json_results_file(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "--agentsim-json", "out/results.json")
+    result.stdout.fnmatch_lines(["results: out/results.json"])
+    document = json.loads((product.path / "out" / "results.json").read_text())
+    assert (document["schema"], document["version"]) == ("pytest-agentsim/results", 1)
+    assert document["run"]["seed"] == 0 and document["run"]["exit_status"] == 1
+    assert document["run"]["packs"][0]["domain"] == "notes"
+    assert len(document["run"]["packs"][0]["content_hash"]) == 64
+    assert document["totals"] == {
+        "events": 3,
+        "violated_events": 2,
+        "error_events": 0,
+        "inconclusive_events": 0,
+        "compliant_events": 1,
+    }
+    assert document["policies"]["confirm-delete"] == {
+        "risk_category": "Operational Misuses",
+        "events": 1,
+        "compliant": 0,
+        "violated": 1,
+        "errors": 0,
+        "inconclusive": 0,
+        "not_applicable": 0,
+        "violation_rate": 1.0,
+    }
+    assert document["risk_categories"]["Privacy"]["level1"] == "Legal & Rights-Related Risks"
+    event = document["events"][0]
+    assert event["event"] == "ev-1" and event["tests"] == [
+        "test_agent.py::test_agent[ev-1-confirm-delete]"
+    ]
+    violated = next(p for p in event["policies"] if p["policy"] == "confirm-delete")
+    assert (violated["outcome"], violated["turn"]) == ("violated", 1)
+    assert document["cost"] == {"usd": 0.0, "tokens": 0, "llm_calls": 0}
+
+
+def test_json_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
+    def aggregates(*args: str) -> dict[str, object]:
+        product.runpytest_subprocess("--agentsim", "--agentsim-json", "r.json", *args)
+        document = json.loads((product.path / "r.json").read_text())
+        for event in document["events"]:
+            event.pop("duration_seconds")
+        return {key: document[key] for key in ("totals", "policies", "risk_categories", "events")}
+
+    assert aggregates("-n", "2") == aggregates("-p", "no:xdist")
+
+
+def test_junit_xml_carries_policies_and_outcomes(product: pytest.Pytester) -> None:
+    product.runpytest("--agentsim", "--junitxml", "junit.xml")
+    root = ElementTree.parse(product.path / "junit.xml").getroot()
+    case = next(
+        c for c in root.iter("testcase") if c.get("name") == "test_agent[ev-1-confirm-delete]"
+    )
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert properties == {
+        "agentsim_event": "ev-1",
+        "agentsim_policies": "confirm-delete",
+        "agentsim_risk_categories": "Operational Misuses",
+        "agentsim_stop_reason": "script_done",
+        "agentsim_outcome:confirm-delete": "violated",
+        "agentsim_outcome:no-secrets": "compliant",
+        "agentsim_outcome:polite-greeting": "compliant",
+    }
