@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import platform
 import time
 from collections.abc import Generator
@@ -25,6 +26,8 @@ import pytest
 
 from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
+from pytest_agentsim.github import error_annotations
+from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
@@ -134,6 +137,13 @@ def _json_path(config: pytest.Config) -> Path | None:
         base = config.inipath.parent if config.inipath else config.rootpath
         return (base / str(from_ini)).resolve()
     return None
+
+
+def relative_to(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
 
 
 class AgentSimSession:
@@ -350,13 +360,35 @@ class AgentSimSession:
         }
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
+        if not self.records or hasattr(self.config, "workerinput"):
             return
+        records = [self.records[key] for key in sorted(self.records)]
         terminalreporter.write_sep("=", "agentsim summary")
-        for line in summary_lines([self.records[key] for key in sorted(self.records)]):
+        for line in summary_lines(records):
             terminalreporter.write_line(line)
         if self.settings.json_path is not None:
             terminalreporter.write_line(f"results: {display_path(self.settings.json_path)}")
+        self.report_to_github(records, terminalreporter)
+
+    def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+        """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path:
+            with open(summary_path, "a", encoding="utf-8") as summary:
+                summary.write(step_summary(records))
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            # Annotations name files relative to the checkout, wherever pytest ran from.
+            workspace = Path(os.environ.get("GITHUB_WORKSPACE") or self.config.rootpath)
+            locations = {
+                (pack.domain, policy.id): (
+                    relative_to(Path(pack.path or ""), workspace),
+                    policy.line,
+                )
+                for pack in self.packs.values()
+                for policy in pack.policies
+            }
+            for line in error_annotations(records, locations):
+                terminalreporter.write_line(line)
 
 
 class UserDriver:
