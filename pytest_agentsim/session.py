@@ -415,44 +415,51 @@ class UserDriver:
         """Run a conversation with scripted turns, a profile, or any simulated user; judge it.
 
         ``db`` overrides are merged over the pack's seed database; ``policies`` are the
-        ones this dialogue exercises (default: every policy with rule checks).
+        ones this dialogue exercises (default: every policy with rule checks). From an
+        ``async`` test, ``await simulated_user.arun(...)`` instead.
         """
         import asyncio
 
+        return asyncio.run(
+            self.arun(user, db=db, policies=policies, domain=domain, max_turns=max_turns)
+        )
+
+    async def arun(
+        self,
+        user: Sequence[str] | UserProfile | SimulatedUser,
+        *,
+        db: dict[str, Any] | None = None,
+        policies: Sequence[str] | None = None,
+        domain: str | None = None,
+        max_turns: int | None = None,
+    ) -> EventResult:
+        """:meth:`run` for async tests: the same conversation, awaited on the test's loop."""
         pack = self.session.packs[domain] if domain else self.session.pack_for(None)
         self.runs += 1
+        simulated: SimulatedUser
+        if isinstance(user, str):
+            user = [user]  # one scripted turn, not a script of characters
         if isinstance(user, UserProfile):
-            profile, simulated = (
-                user,
-                user_for(user, seed=f"{self.session.settings.seed}:{self.name}"),
-            )
-        elif isinstance(user, (list, tuple)):
+            profile = user
+            simulated = user_for(user, seed=f"{self.session.settings.seed}:{self.name}")
+        elif isinstance(user, Sequence):
             profile, simulated = UserProfile(script=list(user)), ScriptedUser(list(user))
         else:
-            profile, simulated = UserProfile(), user  # type: ignore[assignment]
-        chosen = (
-            list(policies)
-            if policies
-            else [p.id for p in pack.policies if p.checks] or pack.policy_ids
-        )
+            profile, simulated = UserProfile(), user
+        chosen = list(policies) if policies else [p.id for p in pack.policies if p.checks]
         event = Event(
             id=f"{self.name}-run{self.runs}",
             domain=pack.domain,
-            policies=chosen,
+            policies=chosen or pack.policy_ids,
             user=profile,
             db=db or {},
         )
-        sandbox = sandbox_for(self.tools, starting_db(pack, event))
-
-        async def simulate() -> EventResult:
-            conversation = await run_conversation(
-                event_id=event.id,
-                user=simulated,
-                agent=self.agent,
-                sandbox=sandbox,
-                max_turns=max_turns or self.session.settings.max_turns,
-                seed=self.session.settings.seed,
-            )
-            return await judge_event(event, conversation, pack, self.session.judges)
-
-        return asyncio.run(simulate())
+        conversation = await run_conversation(
+            event_id=event.id,
+            user=simulated,
+            agent=self.agent,
+            sandbox=sandbox_for(self.tools, starting_db(pack, event)),
+            max_turns=max_turns or self.session.settings.max_turns,
+            seed=self.session.settings.seed,
+        )
+        return await judge_event(event, conversation, pack, self.session.judges)

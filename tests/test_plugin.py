@@ -589,3 +589,20 @@ def test_no_github_output_outside_actions(
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     result = product.runpytest("--agentsim")
     assert not [line for line in result.stdout.lines if line.startswith("::")]
+
+
+def test_simulated_user_from_an_async_test(product: pytest.Pytester) -> None:
+    product.makepyfile(
+        test_async_dialogue="""
+        import asyncio
+
+        def test_async(simulated_user):
+            async def body():
+                # A running loop, as in an async test: run() could not be used here.
+                result = await simulated_user.arun(["read note a"], policies=["no-secrets"])
+                return result.conversation.tool_calls[0].result
+
+            assert asyncio.run(body()) == "buy milk"
+        """
+    )
+    product.runpytest("--agentsim", "test_async_dialogue.py").assert_outcomes(passed=1)
