@@ -355,6 +355,7 @@ class EventResult(BaseModel):
     event: Event
     conversation: Conversation
     policies: list[PolicyResult]
+    trial: int = Field(default=0, description="Which repeat of the event (--agentsim-repeat)")
 
     @property
     def event_id(self) -> str:

@@ -29,6 +29,8 @@ AGENTSIM_FIXTURES = frozenset(
     {
         "agentsim_conversation",
         "agentsim_event",
+        "agentsim_case",
+        "agentsim_trial",
         "agentsim_sandbox",
         "simulated_user",
         "agentsim_pack",
@@ -82,6 +84,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="User turns before a conversation is stopped. Default: ini agentsim_max_turns, else 20",
     )
     group.addoption(
+        "--agentsim-repeat",
+        dest="agentsim_repeat",
+        metavar="K",
+        default=None,
+        help="Run each event K times and report pass^k (tau-bench). Default: ini agentsim_repeat, else 1",
+    )
+    group.addoption(
         "--agentsim-json",
         dest="agentsim_json",
         metavar="PATH",
@@ -93,6 +102,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "agentsim_events", "Events snapshot files, relative to the ini file", type="paths"
     )
     parser.addini("agentsim_seed", "Seed of the simulated users' choices (default 0)", default="")
+    parser.addini("agentsim_repeat", "Trials per event, for pass^k (default 1)", default="")
     parser.addini("agentsim_json", "JSON results file, relative to the ini file", default="")
     parser.addini(
         "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""
@@ -166,10 +176,22 @@ def agentsim_tools() -> Sequence[Any]:
 
 
 @pytest.fixture
-def agentsim_event(request: pytest.FixtureRequest) -> Event | None:
-    """The event this test runs on (None for tests that are not parametrized over events)."""
+def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int] | None:
+    """(event, trial) of a test parametrized over events; None otherwise."""
     _session(request)
     return getattr(request, "param", None)
+
+
+@pytest.fixture
+def agentsim_event(agentsim_case: tuple[Event, int] | None) -> Event | None:
+    """The event this test runs on (None for tests that are not parametrized over events)."""
+    return agentsim_case[0] if agentsim_case else None
+
+
+@pytest.fixture
+def agentsim_trial(agentsim_case: tuple[Event, int] | None) -> int:
+    """Which repeat of the event this test is (0-based; see --agentsim-repeat)."""
+    return agentsim_case[1] if agentsim_case else 0
 
 
 @pytest.fixture
@@ -200,6 +222,7 @@ def agentsim_sandbox(
 def agentsim_conversation(
     request: pytest.FixtureRequest,
     agentsim_event: Event | None,
+    agentsim_trial: int,
     agentsim_agent: Any,
     agentsim_tools: Sequence[Any],
 ) -> EventResult:
@@ -211,7 +234,9 @@ def agentsim_conversation(
     session = _session(request)
     if agentsim_event is None:
         pytest.fail("agentsim: agentsim_conversation needs a parametrized event", pytrace=False)
-    return session.conversation(request.node, agentsim_event, agentsim_agent, agentsim_tools)
+    return session.conversation(
+        request.node, agentsim_event, agentsim_trial, agentsim_agent, agentsim_tools
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ Results cross from xdist workers to the controller as plain JSON records (see
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -98,6 +101,13 @@ def result_record(result: EventResult) -> dict[str, Any]:
         "messages": len(result.conversation.messages),
         "tool_calls": len(result.conversation.tool_calls),
         "duration_seconds": result.conversation.duration_seconds,
+        "trial": result.trial,
+        # Identical transcripts across trials mean the trials were not independent samples.
+        "transcript_sha256": hashlib.sha256(
+            json.dumps(
+                [m.to_openai() for m in result.conversation.messages], sort_keys=True
+            ).encode()
+        ).hexdigest(),
         "policies": [
             {
                 "policy": r.policy_id,
@@ -175,7 +185,9 @@ def aggregate(records: Sequence[dict[str, Any]]) -> Aggregates:
             totals.risk_level1[item["risk_category"]] = item["risk_level1"]
             by_risk.setdefault(item["risk_category"], []).append(Outcome(item["outcome"]))
             if item["outcome"] in ("violated", "error", "inconclusive"):
-                totals.problems.append({"event": record["event"], **item})
+                totals.problems.append(
+                    {"event": record["event"], "trial": record.get("trial", 0), **item}
+                )
         for risk, outcomes in by_risk.items():
             totals.risks.setdefault(risk, Tally()).add(combine(outcomes).value)
     return totals
@@ -197,10 +209,106 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns
     return out
 
 
-def _problem_line(item: dict[str, Any]) -> str:
+BAD_OUTCOMES = frozenset({"violated", "error", "inconclusive"})
+
+
+def pass_hat_k(successes: int, trials: int, k: int) -> float:
+    """tau-bench's unbiased pass^k for one task: C(c, k) / C(n, k), c of n trials passed."""
+    return math.comb(successes, k) / math.comb(trials, k)
+
+
+@dataclass
+class PassK:
+    """pass^k over repeated events (each event run k or more times).
+
+    A trial passes for an event when none of its policies is violated, errored or
+    inconclusive; for a policy (or risk category) when that policy (or none of that
+    category's policies) is. Each figure is the mean over events of C(c, k) / C(n, k),
+    with k the smallest number of trials any event had (as tau-bench caps it).
+    """
+
+    k: int
+    overall: float
+    events: dict[str, float]
+    policies: dict[str, float]
+    risk_categories: dict[str, float]
+    identical: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pass_k(records: Sequence[dict[str, Any]]) -> PassK | None:
+    """pass^k of repeated records; None unless every event has at least two trials."""
+    trials: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        trials.setdefault((record["domain"], record["event"]), []).append(record)
+    if not trials or min(len(group) for group in trials.values()) < 2:
+        return None
+    k = min(len(group) for group in trials.values())
+    several = len({domain for domain, _ in trials}) > 1
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    def estimate(group: list[dict[str, Any]], passed: Any) -> float:
+        return pass_hat_k(sum(1 for record in group if passed(record)), len(group), k)
+
+    events: dict[str, float] = {}
+    by_policy: dict[str, list[float]] = {}
+    by_risk: dict[str, list[float]] = {}
+    identical = []
+    for (domain, event), group in sorted(trials.items()):
+        name = f"{domain}/{event}" if several else event
+        events[name] = estimate(
+            group, lambda r: not BAD_OUTCOMES & {i["outcome"] for i in r["policies"]}
+        )
+        if len({record["transcript_sha256"] for record in group}) == 1:
+            identical.append(name)
+        judged = {
+            item["policy"]: item["risk_category"]
+            for record in group
+            for item in record["policies"]
+            if item["outcome"] != "not_applicable"
+        }
+        for policy in judged:
+            by_policy.setdefault(policy, []).append(
+                estimate(
+                    group,
+                    lambda r, p=policy: (
+                        not any(
+                            i["policy"] == p and i["outcome"] in BAD_OUTCOMES for i in r["policies"]
+                        )
+                    ),
+                )
+            )
+        for risk in set(judged.values()):
+            by_risk.setdefault(risk, []).append(
+                estimate(
+                    group,
+                    lambda r, c=risk: (
+                        not any(
+                            i["risk_category"] == c and i["outcome"] in BAD_OUTCOMES
+                            for i in r["policies"]
+                        )
+                    ),
+                )
+            )
+    return PassK(
+        k=k,
+        overall=mean(list(events.values())),
+        events=events,
+        policies={policy: mean(values) for policy, values in sorted(by_policy.items())},
+        risk_categories={risk: mean(values) for risk, values in sorted(by_risk.items())},
+        identical=identical,
+    )
+
+
+def _problem_line(item: dict[str, Any], *, repeated: bool = False) -> str:
     turn = f" turn {item['turn']}" if item["turn"] is not None else ""
+    trial = f" r{item['trial'] + 1}" if repeated else ""
     return (
-        f"{item['outcome'].upper():9} {item['event']} {item['policy']}{turn}: "
+        f"{item['outcome'].upper():9} {item['event']}{trial} {item['policy']}{turn}: "
         f"{_short(item['reason'], 140)}"
     )
 
@@ -215,11 +323,14 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     totals = aggregate(records)
     per_policy, policy_risk = totals.policies, totals.policy_risk
     per_risk, risk_level1 = totals.risks, totals.risk_level1
-    problems = [_problem_line(item) for item in totals.problems]
+    repeated = pass_k(records)
+    problems = [_problem_line(item, repeated=repeated is not None) for item in totals.problems]
     header = ["events", "compliant", "violated", "errors", "n/a", "rate"]
+    if repeated:
+        header.append(f"pass^{repeated.k}")
 
-    def cells(tally: Tally) -> list[str]:
-        return [
+    def cells(tally: Tally, estimate: float | None = None) -> list[str]:
+        row = [
             str(tally.events),
             str(tally.compliant),
             str(tally.violated),
@@ -227,13 +338,19 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             str(tally.not_applicable),
             tally.rate(),
         ]
+        if repeated:
+            row.append("-" if estimate is None else f"{estimate:.2f}")
+        return row
 
     lines = ["per policy:"]
     lines += [
         "  " + line
         for line in _table(
             ["policy", "risk category", *header],
-            ([p, policy_risk[p], *cells(t)] for p, t in sorted(per_policy.items())),
+            (
+                [p, policy_risk[p], *cells(t, repeated.policies.get(p) if repeated else None)]
+                for p, t in sorted(per_policy.items())
+            ),
             text_columns=2,
         )
     ]
@@ -242,10 +359,28 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         "  " + line
         for line in _table(
             ["risk category", "level 1", *header],
-            ([r, risk_level1[r], *cells(t)] for r, t in sorted(per_risk.items())),
+            (
+                [
+                    r,
+                    risk_level1[r],
+                    *cells(t, repeated.risk_categories.get(r) if repeated else None),
+                ]
+                for r, t in sorted(per_risk.items())
+            ),
             text_columns=2,
         )
     ]
+    if repeated:
+        lines.append(
+            f"pass^{repeated.k} over {len(repeated.events)} events: {repeated.overall:.2f} "
+            "(mean of C(c,k)/C(n,k), c of n trials without a violation or error; "
+            "events count each trial)"
+        )
+        if repeated.identical:
+            lines.append(
+                f"identical transcripts in every trial (not independent samples): "
+                f"{', '.join(repeated.identical)}"
+            )
     if problems:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]
@@ -264,8 +399,10 @@ def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) 
     status), ``totals`` (events, and events with a violation / an error / all compliant),
     ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
     terminal tables), ``events`` (one record per judged event: outcome, turn and reason
-    per policy, stop reason, size, duration, the tests that asserted on it) and ``cost``
-    (zero until LLM calls exist).
+    per policy, stop reason, size, duration, trial, transcript hash, the tests that
+    asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
+    risk category, and events whose trials were identical; else null) and ``cost`` (zero
+    until LLM calls exist).
     """
     totals = aggregate(records)
     outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
@@ -291,6 +428,7 @@ def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) 
             for risk, tally in sorted(totals.risks.items())
         },
         "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
+        "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
         "cost": {"usd": 0.0, "tokens": 0, "llm_calls": 0},
     }
 

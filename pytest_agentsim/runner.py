@@ -189,33 +189,38 @@ class SimulationRunner:
     max_turns: int = 20
     seed: int = 0
     # The agent is kept beside its result so that its id() cannot be reused by another.
-    _results: dict[tuple[str, str, int], tuple[Any, EventResult]] = field(default_factory=dict)
+    _results: dict[tuple[str, str, int, int], tuple[Any, EventResult]] = field(default_factory=dict)
 
-    def user_seed(self, event: Event) -> str:
-        return f"{self.seed}:{event.seed if event.seed is not None else ''}:{event.id}"
+    def user_seed(self, event: Event, trial: int = 0) -> str:
+        """The simulated user's seed: run seed, event seed and id, and the trial (repeats)."""
+        base = f"{self.seed}:{event.seed if event.seed is not None else ''}:{event.id}"
+        return f"{base}:{trial}" if trial else base
 
     async def simulate(
-        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox
+        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox, trial: int = 0
     ) -> EventResult:
         from pytest_agentsim.judging import judge_event
 
         conversation = await run_conversation(
             event_id=event.id,
-            user=user_for(event.user, seed=self.user_seed(event)),
+            user=user_for(event.user, seed=self.user_seed(event, trial)),
             agent=agent,
             sandbox=sandbox,
             max_turns=self.max_turns,
             seed=self.seed,
         )
-        return await judge_event(event, conversation, pack, self.judges)
+        result = await judge_event(event, conversation, pack, self.judges)
+        result.trial = trial
+        return result
 
     def result(
-        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox
+        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox, trial: int = 0
     ) -> EventResult:
-        """The judged result of ``event`` for ``agent``, simulating it on first request."""
+        """The judged result of one trial of ``event`` for ``agent``, simulated on first request."""
         import asyncio
 
-        key = (event.domain, event.id, id(agent))
+        key = (event.domain, event.id, trial, id(agent))
         if key not in self._results:
-            self._results[key] = (agent, asyncio.run(self.simulate(event, pack, agent, sandbox)))
+            outcome = asyncio.run(self.simulate(event, pack, agent, sandbox, trial))
+            self._results[key] = (agent, outcome)
         return self._results[key][1]

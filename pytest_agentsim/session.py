@@ -74,6 +74,7 @@ class Settings:
     events: tuple[Path, ...]
     seed: int
     max_turns: int
+    repeat: int
     json_path: Path | None
 
 
@@ -124,6 +125,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         events=events,
         seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
+        repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
         json_path=_json_path(config),
     )
 
@@ -181,7 +183,7 @@ class AgentSimSession:
             for judge in judges
         ]
         self._graphs: dict[str, PolicyGraph] = {}
-        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.started = time.time()
         self.runner = SimulationRunner(
             judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
@@ -266,22 +268,29 @@ class AgentSimSession:
         ]
         events = self.selected_events(markers, metafunc.definition.nodeid)
         several = len(self.packs) > 1
+        repeat = self.settings.repeat
         metafunc.parametrize(
-            "agentsim_event",
+            "agentsim_case",
             [
-                pytest.param(e, id=f"{e.domain}-{e.test_id}" if several else e.test_id)
-                for e in events
+                pytest.param(
+                    (event, trial),
+                    id=(f"{event.domain}-" if several else "")
+                    + event.test_id
+                    + (f"-r{trial + 1}" if repeat > 1 else ""),
+                )
+                for event in events
+                for trial in range(repeat)
             ],
             indirect=True,
         )
 
     def conversation(
-        self, item: pytest.Item, event: Event, agent: Any, tools: Sequence[Any]
+        self, item: pytest.Item, event: Event, trial: int, agent: Any, tools: Sequence[Any]
     ) -> EventResult:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.packs[event.domain]
         sandbox = sandbox_for(tools, starting_db(pack, event))
-        result = self.runner.result(event, pack, agent, sandbox)
+        result = self.runner.result(event, pack, agent, sandbox, trial)
         item.stash[EVENT_RESULT] = result
         item.user_properties.extend(junit_properties(result))
         item.config.hook.pytest_agentsim_event_judged(
@@ -315,9 +324,8 @@ class AgentSimSession:
         if not isinstance(record, dict):
             return
         # Several tests may assert on one event's (shared) conversation: count it once.
-        entry = self.records.setdefault(
-            (record["domain"], record["event"]), {**record, "tests": []}
-        )
+        key = (record["domain"], record["event"], record["trial"])
+        entry = self.records.setdefault(key, {**record, "tests": []})
         if report.nodeid not in entry["tests"]:
             entry["tests"].append(report.nodeid)
 

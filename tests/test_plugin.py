@@ -606,3 +606,51 @@ def test_simulated_user_from_an_async_test(product: pytest.Pytester) -> None:
         """
     )
     product.runpytest("--agentsim", "test_async_dialogue.py").assert_outcomes(passed=1)
+
+
+def test_repeat_runs_each_event_k_times_and_reports_pass_k(product: pytest.Pytester) -> None:
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+
+import itertools
+
+class FlakyGreeter:
+    # Says hello in two of every three conversations: a flaky agent.
+    def __init__(self):
+        self.calls = itertools.count()
+    def respond(self, messages, sandbox):
+        if len([m for m in messages if m["role"] == "user"]) == 1:
+            self.mood = next(self.calls) % 3 != 2
+        return "Hello!" if self.mood else "What?"
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return FlakyGreeter()
+"""
+    )
+    result = product.runpytest(
+        "--agentsim", "--agentsim-repeat", "3", "-k", "ev-3", "--agentsim-json", "r.json"
+    )
+    result.assert_outcomes(passed=2, failed=1, deselected=6)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_agent?ev-3-polite-greeting-r3?*",
+            "*policy*events*rate*pass^3",
+            "*polite-greeting*Deception*3*2*1*0*0*33%*0.00",
+            "pass^3 over 1 events: 0.00 (mean of C(c,k)/C(n,k)*",
+            "*VIOLATED  ev-3 r3 polite-greeting: no agent message matched*",
+        ]
+    )
+    assert "identical transcripts" not in result.stdout.str()
+    document = json.loads((product.path / "r.json").read_text())
+    assert document["pass_k"]["k"] == 3 and document["pass_k"]["events"] == {"ev-3": 0.0}
+    assert [e["trial"] for e in document["events"]] == [0, 1, 2]
+
+
+def test_identical_repeats_are_flagged(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "--agentsim-repeat", "2")
+    result.assert_outcomes(passed=2, failed=4)
+    result.stdout.fnmatch_lines(
+        ["identical transcripts in every trial (not independent samples): ev-1, ev-2, ev-3"]
+    )

@@ -1,0 +1,74 @@
+"""pass^k (tau-bench's estimator) over repeated events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.report import pass_hat_k
+from pytest_agentsim.report import pass_k
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "k", "expected"),
+    [
+        (3, 3, 3, 1.0),
+        (2, 3, 2, 1 / 3),
+        (2, 4, 2, 1 / 6),
+        (3, 4, 1, 3 / 4),
+        (0, 4, 1, 0.0),
+        (1, 2, 2, 0.0),
+    ],
+)
+def test_pass_hat_k_against_hand_computed_cases(
+    successes: int, trials: int, k: int, expected: float
+) -> None:
+    assert pass_hat_k(successes, trials, k) == pytest.approx(expected)
+
+
+def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> dict[str, Any]:
+    risks = {"a": "Privacy", "b": "Privacy", "c": "Deception"}
+    return {
+        "domain": "d",
+        "event": event,
+        "trial": number,
+        "transcript_sha256": sha or f"{event}-{number}",
+        "policies": [
+            {"policy": p, "risk_category": risks[p], "outcome": o} for p, o in outcomes.items()
+        ],
+    }
+
+
+def test_pass_k_per_event_policy_and_risk_category() -> None:
+    records = [
+        # ev-1: policy a fails in one of three trials.
+        trial("ev-1", 0, {"a": "compliant", "c": "compliant"}),
+        trial("ev-1", 1, {"a": "violated", "c": "compliant"}),
+        trial("ev-1", 2, {"a": "compliant", "c": "compliant"}),
+        # ev-2: always the same conversation, b always compliant, c always n/a.
+        *(
+            trial("ev-2", n, {"b": "compliant", "c": "not_applicable"}, sha="same")
+            for n in range(3)
+        ),
+    ]
+    result = pass_k(records)
+    assert result is not None
+    assert result.k == 3
+    assert result.events == {"ev-1": 0.0, "ev-2": 1.0}
+    assert result.overall == 0.5
+    assert result.policies == {"a": 0.0, "b": 1.0, "c": 1.0}  # c judged only in ev-1
+    assert result.risk_categories == {"Privacy": 0.5, "Deception": 1.0}
+    assert result.identical == ["ev-2"]
+
+
+def test_k_is_capped_at_the_fewest_trials() -> None:
+    records = [trial("ev-1", n, {"a": "compliant"}) for n in range(3)]
+    records += [trial("ev-2", 0, {"a": "compliant"}), trial("ev-2", 1, {"a": "error"})]
+    result = pass_k(records)
+    assert result is not None and result.k == 2
+    assert result.events == {"ev-1": 1.0, "ev-2": 0.0}
+
+
+def test_no_pass_k_without_repeats() -> None:
+    assert pass_k([trial("ev-1", 0, {"a": "compliant"})]) is None
