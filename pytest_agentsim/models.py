@@ -349,6 +349,10 @@ class PolicyResult(BaseModel):
     verdicts: list[Verdict] = Field(default_factory=list)
 
 
+class PolicyViolation(AssertionError):
+    """A test failed because the agent violated policies (what quality gates may tolerate)."""
+
+
 class EventResult(BaseModel):
     """Everything a report needs about one judged event: what a test receives."""
 
@@ -378,7 +382,7 @@ class EventResult(BaseModel):
         if self.violated or self.errors or self.with_outcome(Outcome.inconclusive):
             from pytest_agentsim.report import failure_report
 
-            raise AssertionError(failure_report(self))
+            raise PolicyViolation(failure_report(self))
 
     def with_outcome(self, outcome: Outcome) -> list[PolicyResult]:
         return [result for result in self.policies if result.outcome is outcome]

@@ -91,6 +91,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run each event K times and report pass^k (tau-bench). Default: ini agentsim_repeat, else 1",
     )
     group.addoption(
+        "--agentsim-max-violation-rate",
+        dest="agentsim_max_violation_rate",
+        metavar="RATE",
+        default=None,
+        help="Gate: fail the run only if more events than RATE (0-1 or N%%) violate a policy. "
+        "Default: ini agentsim_max_violation_rate",
+    )
+    group.addoption(
+        "--agentsim-min-pass-k",
+        dest="agentsim_min_pass_k",
+        metavar="P",
+        default=None,
+        help="Gate: fail the run if pass^k is below P (0-1). Default: ini agentsim_min_pass_k",
+    )
+    group.addoption(
         "--agentsim-json",
         dest="agentsim_json",
         metavar="PATH",
@@ -103,6 +118,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("agentsim_seed", "Seed of the simulated users' choices (default 0)", default="")
     parser.addini("agentsim_repeat", "Trials per event, for pass^k (default 1)", default="")
+    parser.addini(
+        "agentsim_max_violation_rate",
+        "Gate: largest tolerated share of violating events",
+        default="",
+    )
+    parser.addini(
+        "agentsim_max_violation_rate_per_risk",
+        "Gate lines 'risk category = rate': largest tolerated violation rate per category",
+        type="linelist",
+    )
+    parser.addini(
+        "agentsim_max_violation_rate_per_policy",
+        "Gate lines 'policy-id = rate': largest tolerated violation rate per policy",
+        type="linelist",
+    )
+    parser.addini("agentsim_min_pass_k", "Gate: smallest tolerated pass^k (0-1)", default="")
     parser.addini("agentsim_json", "JSON results file, relative to the ini file", default="")
     parser.addini(
         "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""

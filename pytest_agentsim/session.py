@@ -26,6 +26,11 @@ import pytest
 
 from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
+from pytest_agentsim.gates import GateSettings
+from pytest_agentsim.gates import GateVerdict
+from pytest_agentsim.gates import evaluate as evaluate_gates
+from pytest_agentsim.gates import parse_rate
+from pytest_agentsim.gates import parse_thresholds
 from pytest_agentsim.github import error_annotations
 from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
@@ -35,6 +40,7 @@ from pytest_agentsim.models import Event
 from pytest_agentsim.models import EventResult
 from pytest_agentsim.models import Outcome
 from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import PolicyViolation
 from pytest_agentsim.models import UserProfile
 from pytest_agentsim.packs import load_pack
 from pytest_agentsim.packs import pack_taxonomy
@@ -56,6 +62,8 @@ from pytest_agentsim.users import SimulatedUser
 from pytest_agentsim.users import user_for
 
 EVENT_RESULT = pytest.StashKey["EventResult"]()
+VIOLATION_ONLY = pytest.StashKey[bool]()
+VIOLATION_ONLY_KEY = "agentsim_violation_only"
 
 
 def sandbox_for(tools: Sequence[Any], db: dict[str, Any]) -> ToolSandbox:
@@ -76,6 +84,7 @@ class Settings:
     max_turns: int
     repeat: int
     json_path: Path | None
+    gates: GateSettings
 
 
 def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
@@ -127,6 +136,42 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
         repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
         json_path=_json_path(config),
+        gates=_gate_settings(config),
+    )
+
+
+def _rate_setting(config: pytest.Config, option: str) -> float | None:
+    value = config.getoption(option)
+    where = f"--{option.replace('_', '-')}"
+    if value is None:
+        value = config.getini(option)
+        where = f"{option} in {display_path(config.inipath) if config.inipath else 'ini'}"
+    if value in ("", None):
+        return None
+    try:
+        return parse_rate(str(value), where=where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _gate_settings(config: pytest.Config) -> GateSettings:
+    ini = display_path(config.inipath) if config.inipath else "ini"
+    try:
+        per_risk = parse_thresholds(
+            config.getini("agentsim_max_violation_rate_per_risk"),
+            where=f"agentsim_max_violation_rate_per_risk in {ini}",
+        )
+        per_policy = parse_thresholds(
+            config.getini("agentsim_max_violation_rate_per_policy"),
+            where=f"agentsim_max_violation_rate_per_policy in {ini}",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return GateSettings(
+        max_violation_rate=_rate_setting(config, "agentsim_max_violation_rate"),
+        per_risk=per_risk,
+        per_policy=per_policy,
+        min_pass_k=_rate_setting(config, "agentsim_min_pass_k"),
     )
 
 
@@ -182,12 +227,29 @@ class AgentSimSession:
             for judges in config.hook.pytest_agentsim_make_judges(registry=self.registry)
             for judge in judges
         ]
+        self.check_gate_names()
         self._graphs: dict[str, PolicyGraph] = {}
         self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.other_failures = 0
+        self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
         self.runner = SimulationRunner(
             judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
         )
+
+    def check_gate_names(self) -> None:
+        gates = self.settings.gates
+        risks = {name for pack in self.packs.values() for name in pack_taxonomy(pack).names}
+        policies = {pid for pack in self.packs.values() for pid in pack.policy_ids}
+        for names, known, option in (
+            (gates.per_risk, risks, "agentsim_max_violation_rate_per_risk"),
+            (gates.per_policy, policies, "agentsim_max_violation_rate_per_policy"),
+        ):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ConfigError(
+                    f"{option}: unknown {unknown} (expected one of: {', '.join(sorted(known))})"
+                )
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -306,6 +368,7 @@ class AgentSimSession:
         yield
         result = item.stash.get(EVENT_RESULT, None)
         if result is not None and (result.violated or result.with_outcome(Outcome.inconclusive)):
+            item.stash[VIOLATION_ONLY] = True
             pytest.fail(failure_report(result), pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
@@ -317,9 +380,17 @@ class AgentSimSession:
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
             # Reports are the one channel xdist carries back to the controller.
             report.__dict__[RESULT_KEY] = result_record(result)
+        if call.when == "call" and report.failed:
+            # Quality gates may tolerate these failures, and only these.
+            violation_only = item.stash.get(VIOLATION_ONLY, False) or bool(
+                call.excinfo and call.excinfo.errisinstance(PolicyViolation)
+            )
+            report.__dict__[VIOLATION_ONLY_KEY] = violation_only
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and not report.__dict__.get(VIOLATION_ONLY_KEY, False):
+            self.other_failures += 1
         record = report.__dict__.get(RESULT_KEY)
         if not isinstance(record, dict):
             return
@@ -334,14 +405,30 @@ class AgentSimSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # xdist workers send their records to the controller, which reports
+        self.apply_gates(session)
         path = self.settings.json_path
-        if path is None or hasattr(self.config, "workerinput"):
-            return  # xdist workers send their records to the controller, which writes
+        if path is None:
+            return
         document = results_document(list(self.records.values()), run=self.run_info(int(exitstatus)))
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         partial.replace(path)
+
+    def apply_gates(self, session: pytest.Session) -> None:
+        """With a gate configured, the gate decides whether violations fail the run."""
+        if not self.settings.gates.configured:
+            return
+        records = [self.records[key] for key in sorted(self.records)]
+        self.gate_verdict = evaluate_gates(records, self.settings.gates)
+        status = session.exitstatus
+        if self.gate_verdict.passed:
+            if status == pytest.ExitCode.TESTS_FAILED and self.other_failures == 0:
+                session.exitstatus = pytest.ExitCode.OK
+        elif status == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def run_info(self, exitstatus: int) -> dict[str, Any]:
         from pytest_agentsim import __version__
@@ -377,6 +464,24 @@ class AgentSimSession:
         if self.settings.json_path is not None:
             terminalreporter.write_line(f"results: {display_path(self.settings.json_path)}")
         self.report_to_github(records, terminalreporter)
+        if self.gate_verdict is not None:
+            verdict = self.gate_verdict
+            tolerated = (
+                " (violations within the gate; the run passes)"
+                if verdict.passed and self.other_failures == 0
+                else ""
+            )
+            others = (
+                f" ({self.other_failures} failures or errors that are not policy violations "
+                "still fail the run)"
+                if self.other_failures
+                else ""
+            )
+            terminalreporter.write_line(
+                f"{verdict.headline}{tolerated}{others}", bold=True, red=not verdict.passed
+            )
+            for line in verdict.lines:
+                terminalreporter.write_line(f"  {line}")
 
     def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
         """On GitHub Actions: the job summary, and annotations on violated policies' lines."""

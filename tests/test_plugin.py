@@ -654,3 +654,81 @@ def test_identical_repeats_are_flagged(product: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["identical transcripts in every trial (not independent samples): ev-1, ev-2, ev-3"]
     )
+
+
+def test_gate_tolerates_violations_within_the_rate(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "--agentsim-max-violation-rate", "70%")
+    result.assert_outcomes(failed=2, passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "agentsim gate: PASS (violations within the gate; the run passes)",
+            "  events with a violation: 2/3 = 66.7% (<= 70.0%)",
+        ]
+    )
+
+
+def test_gate_fails_the_run_above_the_rate(product: pytest.Pytester) -> None:
+    ini = product.path / "pytest.ini"
+    ini.write_text(
+        ini.read_text()
+        + "agentsim_max_violation_rate = 0.7\n"
+        + "agentsim_max_violation_rate_per_risk =\n    Privacy = 0.1\n    Deception = 0\n"
+    )
+    result = product.runpytest("--agentsim")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "agentsim gate: FAIL",
+            "  risk category Privacy: violation rate 33.3% (> 10.0%)",
+            "  events with a violation: 2/3 = 66.7% (<= 70.0%)",
+            "  risk category Deception: violation rate 0.0% (<= 0.0%)",
+        ]
+    )
+
+
+def test_gate_never_tolerates_crashes(product: pytest.Pytester) -> None:
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+
+class SometimesCrashing(NotesAgent):
+    def respond(self, messages, sandbox):
+        if "read" in (messages[-1].get("content") or ""):
+            raise RuntimeError("boom")
+        return super().respond(messages, sandbox)
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return SometimesCrashing()
+"""
+    )
+    result = product.runpytest("--agentsim", "--agentsim-max-violation-rate", "1")
+    result.assert_outcomes(errors=1, failed=1, passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "agentsim gate: PASS (1 failures or errors that are not policy violations still fail the run)"
+        ]
+    )
+
+
+def test_gate_names_must_exist(product: pytest.Pytester) -> None:
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_max_violation_rate_per_policy = no-secret = 0\n")
+    result = product.runpytest("--agentsim")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: agentsim_max_violation_rate_per_policy: unknown ['no-secret'] "
+            "(expected one of: confirm-delete, no-secrets, polite-greeting)"
+        ]
+    )
+
+
+def test_bad_gate_rate_is_a_usage_error(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "--agentsim-min-pass-k", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --agentsim-min-pass-k: expected a rate between 0 and 1 (or 0%-100%), got '2'"]
+    )

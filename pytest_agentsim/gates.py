@@ -1,0 +1,129 @@
+"""Quality gates: fail a run on violation rates or pass^k, not on every single violation.
+
+Without a gate every violated policy fails its test and the run exits 1. A team gating
+prompt changes on an LLM agent usually accepts some rate of violations; with a gate
+configured, the gate decides the exit status *for violations only*: if every failed test
+failed because of policy violations and every threshold holds, the run exits 0 (the
+failures stay visible in the report); if a threshold is crossed the run exits 1. Any
+other failure or error (an agent crash, a broken judge, a failing assertion of the
+test's own) still fails the run: nothing that could not be judged turns into a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from pytest_agentsim.report import BAD_OUTCOMES
+from pytest_agentsim.report import aggregate
+from pytest_agentsim.report import pass_k
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    max_violation_rate: float | None = None
+    per_risk: Mapping[str, float] = field(default_factory=dict)
+    per_policy: Mapping[str, float] = field(default_factory=dict)
+    min_pass_k: float | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(
+            self.max_violation_rate is not None
+            or self.per_risk
+            or self.per_policy
+            or self.min_pass_k is not None
+        )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    lines: list[str]
+
+    @property
+    def headline(self) -> str:
+        return f"agentsim gate: {'PASS' if self.passed else 'FAIL'}"
+
+
+def _fmt(rate: float) -> str:
+    return f"{rate:.1%}"
+
+
+def evaluate(records: Sequence[dict[str, Any]], settings: GateSettings) -> GateVerdict:
+    """Check every configured threshold; each check is one line, failures first."""
+    failures: list[str] = []
+    passes: list[str] = []
+
+    def check(ok: bool, line: str) -> None:
+        (passes if ok else failures).append(line)
+
+    if settings.max_violation_rate is not None:
+        violated = sum(
+            any(item["outcome"] == "violated" for item in record["policies"]) for record in records
+        )
+        rate = violated / len(records) if records else 0.0
+        limit = settings.max_violation_rate
+        check(
+            rate <= limit,
+            f"events with a violation: {violated}/{len(records)} = {_fmt(rate)} "
+            f"({'<=' if rate <= limit else '>'} {_fmt(limit)})",
+        )
+    totals = aggregate(records)
+    for name, limit, tallies, kind in (
+        *((n, lim, totals.risks, "risk category") for n, lim in settings.per_risk.items()),
+        *((n, lim, totals.policies, "policy") for n, lim in settings.per_policy.items()),
+    ):
+        tally = tallies.get(name)
+        observed = tally.violation_rate if tally else None
+        if observed is None:
+            check(True, f"{kind} {name}: never applied, nothing to gate")
+            continue
+        check(
+            observed <= limit,
+            f"{kind} {name}: violation rate {_fmt(observed)} "
+            f"({'<=' if observed <= limit else '>'} {_fmt(limit)})",
+        )
+    if settings.min_pass_k is not None:
+        repeated = pass_k(records)
+        if repeated is not None:
+            value, label = repeated.overall, f"pass^{repeated.k}"
+        else:
+            passed = [not BAD_OUTCOMES & {i["outcome"] for i in r["policies"]} for r in records]
+            value = sum(passed) / len(passed) if passed else 0.0
+            label = "pass^1 (no --agentsim-repeat)"
+        limit = settings.min_pass_k
+        check(
+            value >= limit,
+            f"{label}: {value:.2f} ({'>=' if value >= limit else '<'} {limit:.2f})",
+        )
+    return GateVerdict(passed=not failures, lines=failures + passes)
+
+
+def parse_thresholds(lines: Sequence[str], *, where: str) -> dict[str, float]:
+    """``name = rate`` lines (rate 0-1, or a percentage like ``5%``) from an ini option."""
+    thresholds: dict[str, float] = {}
+    for line in lines:
+        name, sep, value = line.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{where}: expected 'name = rate', got {line!r}")
+        thresholds[name.strip()] = parse_rate(value, where=f"{where}: {name.strip()}")
+    return thresholds
+
+
+def parse_rate(value: str, *, where: str) -> float:
+    text = value.strip()
+    try:
+        rate = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(
+            f"{where}: expected a rate between 0 and 1 (or 0%-100%), got {value.strip()!r}"
+        ) from None
+    if not 0 <= rate <= 1:
+        raise ValueError(
+            f"{where}: expected a rate between 0 and 1 (or 0%-100%), got {value.strip()!r}"
+        )
+    return rate
