@@ -11,6 +11,7 @@ test's own) still fails the run: nothing that could not be judged turns into a p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ class GateSettings:
     per_risk: Mapping[str, float] = field(default_factory=dict)
     per_policy: Mapping[str, float] = field(default_factory=dict)
     min_pass_k: float | None = None
+    baseline: Mapping[str, Any] | None = None
+    baseline_name: str = ""
+    alpha: float = 0.05
 
     @property
     def configured(self) -> bool:
@@ -36,6 +40,7 @@ class GateSettings:
             or self.per_risk
             or self.per_policy
             or self.min_pass_k is not None
+            or self.baseline is not None
         )
 
 
@@ -100,6 +105,26 @@ def evaluate(records: Sequence[dict[str, Any]], settings: GateSettings) -> GateV
             value >= limit,
             f"{label}: {value:.2f} ({'>=' if value >= limit else '<'} {limit:.2f})",
         )
+    if settings.baseline is not None:
+        regressed, improved, unchanged = compare_to_baseline(
+            records, settings.baseline, alpha=settings.alpha
+        )
+
+        def describe(change: PolicyChange, p: float) -> str:
+            (v0, n0), (v1, n1) = change.before, change.after
+            return f"{change.policy} {v0}/{n0} -> {v1}/{n1} (p={p:.3g})"
+
+        check(
+            not regressed,
+            f"baseline {settings.baseline_name}: regressed (one-sided Fisher exact, Holm, "
+            f"alpha {settings.alpha:g}): "
+            + (", ".join(describe(c, c.p_worse) for c in regressed) or "none"),
+        )
+        passes.append(
+            "baseline: improved: "
+            + (", ".join(describe(c, c.p_better) for c in improved) or "none")
+        )
+        passes.append("baseline: unchanged: " + (", ".join(c.policy for c in unchanged) or "none"))
     return GateVerdict(passed=not failures, lines=failures + passes)
 
 
@@ -127,3 +152,75 @@ def parse_rate(value: str, *, where: str) -> float:
             f"{where}: expected a rate between 0 and 1 (or 0%-100%), got {value.strip()!r}"
         )
     return rate
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    policy: str
+    before: tuple[int, int]  # (violated, judged) in the baseline
+    after: tuple[int, int]
+    p_worse: float
+    p_better: float
+
+
+def _tail(violated: int, judged: int, base_violated: int, base_judged: int) -> float:
+    """One-sided Fisher exact test: P(at least ``violated`` of ``judged``) under no change.
+
+    Given all violations of both runs, the current run's count is hypergeometric when the
+    true rate is the same in both.
+    """
+    total = judged + base_judged
+    bad = violated + base_violated
+    denominator = math.comb(total, judged)
+    return (
+        sum(
+            math.comb(bad, x) * math.comb(total - bad, judged - x)
+            for x in range(violated, min(bad, judged) + 1)
+        )
+        / denominator
+    )
+
+
+def compare_to_baseline(
+    records: Sequence[dict[str, Any]], baseline: Mapping[str, Any], *, alpha: float
+) -> tuple[list[PolicyChange], list[PolicyChange], list[PolicyChange]]:
+    """(regressed, improved, unchanged) policies against a baseline results file.
+
+    Each policy's violation count (of the events where it applied) is tested one-sided
+    with Fisher's exact test in both directions; regressions use Holm's correction over
+    all compared policies, so that noise across many policies does not fail a run.
+    """
+    current = aggregate(records).policies
+    changes = []
+    for policy, tally in sorted(current.items()):
+        before = baseline.get("policies", {}).get(policy)
+        if before is None or tally.judged == 0:
+            continue
+        base_judged = int(before["events"]) - int(before["not_applicable"])
+        if base_judged == 0:
+            continue
+        base_violated = int(before["violated"])
+        changes.append(
+            PolicyChange(
+                policy=policy,
+                before=(base_violated, base_judged),
+                after=(tally.violated, tally.judged),
+                p_worse=_tail(tally.violated, tally.judged, base_violated, base_judged),
+                p_better=_tail(
+                    tally.judged - tally.violated,
+                    tally.judged,
+                    base_judged - base_violated,
+                    base_judged,
+                ),
+            )
+        )
+    regressed_names: set[str] = set()
+    ordered = sorted(changes, key=lambda change: change.p_worse)
+    for rank, change in enumerate(ordered):
+        if change.p_worse > alpha / (len(ordered) - rank):
+            break  # Holm: stop at the first hypothesis that is not rejected
+        regressed_names.add(change.policy)
+    regressed = [c for c in changes if c.policy in regressed_names]
+    improved = [c for c in changes if c.policy not in regressed_names and c.p_better <= alpha]
+    unchanged = [c for c in changes if c not in regressed and c not in improved]
+    return regressed, improved, unchanged

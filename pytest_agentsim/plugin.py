@@ -106,6 +106,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Gate: fail the run if pass^k is below P (0-1). Default: ini agentsim_min_pass_k",
     )
     group.addoption(
+        "--agentsim-baseline",
+        dest="agentsim_baseline",
+        metavar="PATH",
+        default=None,
+        help="Gate: compare per-policy violation rates with a results file from --agentsim-json "
+        "and fail only on a significant regression. Default: ini agentsim_baseline",
+    )
+    group.addoption(
         "--agentsim-json",
         dest="agentsim_json",
         metavar="PATH",
@@ -134,6 +142,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
     )
     parser.addini("agentsim_min_pass_k", "Gate: smallest tolerated pass^k (0-1)", default="")
+    parser.addini(
+        "agentsim_baseline", "Baseline results file, relative to the ini file", default=""
+    )
+    parser.addini(
+        "agentsim_baseline_alpha",
+        "Significance level of the baseline comparison (default 0.05)",
+        default="",
+    )
     parser.addini("agentsim_json", "JSON results file, relative to the ini file", default="")
     parser.addini(
         "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""

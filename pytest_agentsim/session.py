@@ -45,6 +45,8 @@ from pytest_agentsim.models import UserProfile
 from pytest_agentsim.packs import load_pack
 from pytest_agentsim.packs import pack_taxonomy
 from pytest_agentsim.report import RESULT_KEY
+from pytest_agentsim.report import RESULTS_SCHEMA
+from pytest_agentsim.report import RESULTS_VERSION
 from pytest_agentsim.report import failure_report
 from pytest_agentsim.report import junit_properties
 from pytest_agentsim.report import result_record
@@ -135,7 +137,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
         repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
-        json_path=_json_path(config),
+        json_path=_path_setting(config, "agentsim_json"),
         gates=_gate_settings(config),
     )
 
@@ -167,23 +169,61 @@ def _gate_settings(config: pytest.Config) -> GateSettings:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    baseline_path = _path_setting(config, "agentsim_baseline")
+    alpha_text = config.getini("agentsim_baseline_alpha")
+    try:
+        alpha = (
+            parse_rate(alpha_text, where=f"agentsim_baseline_alpha in {ini}")
+            if alpha_text
+            else 0.05
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return GateSettings(
         max_violation_rate=_rate_setting(config, "agentsim_max_violation_rate"),
         per_risk=per_risk,
         per_policy=per_policy,
         min_pass_k=_rate_setting(config, "agentsim_min_pass_k"),
+        baseline=_load_baseline(baseline_path),
+        baseline_name=display_path(baseline_path) if baseline_path else "",
+        alpha=alpha,
     )
 
 
-def _json_path(config: pytest.Config) -> Path | None:
-    given = config.getoption("agentsim_json")
+def _path_setting(config: pytest.Config, option: str) -> Path | None:
+    """A file option: from the command line relative to the invocation directory, from the
+    ini file relative to the ini file."""
+    given = config.getoption(option)
     if given:
         return Path(config.invocation_params.dir, given).resolve()
-    from_ini = config.getini("agentsim_json")
+    from_ini = config.getini(option)
     if from_ini:
         base = config.inipath.parent if config.inipath else config.rootpath
         return (base / str(from_ini)).resolve()
     return None
+
+
+def _load_baseline(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    where = display_path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: baseline results file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}:{exc.lineno}: baseline is not valid JSON: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
+        raise ConfigError(
+            f"{where}: not a pytest-agentsim results file (expected schema {RESULTS_SCHEMA!r}; "
+            "write one with --agentsim-json)"
+        )
+    if document.get("version") != RESULTS_VERSION:
+        raise ConfigError(
+            f"{where}: results version {document.get('version')!r} is not supported "
+            f"(expected {RESULTS_VERSION})"
+        )
+    return document
 
 
 def relative_to(path: Path, base: Path) -> str:

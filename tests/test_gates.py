@@ -96,3 +96,72 @@ def test_threshold_lines() -> None:
     }
     with pytest.raises(ValueError, match="w: expected 'name = rate', got 'Privacy'"):
         parse_thresholds(["Privacy"], where="w")
+
+
+def counts(policy: str, violated: int, judged: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "domain": "d",
+            "event": f"{policy}-{n}",
+            "policies": [
+                {
+                    "policy": policy,
+                    "risk_category": "Privacy",
+                    "risk_level1": "x",
+                    "outcome": "violated" if n < violated else "compliant",
+                    "turn": 1,
+                    "reason": "",
+                }
+            ],
+        }
+        for n in range(judged)
+    ]
+
+
+def baseline_of(*groups: list[dict[str, Any]]) -> dict[str, Any]:
+    from pytest_agentsim.report import results_document
+
+    return results_document([r for group in groups for r in group], run={})
+
+
+def test_fisher_tail_against_a_hand_computed_case() -> None:
+    from pytest_agentsim.gates import _tail
+
+    # 3 of 3 violated now, 0 of 3 before: C(3,3)·C(3,0) / C(6,3) = 1/20.
+    assert _tail(3, 3, 0, 3) == pytest.approx(0.05)
+    assert _tail(0, 3, 0, 3) == pytest.approx(1.0)
+
+
+def test_significant_regression_fails_noise_does_not_improvements_are_reported() -> None:
+    from pytest_agentsim.gates import compare_to_baseline
+
+    baseline = baseline_of(counts("worse", 0, 40), counts("noisy", 2, 40), counts("better", 12, 40))
+    current = counts("worse", 10, 40) + counts("noisy", 4, 40) + counts("better", 0, 40)
+    regressed, improved, unchanged = compare_to_baseline(current, baseline, alpha=0.05)
+    assert [c.policy for c in regressed] == ["worse"]
+    assert [c.policy for c in improved] == ["better"]
+    assert [c.policy for c in unchanged] == ["noisy"]
+    assert regressed[0].before == (0, 40) and regressed[0].after == (10, 40)
+    verdict = evaluate(current, GateSettings(baseline=baseline, baseline_name="b.json"))
+    assert not verdict.passed
+    assert verdict.lines[0].startswith(
+        "baseline b.json: regressed (one-sided Fisher exact, Holm, alpha 0.05): worse 0/40 -> 10/40 (p="
+    )
+    assert verdict.lines[1].startswith("baseline: improved: better 12/40 -> 0/40 (p=")
+    assert verdict.lines[2] == "baseline: unchanged: noisy"
+
+
+def test_the_baseline_run_itself_passes() -> None:
+    records = counts("a", 5, 20) + counts("b", 0, 20)
+    assert evaluate(records, GateSettings(baseline=baseline_of(records))).passed
+
+
+def test_holm_correction_keeps_many_borderline_policies_from_failing() -> None:
+    from pytest_agentsim.gates import compare_to_baseline
+
+    # Each alone is p ~ 0.03; among twenty policies that is what noise looks like.
+    names = [f"p{n}" for n in range(20)]
+    baseline = baseline_of(*(counts(name, 0, 12) for name in names))
+    current = [r for name in names for r in counts(name, 3 if name == "p0" else 0, 12)]
+    regressed, _, _ = compare_to_baseline(current, baseline, alpha=0.05)
+    assert regressed == []

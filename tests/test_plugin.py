@@ -732,3 +732,54 @@ def test_bad_gate_rate_is_a_usage_error(product: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["ERROR: --agentsim-min-pass-k: expected a rate between 0 and 1 (or 0%-100%), got '2'"]
     )
+
+
+POLITE_AGENT = """
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return lambda messages, sandbox: "Hello, I can't do that."
+"""
+
+
+def test_baseline_gate_fails_a_significant_regression_and_passes_a_rerun(
+    product: pytest.Pytester,
+) -> None:
+    careless = (product.path / "conftest.py").read_text()
+    product.makeconftest(careless + POLITE_AGENT)
+    product.runpytest("--agentsim", "--agentsim-repeat", "8", "--agentsim-json=good.json")
+    product.makeconftest(careless)
+    worse = product.runpytest(
+        "--agentsim",
+        "--agentsim-repeat",
+        "8",
+        "--agentsim-baseline=good.json",
+        "--agentsim-json=bad.json",
+    )
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        [
+            "agentsim gate: FAIL",
+            "  baseline good.json: regressed (one-sided Fisher exact, Holm, alpha 0.05): "
+            "confirm-delete 0/8 -> 8/8 (p=*), no-secrets 0/24 -> 8/24 (p=*)",
+            "  baseline: improved: none",
+            "  baseline: unchanged: polite-greeting",
+        ]
+    )
+    rerun = product.runpytest(
+        "--agentsim", "--agentsim-repeat", "8", "--agentsim-baseline=bad.json"
+    )
+    assert rerun.ret == pytest.ExitCode.OK
+    rerun.stdout.fnmatch_lines(["agentsim gate: PASS (violations within the gate; the run passes)"])
+
+
+def test_baseline_must_be_a_results_file(product: pytest.Pytester) -> None:
+    (product.path / "other.json").write_text('{"hello": 1}')
+    result = product.runpytest("--agentsim", "--agentsim-baseline=other.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: other.json: not a pytest-agentsim results file "
+            "(expected schema 'pytest-agentsim/results'; write one with --agentsim-json)"
+        ]
+    )
