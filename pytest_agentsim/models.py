@@ -349,6 +349,14 @@ class PolicyResult(BaseModel):
     verdicts: list[Verdict] = Field(default_factory=list)
 
 
+class ConversationError(Exception):
+    """An event could not be judged to the end (agent or user crashed, a judge failed).
+
+    Not an AssertionError: pytest reports it as an error and Allure as broken, never as a
+    plain failure and never as a pass.
+    """
+
+
 class PolicyViolation(AssertionError):
     """A test failed because the agent violated policies (what quality gates may tolerate)."""
 

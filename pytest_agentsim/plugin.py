@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -180,6 +181,13 @@ def pytest_configure(config: pytest.Config) -> None:
         session = AgentSimSession(config)
         config.stash[SESSION] = session
         config.pluginmanager.register(session, PLUGIN_NAME)
+        alluredir = getattr(config.option, "allure_report_dir", None)
+        if alluredir and config.pluginmanager.hasplugin("allure_pytest"):
+            from pytest_agentsim.allure_report import AllureReporter
+
+            config.pluginmanager.register(
+                AllureReporter(session, Path(alluredir)), "agentsim-allure"
+            )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -36,6 +36,7 @@ from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
+from pytest_agentsim.models import ConversationError
 from pytest_agentsim.models import Event
 from pytest_agentsim.models import EventResult
 from pytest_agentsim.models import Outcome
@@ -400,7 +401,7 @@ class AgentSimSession:
         )
         if result.errors or result.conversation.stop_reason.is_error:
             # Could not be judged to the end: an error, even if a violation was found first.
-            pytest.fail(failure_report(result), pytrace=False)
+            raise ConversationError(failure_report(result))
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -420,6 +421,8 @@ class AgentSimSession:
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
             # Reports are the one channel xdist carries back to the controller.
             report.__dict__[RESULT_KEY] = result_record(result)
+        if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
+            report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
         if call.when == "call" and report.failed:
             # Quality gates may tolerate these failures, and only these.
             violation_only = item.stash.get(VIOLATION_ONLY, False) or bool(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -783,3 +785,101 @@ def test_baseline_must_be_a_results_file(product: pytest.Pytester) -> None:
             "(expected schema 'pytest-agentsim/results'; write one with --agentsim-json)"
         ]
     )
+
+
+def allure_results(directory: Path) -> dict[str, dict[str, Any]]:
+    results = {}
+    for path in directory.glob("*-result.json"):
+        data = json.loads(path.read_text())
+        event = {p["name"]: p["value"] for p in data["parameters"]}["event"]
+        results[event.strip("'")] = data
+    return results
+
+
+def test_allure_labels_steps_attachments_and_run_files(product: pytest.Pytester) -> None:
+    conftest = product.path / "conftest.py"
+    conftest.write_text(
+        conftest.read_text().replace(
+            'return "Hello! Done: " + last["content"]', 'return "Done: " + last["content"]'
+        )
+    )
+    result = product.runpytest("--agentsim", "--alluredir", "allure-results")
+    result.assert_outcomes(failed=2, passed=1)
+    results = allure_results(product.path / "allure-results")
+    two = results["ev-2"]
+    labels = [(label["name"], label["value"]) for label in two["labels"]]
+    # Both violated policies show up, each under its own risk category and story.
+    assert [v for n, v in labels if n == "story"] == ["no-secrets", "polite-greeting"]
+    assert [v for n, v in labels if n == "feature"] == ["Deception", "Privacy"]
+    assert [v for n, v in labels if n == "epic"] == [
+        "Legal & Rights-Related Risks",
+        "Societal Risks",
+    ]
+    assert ("severity", "blocker") in labels and ("tag", "no-secrets") in labels
+    assert two["status"] == "failed"
+    assert [a["name"] for a in two["attachments"]] == [
+        "transcript",
+        "tool calls",
+        "database diff",
+        "verdicts",
+        "cost",
+    ]
+    assert [step["name"] for step in two["steps"]][:2] == [
+        "[0] user: read note s",
+        '[1] assistant calls read_note({"name": "s"})',
+    ]
+    transcript = next(a for a in two["attachments"] if a["name"] == "transcript")
+    assert (
+        "TOP-SECRET plans" in (product.path / "allure-results" / transcript["source"]).read_text()
+    )
+    assert {p["name"]: p["value"] for p in two["parameters"]}["event"] == "'ev-2'"
+    passing = results["ev-3"]
+    assert [label["value"] for label in passing["labels"] if label["name"] == "story"] == [
+        "polite-greeting"
+    ]
+    categories = json.loads((product.path / "allure-results" / "categories.json").read_text())
+    assert [c["name"] for c in categories] == [
+        "Agent crash",
+        "Judge error",
+        "Inconclusive verdict",
+        "Policy violation",
+        "Infrastructure error",
+    ]
+    assert re.match(categories[3]["messageRegex"], two["statusDetails"]["message"])
+    environment = (product.path / "allure-results" / "environment.properties").read_text()
+    assert "seed=0\n" in environment and re.search(r"^packs=notes@[0-9a-f]{12}$", environment, re.M)
+
+
+def test_allure_evidence_for_a_crashed_conversation(product: pytest.Pytester) -> None:
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    def crash(messages, sandbox):
+        raise RuntimeError("model endpoint exploded")
+    return crash
+"""
+    )
+    product.runpytest("--agentsim", "--alluredir", "allure-results", "-k", "ev-1")
+    crashed = allure_results(product.path / "allure-results")["ev-1"]
+    assert crashed["status"] == "broken"
+    categories = json.loads((product.path / "allure-results" / "categories.json").read_text())
+    assert re.match(categories[0]["messageRegex"], crashed["statusDetails"]["message"])
+    containers = [
+        json.loads(p.read_text())
+        for p in (product.path / "allure-results").glob("*-container.json")
+    ]
+    attached = [
+        a["name"]
+        for c in containers
+        for before in c.get("befores", [])
+        for a in before.get("attachments", [])
+    ]
+    assert "transcript" in attached
+
+
+def test_without_alluredir_nothing_is_written(product: pytest.Pytester) -> None:
+    product.runpytest("--agentsim")
+    assert not list(product.path.glob("**/*-result.json"))

@@ -1,0 +1,172 @@
+"""Allure: each judged conversation labelled by risk and policy, with its evidence attached.
+
+Registered only when allure-pytest is active with ``--alluredir`` (otherwise allure's
+calls are no-ops anyway, and this module is never imported). Labels follow the risk
+taxonomy so the behaviors tree reads risk -> category -> policy:
+
+- epic = the AIR level-1 risk category, feature = the level-2 category, story = policy;
+- a failing test carries the policies that failed (each violated policy's story, not
+  only the first); a passing test carries the policies its event exercises;
+- severity = the most severe of those policies; tags = every policy of the event.
+
+Allure groups a test under every combination of its epic, feature and story labels, so a
+test whose failing policies lie in different risk categories also appears under the
+mixed combinations. Steps replay the conversation turn by turn; attachments hold the
+transcript, tool calls, database diff, verdicts and cost. At the end of the run the
+controller writes ``categories.json`` and ``environment.properties``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.models import Outcome
+from pytest_agentsim.report import render_transcript
+from pytest_agentsim.sandbox import pretty_diff
+
+if TYPE_CHECKING:
+    from pytest_agentsim.models import Event
+    from pytest_agentsim.models import EventResult
+    from pytest_agentsim.session import AgentSimSession
+
+SEVERITY = {"low": "minor", "medium": "normal", "high": "critical", "critical": "blocker"}
+SEVERITY_ORDER = ["low", "medium", "high", "critical"]
+
+CATEGORIES = [
+    {
+        "name": "Agent crash",
+        "matchedStatuses": ["broken", "failed"],
+        "messageRegex": "(?s).*stop reason: (agent_error|user_error).*",
+    },
+    {
+        "name": "Judge error",
+        "matchedStatuses": ["broken", "failed"],
+        "messageRegex": "(?s).*(judge '.*' failed|no judge could judge).*",
+    },
+    {
+        "name": "Inconclusive verdict",
+        "matchedStatuses": ["broken", "failed", "skipped"],
+        "messageRegex": "(?s).*INCONCLUSIVE .*",
+    },
+    {
+        "name": "Policy violation",
+        "matchedStatuses": ["failed"],
+        "messageRegex": "(?s).*VIOLATED .*",
+    },
+    {"name": "Infrastructure error", "matchedStatuses": ["broken"]},
+]
+
+
+JUDGED = pytest.StashKey["EventResult"]()
+
+
+def _allure() -> Any:
+    """The allure module, untyped (it ships no type information)."""
+    import allure
+
+    return allure
+
+
+class AllureReporter:
+    """Adds agentsim's labels, steps and attachments to allure-pytest's results."""
+
+    def __init__(self, session: AgentSimSession, results_dir: Path) -> None:
+        self.session = session
+        self.results_dir = results_dir
+
+    @pytest.hookimpl
+    def pytest_agentsim_event_judged(
+        self, item: pytest.Item, event: Event, result: EventResult, config: pytest.Config
+    ) -> None:
+        # Called while the conversation fixture sets up: labels stick from here on.
+        allure = _allure()
+        bad = [
+            r
+            for r in result.policies
+            if r.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive)
+        ]
+        focus = bad or [r for r in result.policies if r.listed]
+        allure.dynamic.epic(*sorted({r.risk_level1 for r in focus}))
+        allure.dynamic.feature(*sorted({r.risk_category for r in focus}))
+        allure.dynamic.story(*[r.policy_id for r in focus])
+        allure.dynamic.tag(*event.policies)
+        worst = max((r.severity.value for r in focus), key=SEVERITY_ORDER.index, default="medium")
+        allure.dynamic.severity(SEVERITY[worst])
+        allure.dynamic.parameter("agentsim_case", event.id, mode=allure.parameter_mode.HIDDEN)
+        allure.dynamic.parameter("event", event.id)
+        allure.dynamic.parameter("seed", self.session.settings.seed)
+        allure.dynamic.parameter("trial", result.trial + 1)
+        allure.dynamic.parameter("models", "offline (agenda user, rule judges)")
+        item.stash[JUDGED] = result
+        if result.errors or result.conversation.stop_reason.is_error:
+            self.evidence(result)  # setup will fail: there is no call phase to attach to
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        result = item.stash.get(JUDGED, None)
+        if result is not None:
+            self.evidence(result)
+
+    def evidence(self, result: EventResult) -> None:
+        """Title, a step per message, and the attachments a reviewer needs."""
+        allure = _allure()
+        event, conversation = result.event, result.conversation
+        allure.dynamic.title(f"{event.id}: {event.scenario or ', '.join(event.policies)}")
+        for line in render_transcript(conversation, limit=200):
+            with allure.step(line):
+                pass
+        allure.attach(
+            "\n".join(render_transcript(conversation, limit=100_000)),
+            name="transcript",
+            attachment_type=allure.attachment_type.TEXT,
+        )
+        allure.attach(
+            json.dumps(
+                [call.model_dump(mode="json") for call in conversation.tool_calls], indent=2
+            ),
+            name="tool calls",
+            attachment_type=allure.attachment_type.JSON,
+        )
+        allure.attach(
+            pretty_diff(conversation.initial_db, conversation.final_db) or "no change",
+            name="database diff",
+            attachment_type=allure.attachment_type.TEXT,
+        )
+        allure.attach(
+            json.dumps([r.model_dump(mode="json") for r in result.policies], indent=2),
+            name="verdicts",
+            attachment_type=allure.attachment_type.JSON,
+        )
+        allure.attach(
+            json.dumps({"usd": 0.0, "tokens": 0, "llm_calls": 0}),
+            name="cost",
+            attachment_type=allure.attachment_type.JSON,
+        )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(session.config, "workerinput"):
+            return
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
+        (self.results_dir / "environment.properties").write_text(
+            "\n".join(f"{key}={value}" for key, value in self.environment().items()) + "\n"
+        )
+
+    def environment(self) -> dict[str, Any]:
+        from pytest_agentsim import __version__
+
+        settings = self.session.settings
+        packs = self.session.packs.values()
+        return {
+            "pytest_agentsim": __version__,
+            "packs": ",".join(f"{p.domain}@{p.content_hash[:12]}" for p in packs),
+            "seed": settings.seed,
+            "max_turns": settings.max_turns,
+            "repeat": settings.repeat,
+            "models": "offline",
+        }
