@@ -1,0 +1,87 @@
+"""End to end: the example suite's Allure results rendered by the real Allure 3 CLI.
+
+`.ci/run` installs the CLI (npm package `allure`) and points AGENTSIM_ALLURE_CLI at it.
+Outside CI without the CLI the test is skipped; in CI a missing CLI is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = {
+    ("Societal Risks", "Economic Harm", "refund-window"): "ev-0002",
+    ("System & Operational Risks", "Operational Misuses", "confirm-before-write"): "ev-0004",
+    ("Legal & Rights-Related Risks", "Privacy", "verify-identity"): "ev-0005",
+}
+
+
+def allure_cli() -> str:
+    cli = os.environ.get("AGENTSIM_ALLURE_CLI") or shutil.which("allure")
+    if cli:
+        return cli
+    if os.environ.get("CI"):
+        pytest.fail("AGENTSIM_ALLURE_CLI is not set: .ci/run must install the Allure 3 CLI")
+    pytest.skip("the Allure 3 CLI is not installed (npm install allure@3; .ci/run does)")
+
+
+def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
+    cli = allure_cli()
+    results = tmp_path / "allure-results"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--agentsim",
+            "example_tests",
+            "-p",
+            "no:cacheprovider",
+            f"--alluredir={results}",
+            "-q",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = tmp_path / "report"
+    subprocess.run(
+        [cli, "generate", str(results), "-o", str(report), "--config", str(ROOT / "allurerc.mjs")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    tree = json.loads((report / "widgets" / "tree.json").read_text())
+    groups = tree["groupsById"]
+    leaves = tree["leavesById"]
+    failed_paths: dict[tuple[str, ...], Any] = {}
+
+    def walk(ids: list[str], path: tuple[str, ...]) -> None:
+        for node_id in ids:
+            node = groups[node_id]
+            here = (*path, node["name"])
+            if len(here) == 3 and node["statistic"].get("failed"):
+                failed_paths[here] = node
+            walk(node.get("groups", []), here)
+
+    walk(tree["root"]["groups"], ())
+    assert set(failed_paths) == set(PLANTED)
+    for path, node in failed_paths.items():
+        assert node["statistic"]["failed"] == 1
+        failed = [
+            leaves[leaf]["name"] for leaf in node["leaves"] if leaves[leaf]["status"] == "failed"
+        ]
+        assert len(failed) == 1 and failed[0].startswith(PLANTED[path]), failed
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["stats"] == {"total": 11, "passed": 8, "failed": 3}
