@@ -6,12 +6,13 @@ taxonomy so the behaviors tree reads risk -> category -> policy:
 
 - epic = the AIR level-1 risk category, feature = the level-2 category, story = policy;
 - a failing test carries the policies that failed (each violated policy's story, not
-  only the first); a passing test carries the policies its event exercises;
+  only the first); a passing test carries the policies its event exercises that share
+  the risk category of the event's first policy (one branch, no mixed combinations);
 - severity = the most severe of those policies; tags = every policy of the event.
 
 Allure groups a test under every combination of its epic, feature and story labels, so a
-test whose failing policies lie in different risk categories also appears under the
-mixed combinations. Steps replay the conversation turn by turn; attachments hold the
+test whose *failing* policies lie in different risk categories also appears under the
+mixed combinations; one Allure result per (event, policy) verdict would avoid it. Steps replay the conversation turn by turn; attachments hold the
 transcript, tool calls, database diff, verdicts and cost. At the end of the run the
 controller writes ``categories.json`` and ``environment.properties``.
 """
@@ -90,7 +91,10 @@ class AllureReporter:
             for r in result.policies
             if r.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive)
         ]
-        focus = bad or [r for r in result.policies if r.listed]
+        listed = [r for r in result.policies if r.listed]
+        # A passing test sits under one risk category (its first policy's), so the tree has
+        # no mixed branches; a failing one under every failed policy, as QA needs.
+        focus = bad or [r for r in listed if r.risk_category == listed[0].risk_category]
         allure.dynamic.epic(*sorted({r.risk_level1 for r in focus}))
         allure.dynamic.feature(*sorted({r.risk_category for r in focus}))
         allure.dynamic.story(*[r.policy_id for r in focus])
