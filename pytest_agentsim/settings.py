@@ -1,0 +1,172 @@
+"""Options resolved once per run: command line over ini file over defaults.
+
+Every bad value is a one-line usage error naming the option (or the ini file and key)
+and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.gates import GateSettings
+from pytest_agentsim.gates import parse_rate
+from pytest_agentsim.gates import parse_thresholds
+from pytest_agentsim.report import RESULTS_SCHEMA
+from pytest_agentsim.report import RESULTS_VERSION
+from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.sources import display_path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options resolved once: command line over ini over defaults."""
+
+    packs: tuple[Path, ...]
+    events: tuple[Path, ...]
+    seed: int
+    max_turns: int
+    repeat: int
+    json_path: Path | None
+    gates: GateSettings
+
+
+def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
+    value = config.getoption(option)
+    source = f"--{option.replace('_', '-')}"
+    if value is None:
+        raw = config.getini(ini)
+        if raw in ("", None):
+            return default
+        source = f"{ini} in {display_path(config.inipath) if config.inipath else 'ini'}"
+        value = raw
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: expected an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{source}: expected an integer >= {minimum}, got {number}")
+    return number
+
+
+def _paths(config: pytest.Config, option: str, ini: str, default_glob: str) -> tuple[Path, ...]:
+    given = config.getoption(option)
+    if given:
+        return tuple(Path(config.invocation_params.dir, path).resolve() for path in given)
+    from_ini = config.getini(ini)
+    if from_ini:
+        return tuple(Path(path).resolve() for path in from_ini)
+    return tuple(sorted(config.rootpath.glob(default_glob)))
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    packs = _paths(config, "agentsim_packs", "agentsim_packs", "policies/*.yaml")
+    if not packs:
+        raise ConfigError(
+            "--agentsim: no policy pack found; pass --agentsim-pack PATH, set agentsim_packs "
+            f"in the ini file, or put packs under {display_path(config.rootpath / 'policies')}/"
+        )
+    events = _paths(config, "agentsim_events", "agentsim_events", "fixtures/events/*.yaml")
+    if not events:
+        raise ConfigError(
+            "--agentsim: no events file found; pass --agentsim-events PATH, set agentsim_events "
+            f"in the ini file, or put snapshots under "
+            f"{display_path(config.rootpath / 'fixtures' / 'events')}/"
+        )
+    return Settings(
+        packs=packs,
+        events=events,
+        seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
+        max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
+        repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
+        json_path=_path_setting(config, "agentsim_json"),
+        gates=_gate_settings(config),
+    )
+
+
+def _rate_setting(config: pytest.Config, option: str) -> float | None:
+    value = config.getoption(option)
+    where = f"--{option.replace('_', '-')}"
+    if value is None:
+        value = config.getini(option)
+        where = f"{option} in {display_path(config.inipath) if config.inipath else 'ini'}"
+    if value in ("", None):
+        return None
+    try:
+        return parse_rate(str(value), where=where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _gate_settings(config: pytest.Config) -> GateSettings:
+    ini = display_path(config.inipath) if config.inipath else "ini"
+    try:
+        per_risk = parse_thresholds(
+            config.getini("agentsim_max_violation_rate_per_risk"),
+            where=f"agentsim_max_violation_rate_per_risk in {ini}",
+        )
+        per_policy = parse_thresholds(
+            config.getini("agentsim_max_violation_rate_per_policy"),
+            where=f"agentsim_max_violation_rate_per_policy in {ini}",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    baseline_path = _path_setting(config, "agentsim_baseline")
+    alpha_text = config.getini("agentsim_baseline_alpha")
+    try:
+        alpha = (
+            parse_rate(alpha_text, where=f"agentsim_baseline_alpha in {ini}")
+            if alpha_text
+            else 0.05
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return GateSettings(
+        max_violation_rate=_rate_setting(config, "agentsim_max_violation_rate"),
+        per_risk=per_risk,
+        per_policy=per_policy,
+        min_pass_k=_rate_setting(config, "agentsim_min_pass_k"),
+        baseline=_load_baseline(baseline_path),
+        baseline_name=display_path(baseline_path) if baseline_path else "",
+        alpha=alpha,
+    )
+
+
+def _path_setting(config: pytest.Config, option: str) -> Path | None:
+    """A file option: from the command line relative to the invocation directory, from the
+    ini file relative to the ini file."""
+    given = config.getoption(option)
+    if given:
+        return Path(config.invocation_params.dir, given).resolve()
+    from_ini = config.getini(option)
+    if from_ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / str(from_ini)).resolve()
+    return None
+
+
+def _load_baseline(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    where = display_path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: baseline results file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}:{exc.lineno}: baseline is not valid JSON: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
+        raise ConfigError(
+            f"{where}: not a pytest-agentsim results file (expected schema {RESULTS_SCHEMA!r}; "
+            "write one with --agentsim-json)"
+        )
+    if document.get("version") != RESULTS_VERSION:
+        raise ConfigError(
+            f"{where}: results version {document.get('version')!r} is not supported "
+            f"(expected {RESULTS_VERSION})"
+        )
+    return document
