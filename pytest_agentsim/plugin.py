@@ -151,6 +151,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Significance level of the baseline comparison (default 0.05)",
         default="",
     )
+    parser.addini(
+        "agentsim_progress_seconds",
+        "Seconds between progress lines on long runs (default 10; 0: after every event)",
+        default="",
+    )
     parser.addini("agentsim_json", "JSON results file, relative to the ini file", default="")
     parser.addini(
         "agentsim_max_turns", "User turns before a conversation is stopped (default 20)", default=""

@@ -117,6 +117,7 @@ class AgentSimSession:
         self._graphs: dict[str, PolicyGraph] = {}
         self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.other_failures = 0
+        self.last_progress = time.monotonic()
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
         self.runner = SimulationRunner(
@@ -287,6 +288,27 @@ class AgentSimSession:
         entry = self.records.setdefault(key, {**record, "tests": []})
         if report.nodeid not in entry["tests"]:
             entry["tests"].append(report.nodeid)
+        self.progress()
+
+    def progress(self) -> None:
+        """Every few seconds on long runs, one line of how the run is going (not with -q)."""
+        now = time.monotonic()
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if (
+            reporter is None
+            or hasattr(self.config, "workerinput")
+            or self.config.get_verbosity() < 0
+            or now - self.last_progress < self.settings.progress_seconds
+        ):
+            return
+        self.last_progress = now
+        records = self.records.values()
+        violated = sum(any(i["outcome"] == "violated" for i in r["policies"]) for r in records)
+        errors = sum(any(i["outcome"] == "error" for i in r["policies"]) for r in records)
+        reporter.write_line(
+            f"agentsim: {len(self.records)} events judged, {violated} with violations, "
+            f"{errors} with errors, cost $0.00"
+        )
 
     def pytest_sessionstart(self) -> None:
         self.started = time.time()

@@ -30,13 +30,14 @@ class Settings:
     events: tuple[Path, ...]
     seed: int
     max_turns: int
+    progress_seconds: int
     repeat: int
     json_path: Path | None
     gates: GateSettings
 
 
 def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
-    value = config.getoption(option)
+    value = config.getoption(option, None)  # some settings exist only in the ini file
     source = f"--{option.replace('_', '-')}"
     if value is None:
         raw = config.getini(ini)
@@ -82,6 +83,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         events=events,
         seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
+        progress_seconds=_int_setting(
+            config, "agentsim_progress_seconds", "agentsim_progress_seconds", 10, 0
+        ),
         repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
         json_path=_path_setting(config, "agentsim_json"),
         gates=_gate_settings(config),
@@ -89,7 +93,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
 
 
 def _rate_setting(config: pytest.Config, option: str) -> float | None:
-    value = config.getoption(option)
+    value = config.getoption(option, None)  # some settings exist only in the ini file
     where = f"--{option.replace('_', '-')}"
     if value is None:
         value = config.getini(option)

@@ -883,3 +883,23 @@ def agentsim_agent():
 def test_without_alluredir_nothing_is_written(product: pytest.Pytester) -> None:
     product.runpytest("--agentsim")
     assert not list(product.path.glob("**/*-result.json"))
+
+
+def test_progress_lines_on_long_runs_and_quiet_with_q(product: pytest.Pytester) -> None:
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_progress_seconds = 0\n")
+    result = product.runpytest("--agentsim")
+    result.stdout.fnmatch_lines(
+        [
+            "agentsim: 1 events judged, 1 with violations, 0 with errors, cost $0.00",
+            "agentsim: 2 events judged, 2 with violations, 0 with errors, cost $0.00",
+            "agentsim: 3 events judged, 2 with violations, 0 with errors, cost $0.00",
+        ]
+    )
+    quiet = product.runpytest("--agentsim", "-q")
+    assert "events judged" not in quiet.stdout.str()
+
+
+def test_no_progress_lines_on_short_runs(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim")
+    assert "events judged" not in result.stdout.str()
