@@ -903,3 +903,20 @@ def test_progress_lines_on_long_runs_and_quiet_with_q(product: pytest.Pytester) 
 def test_no_progress_lines_on_short_runs(product: pytest.Pytester) -> None:
     result = product.runpytest("--agentsim")
     assert "events judged" not in result.stdout.str()
+
+
+def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
+    def labels(*args: str) -> dict[str, list[tuple[str, str]]]:
+        directory = product.path / f"allure-{len(args)}"
+        product.runpytest_subprocess("--agentsim", f"--alluredir={directory}", *args)
+        return {
+            event: sorted(
+                (label["name"], label["value"])
+                for label in data["labels"]
+                if label["name"] in ("epic", "feature", "story", "tag", "severity")
+            )
+            for event, data in allure_results(directory).items()
+        }
+
+    assert labels("-n", "2") == labels("-p", "no:xdist")
+    assert (product.path / "allure-2" / "categories.json").exists()
