@@ -381,6 +381,7 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
                 f"identical transcripts in every trial (not independent samples): "
                 f"{', '.join(repeated.identical)}"
             )
+    lines.append("cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)")
     if problems:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]

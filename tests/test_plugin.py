@@ -920,3 +920,11 @@ def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytes
 
     assert labels("-n", "2") == labels("-p", "no:xdist")
     assert (product.path / "allure-2" / "categories.json").exists()
+
+
+def test_works_with_allure_pytest_disabled(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "-p", "no:allure_pytest")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(
+        ["cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)"]
+    )
