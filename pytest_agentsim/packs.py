@@ -57,7 +57,7 @@ def _load_seed_db(pack_path: Path, database: str) -> tuple[dict[str, Any], bytes
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{display_path(db_path)}: the seed database must be a mapping of tables, "
-            f"got {type(raw).__name__}"
+            f"got {type(to_plain(raw)).__name__}"
         )
     return to_plain(raw), db_path.read_bytes()
 

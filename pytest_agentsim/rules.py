@@ -233,14 +233,30 @@ class ConfirmationBefore(RuleCheck):
 _MISSING = object()
 
 
+def _as_int(part: str | int) -> int | None:
+    if isinstance(part, int):
+        return part
+    return int(part) if part.lstrip("-").isdigit() else None
+
+
 def value_at(data: Any, path: list[str | int]) -> Any:
-    """The value at a path of keys / list indices, or ``_MISSING``."""
+    """The value at a path of keys / list indices, or ``_MISSING``.
+
+    A digit part is a list index, or a mapping key as written ("1001", "02134": JSON keys
+    are strings) or as a number (YAML keys may be ints).
+    """
     node = data
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
-            node = node[part]
+        index = _as_int(part)
+        if isinstance(node, dict):
+            for key in (part, str(part), index):
+                if key is not None and key in node:
+                    node = node[key]
+                    break
+            else:
+                return _MISSING
+        elif isinstance(node, list) and index is not None and -len(node) <= index < len(node):
+            node = node[index]
         else:
             return _MISSING
     return node
@@ -249,7 +265,8 @@ def value_at(data: Any, path: list[str | int]) -> Any:
 def _split_path(path: str | list[str | int]) -> list[str | int]:
     if isinstance(path, list):
         return path
-    return [int(part) if part.lstrip("-").isdigit() else part for part in path.split(".")]
+    parts: list[str | int] = [*path.split(".")]
+    return parts
 
 
 class _DbCheck(RuleCheck):

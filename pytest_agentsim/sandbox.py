@@ -188,13 +188,18 @@ class ToolSandbox:
         except ValidationError as exc:
             record.error = f"invalid arguments: {_validation_summary(exc)}"
             return record
+        # Record what the tool receives ("true" -> true), so rule checks see what ran.
+        record.arguments.update(validated.model_dump(mode="json", exclude_unset=True))
         kwargs = {key: getattr(validated, key) for key in type(validated).model_fields}
         try:
             result = tool.function(self.db, **kwargs)
         except Exception as exc:  # the agent sees the error, as from a real API
             record.error = f"{type(exc).__name__}: {exc}"
             return record
-        record.result = json.loads(json.dumps(result, default=str))
+        try:
+            record.result = json.loads(json.dumps(result, default=str))
+        except (TypeError, ValueError) as exc:  # e.g. tuple keys, circular references
+            record.error = f"the tool's result is not JSON-serializable: {exc}"
         return record
 
     def diff(self) -> dict[str, Any]:

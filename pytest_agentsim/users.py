@@ -98,12 +98,15 @@ class AgendaUser:
         return [_label(slot), *self.profile.aliases.get(slot, [])]
 
     def _asked_slots(self, text: str) -> list[str]:
+        """The known slots the text mentions, in the order it mentions them."""
         lowered = text.lower()
-        return [
-            slot
-            for slot in self.knowledge
-            if any(alias.lower() in lowered for alias in self._aliases(slot))
-        ]
+        found = []
+        for slot in self.knowledge:
+            positions = [lowered.find(alias.lower()) for alias in self._aliases(slot)]
+            positions = [position for position in positions if position >= 0]
+            if positions:
+                found.append((min(positions), slot))
+        return [slot for _, slot in sorted(found, key=lambda item: item[0])]
 
     def _observe(self, text: str) -> UserReply | None:
         """Update the goal from the agent's reply; a reply when the user should stop."""
