@@ -495,3 +495,21 @@ def test_starting_db_applies_the_event_overrides_to_the_pack_seed() -> None:
     db["refunds"].append("o-1")
     assert pack.seed_db["refunds"] == []
     assert pack.seed_db["orders"]["o-1"]["status"] == "open"
+
+
+def test_complexity_not_a_number() -> None:
+    message = pack_error(pack_text(POLICY.replace("complexity: 5", "complexity: hard")))
+    assert message.startswith(
+        "pack.yaml:8: policy 'refund-window': complexity: input should be a valid integer"
+    )
+    assert message.endswith("got 'hard'")
+
+
+def test_agenda_act_must_be_known(shop_pack: PolicyPack) -> None:
+    text = EVENTS.replace(
+        'script: ["I want a refund."]', "agenda:\n        - {act: shout, text: hey}"
+    )
+    assert events_error(text, shop_pack) == (
+        "events.yaml:8: event 'ev-1': user.agenda[0].act must be one of say, inform, request, "
+        "confirm, deny, bye, got 'shout'"
+    )
