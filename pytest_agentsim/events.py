@@ -39,6 +39,14 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
             f"{where}:{line_of(raw, ('domain',))}: domain {event_set.domain!r} has no policy pack "
             f"(loaded packs: {known})"
         )
+    generated = event_set.generated
+    if generated is not None and generated.fingerprint != pack.fingerprint:
+        raise ConfigError(
+            f"{where}:{line_of(raw, ('generated', 'fingerprint'))}: stale snapshot: "
+            f"{display_path(pack.path or generated.pack)} changed since these events were "
+            f"generated; regenerate with `pytest --agentsim --agentsim-generate "
+            f"--agentsim-seed {generated.seed}` and review the diff"
+        )
     seen: dict[str, int] = {}
     for index, event in enumerate(event_set.events):
         loc = ("events", index)

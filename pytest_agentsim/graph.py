@@ -53,7 +53,7 @@ def _tools(policy: Policy) -> set[str]:
 
 
 def _entities(policy: Policy) -> set[str]:
-    return {str(entity) for entity in policy.scenario.get("entities", [])}
+    return set(policy.scenario.entities)
 
 
 def derived_weight(a: Policy, b: Policy) -> float:

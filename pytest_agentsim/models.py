@@ -10,6 +10,7 @@ Messages follow the OpenAI chat format, the lingua franca of agent frameworks.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from typing import Any
 from typing import Literal
@@ -36,6 +37,99 @@ class Severity(str, enum.Enum):
     critical = "critical"
 
 
+class DialogueAct(StrictModel):
+    """One act on the simulated user's agenda (Schatzmann et al. 2007).
+
+    ``inform`` gives the value of ``slot`` from the user's facts, ``request`` asks the agent
+    for something the goal wants, ``confirm``/``deny`` answer a confirmation question,
+    ``say`` utters ``text`` verbatim and ``bye`` ends the conversation.
+    """
+
+    act: Literal["say", "inform", "request", "confirm", "deny", "bye"]
+    slot: str | None = None
+    text: str | None = None
+
+
+class GoalRequest(StrictModel):
+    """Something the user wants done or told; met when an agent message matches ``done_when``."""
+
+    slot: str
+    text: str = Field(description="How the user asks for it")
+    done_when: str = Field(description="Regex over the agent's replies that shows it was met")
+
+
+class EntitySpec(StrictModel):
+    """A named thing an event is about, drawn from a table of the seed database."""
+
+    table: str = Field(min_length=1, description="Table of the seed DB (a mapping id -> record)")
+    where: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields the record must have; values may be templates like '{user}'",
+    )
+
+
+class Variant(StrictModel):
+    """One way a policy can come up in a conversation, as a template for part of an event.
+
+    Strings may hold placeholders: ``{entity}`` (the chosen record's id), ``{entity.field}``
+    (a field of that record in the event's starting database) and ``{name}`` for a value
+    drawn from ``choose``. ``{{`` and ``}}`` are literal braces.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    task: str | None = Field(
+        default=None,
+        description="What the user came to do (e.g. 'cancel'); an event has at most one task",
+    )
+    text: str = Field(default="", description="The scenario in words")
+    persona: str | None = None
+    where: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Extra conditions on entities: entity -> field -> value"
+    )
+    choose: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Named values drawn (seeded) from a list"
+    )
+    db: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the starting database"
+    )
+    facts: dict[str, Any] = Field(default_factory=dict)
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
+    opening: str | None = Field(default=None, description="The user's first words")
+    requests: list[GoalRequest] = Field(default_factory=list)
+    confirm: bool | None = Field(
+        default=None, description="Whether the user agrees to a confirmation question"
+    )
+    agenda: list[DialogueAct] = Field(default_factory=list)
+    expected: list[dict[str, Any]] = Field(
+        default_factory=list, description="Rule checks for this policy in events of this variant"
+    )
+
+
+class PolicyScenario(StrictModel):
+    """What offline event generation knows of a policy."""
+
+    entities: list[str] = Field(
+        default_factory=list, description="Entities the policy is about (also used for edges)"
+    )
+    variants: list[Variant] = Field(default_factory=list)
+
+
+class GenerationSpec(StrictModel):
+    """How many events to generate for a pack, and from what material (pack ``generation``)."""
+
+    count: int = Field(default=20, ge=1, description="Events in the snapshot (at least)")
+    complexity: tuple[int, int] = Field(
+        default=(4, 12), description="Range of an event's summed policy complexity"
+    )
+    coverage_k: int = Field(default=1, ge=1, description="Events per policy, at least")
+    edge_threshold: float = Field(
+        default=5.0, ge=0, le=10, description="Edges this heavy are exercised at least once"
+    )
+    attempts: int = Field(default=12, ge=1, description="Tries per sample before reporting it")
+    entities: dict[str, EntitySpec] = Field(default_factory=dict)
+    personas: list[str] = Field(default_factory=list)
+
+
 class Policy(StrictModel):
     """One business rule the agent must follow."""
 
@@ -49,8 +143,9 @@ class Policy(StrictModel):
         default_factory=list,
         description="Rule checks that apply to every event; validated by the rule registry",
     )
-    scenario: dict[str, Any] = Field(
-        default_factory=dict, description="Material for offline event generation"
+    scenario: PolicyScenario = Field(
+        default_factory=lambda: PolicyScenario(),
+        description="Material for offline event generation (see pytest_agentsim.generate)",
     )
     _line: int | None = PrivateAttr(default=None)
 
@@ -83,6 +178,10 @@ class PolicyPack(StrictModel):
     edges: list[PolicyEdge] = Field(
         default_factory=list, description="Declared edges; other pairs are derived offline"
     )
+    generation: GenerationSpec = Field(
+        default_factory=lambda: GenerationSpec(),
+        description="Material and sizes for offline event generation",
+    )
     _path: str | None = PrivateAttr(default=None)
     _seed_db: dict[str, Any] = PrivateAttr(default_factory=dict)
     _content_hash: str = PrivateAttr(default="")
@@ -101,6 +200,19 @@ class PolicyPack(StrictModel):
         """sha256 of the pack file and its seed database: what cached results depend on."""
         return self._content_hash
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what the pack means (its validated content and seed database).
+
+        Unlike :attr:`content_hash`, comments and formatting do not change it: generated
+        snapshots and cached LLM edge scores depend on it, so they go stale only when
+        something that could change them does.
+        """
+        canonical = json.dumps(
+            [self.model_dump(mode="json"), self._seed_db], sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
     def policy(self, policy_id: str) -> Policy:
         for policy in self.policies:
             if policy.id == policy_id:
@@ -113,27 +225,6 @@ class PolicyPack(StrictModel):
 
 
 # --------------------------------------------------------------------------- events
-
-
-class DialogueAct(StrictModel):
-    """One act on the simulated user's agenda (Schatzmann et al. 2007).
-
-    ``inform`` gives the value of ``slot`` from the user's facts, ``request`` asks the agent
-    for something the goal wants, ``confirm``/``deny`` answer a confirmation question,
-    ``say`` utters ``text`` verbatim and ``bye`` ends the conversation.
-    """
-
-    act: Literal["say", "inform", "request", "confirm", "deny", "bye"]
-    slot: str | None = None
-    text: str | None = None
-
-
-class GoalRequest(StrictModel):
-    """Something the user wants done or told; met when an agent message matches ``done_when``."""
-
-    slot: str
-    text: str = Field(description="How the user asks for it")
-    done_when: str = Field(description="Regex over the agent's replies that shows it was met")
 
 
 class UserGoal(StrictModel):
@@ -186,6 +277,9 @@ class Event(StrictModel):
     )
     expected: list[Expectation] = Field(default_factory=list)
     seed: int | None = None
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="Generated events: the variant used for each policy"
+    )
     _line: int | None = PrivateAttr(default=None)
 
     @property
@@ -197,11 +291,36 @@ class Event(StrictModel):
         return f"{self.id}-{'+'.join(self.policies)}"
 
 
+class SkippedSample(StrictModel):
+    """A sampled policy combination no valid event could be built for, and why."""
+
+    policies: list[str]
+    reason: str
+    count: int = 1
+
+
+class GenerationInfo(StrictModel):
+    """Where a generated snapshot came from: what makes it stale when the pack changes."""
+
+    pack: str = Field(description="The pack file, relative to the snapshot")
+    fingerprint: str = Field(description="PolicyPack.fingerprint of the pack it was built from")
+    seed: int
+    generator: str = Field(description="'templates', or 'llm:<model>'")
+    covered: dict[str, int] = Field(
+        default_factory=dict, description="Events per policy (every policy should be >= 1)"
+    )
+    uncovered: list[str] = Field(default_factory=list)
+    skipped: list[SkippedSample] = Field(default_factory=list)
+
+
 class EventSet(StrictModel):
     """A snapshot file of events for one domain (``fixtures/events/<domain>.yaml``)."""
 
     version: Literal[1] = 1
     domain: str
+    generated: GenerationInfo | None = Field(
+        default=None, description="Set on generated snapshots; absent on hand-written ones"
+    )
     events: list[Event]
     _path: str | None = PrivateAttr(default=None)
 

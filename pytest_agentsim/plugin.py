@@ -71,11 +71,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Events snapshot file (repeatable). Default: ini agentsim_events, else fixtures/events/*.yaml",
     )
     group.addoption(
+        "--agentsim-generate",
+        action="store_true",
+        dest="agentsim_generate",
+        default=False,
+        help="(Re)write each pack's generated events snapshot from its templates, then run "
+        "on it (like a snapshot update: review the diff)",
+    )
+    group.addoption(
         "--agentsim-seed",
         dest="agentsim_seed",
         metavar="INT",
         default=None,
-        help="Seed of the simulated users' choices. Default: ini agentsim_seed, else 0",
+        help="Seed of the simulated users' choices and of event generation. "
+        "Default: ini agentsim_seed, else 0",
     )
     group.addoption(
         "--agentsim-max-turns",

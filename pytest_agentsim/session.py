@@ -27,6 +27,9 @@ from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
 from pytest_agentsim.gates import GateVerdict
 from pytest_agentsim.gates import evaluate as evaluate_gates
+from pytest_agentsim.generate import SnapshotWrite
+from pytest_agentsim.generate import regenerate
+from pytest_agentsim.generate import snapshot_targets
 from pytest_agentsim.github import error_annotations
 from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
@@ -96,9 +99,24 @@ class AgentSimSession:
                     f"{display_path(self.packs[pack.domain].path or '')}"
                 )
             self.packs[pack.domain] = pack
+        self.snapshot_writes: list[SnapshotWrite] = []
+        event_paths = list(self.settings.events)
+        if self.settings.generate:
+            targets = snapshot_targets(
+                event_paths, self.packs, config.rootpath / "fixtures" / "events"
+            )
+            self.snapshot_writes = regenerate(
+                self.packs, targets, registry=self.registry, seed=self.settings.seed
+            )
+            event_paths += [path for path in targets.values() if path not in event_paths]
         self.events: list[Event] = []
         seen: dict[tuple[str, str], str] = {}
-        for path in self.settings.events:
+        for path in event_paths:
+            if not path.exists():
+                raise ConfigError(
+                    f"{display_path(path)}: events file not found; write it with "
+                    "`pytest --agentsim --agentsim-generate` (from the pack's templates)"
+                )
             event_set = load_events(path, packs=self.packs, registry=self.registry)
             for event in event_set.events:
                 key = (event.domain, event.id)
@@ -364,8 +382,36 @@ class AgentSimSession:
             "exit_status": exitstatus,
         }
 
+    def generation_lines(self) -> list[str]:
+        """What --agentsim-generate wrote: files, counts, coverage, difficulty."""
+        lines: list[str] = []
+        for write in self.snapshot_writes:
+            state = "wrote" if write.changed else "unchanged"
+            coverage = (
+                f"NOT COVERED: {'; '.join(write.uncovered)}"
+                if write.uncovered
+                else "every policy covered"
+            )
+            skipped = (
+                f"; {write.skipped} samples could not be built (listed in the file)"
+                if write.skipped
+                else ""
+            )
+            lines.append(
+                f"{state} {display_path(write.path)}: {write.events} {write.domain} events; "
+                f"{coverage}{skipped}"
+            )
+            lines.extend(f"  {line}" for line in write.histogram)
+        return lines
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
+            return
+        if self.snapshot_writes:
+            terminalreporter.write_sep("=", "agentsim events generated")
+            for line in self.generation_lines():
+                terminalreporter.write_line(line)
+        if not self.records:
             return
         records = [self.records[key] for key in sorted(self.records)]
         terminalreporter.write_sep("=", "agentsim summary")

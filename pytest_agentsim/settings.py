@@ -28,6 +28,7 @@ class Settings:
 
     packs: tuple[Path, ...]
     events: tuple[Path, ...]
+    generate: bool
     seed: int
     max_turns: int
     progress_seconds: int
@@ -72,15 +73,17 @@ def resolve_settings(config: pytest.Config) -> Settings:
             f"in the ini file, or put packs under {display_path(config.rootpath / 'policies')}/"
         )
     events = _paths(config, "agentsim_events", "agentsim_events", "fixtures/events/*.yaml")
-    if not events:
+    generate = bool(config.getoption("agentsim_generate", False))
+    if not events and not generate:
         raise ConfigError(
-            "--agentsim: no events file found; pass --agentsim-events PATH, set agentsim_events "
-            f"in the ini file, or put snapshots under "
+            "--agentsim: no events file found; generate one with --agentsim-generate, pass "
+            "--agentsim-events PATH, set agentsim_events in the ini file, or put snapshots under "
             f"{display_path(config.rootpath / 'fixtures' / 'events')}/"
         )
     return Settings(
         packs=packs,
         events=events,
+        generate=generate,
         seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
         max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
         progress_seconds=_int_setting(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def allure_cli() -> str:
 def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
     cli = allure_cli()
     results = tmp_path / "allure-results"
-    subprocess.run(
+    run = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -46,6 +47,7 @@ def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
             "-p",
             "no:cacheprovider",
             f"--alluredir={results}",
+            f"--agentsim-json={tmp_path / 'results.json'}",
             "-q",
         ],
         cwd=ROOT,
@@ -77,11 +79,30 @@ def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
 
     walk(tree["root"]["groups"], ())
     assert set(failed_paths) == set(PLANTED)
+    # Under each risk > category > policy branch: exactly the events violating that policy.
+    document = json.loads((tmp_path / "results.json").read_text())
     for path, node in failed_paths.items():
-        assert node["statistic"]["failed"] == 1
-        failed = [
-            leaves[leaf]["name"] for leaf in node["leaves"] if leaves[leaf]["status"] == "failed"
-        ]
-        assert len(failed) == 1 and failed[0].startswith(PLANTED[path]), failed
+        violating = {
+            record["event"]
+            for record in document["events"]
+            for item in record["policies"]
+            if item["policy"] == path[2] and item["outcome"] == "violated"
+        }
+        failed = {
+            leaves[leaf]["name"].split(":")[0]
+            for leaf in node["leaves"]
+            if leaves[leaf]["status"] == "failed"
+        }
+        assert PLANTED[path] in failed
+        assert failed == violating
+        assert node["statistic"]["failed"] == len(violating)
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["stats"] == {"total": 11, "passed": 8, "failed": 3}
+    failed_tests, passed_tests = map(
+        int, re.search(r"(\d+) failed, (\d+) passed", run.stdout.splitlines()[-1]).groups()
+    )
+    assert failed_tests == document["totals"]["violated_events"]
+    assert summary["stats"] == {
+        "total": failed_tests + passed_tests,
+        "passed": passed_tests,
+        "failed": failed_tests,
+    }

@@ -44,14 +44,21 @@ def main_job() -> subprocess.CompletedProcess[str]:
 def test_main_job_fails_exactly_on_the_planted_violations(
     main_job: subprocess.CompletedProcess[str],
 ) -> None:
-    assert main_job.returncode == 1, main_job.stdout[-3000:] + main_job.stderr
+    out = main_job.stdout
+    assert main_job.returncode == 1, out[-3000:] + main_job.stderr
     failed = re.findall(
-        r"^FAILED example_tests/test_support\.py::test_support\[(ev-\d+)-", main_job.stdout, re.M
+        r"^FAILED example_tests/test_support\.py::test_support\[(ev-\w+)-", out, re.M
     )
-    assert sorted(failed) == sorted(PLANTED)
-    violations = re.findall(r"^\s+VIOLATED\s+(ev-\d+) (\S+) turn \d+:", main_job.stdout, re.M)
-    assert dict(violations) == PLANTED
-    assert re.search(r"=+ 3 failed, 8 passed in ", main_job.stdout.splitlines()[-1])
+    violations = re.findall(r"^\s+VIOLATED\s+(ev-\w+) (\S+) turn \d+:", out, re.M)
+    # Every failing event fails for a planted bug, and no planted bug goes unnoticed.
+    assert sorted(failed) == sorted({event for event, _ in violations})
+    assert {policy for _, policy in violations} == set(PLANTED.values())
+    # The hand-checked events fail exactly where they were written to.
+    assert {e: p for e, p in violations if re.fullmatch(r"ev-\d{4}", e)} == PLANTED
+    generated = {p for e, p in violations if not re.fullmatch(r"ev-\d{4}", e)}
+    assert generated == set(PLANTED.values())
+    assert "ERROR" not in out
+    assert re.search(rf"=+ {len(failed)} failed, \d+ passed in ", out.splitlines()[-1])
 
 
 def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
@@ -64,16 +71,22 @@ def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
             r"^\s+([a-z-]+)\s+[A-Z][\w &/-]+?\s+(\d+)\s+\d+\s+(\d+)\s+(\d+)\s+\d+\s+\S+$", out, re.M
         )
     }
-    # (events, violated, errors) per policy: each planted bug once, nothing else violated.
-    assert rows == {
-        "cancellation-recorded": (3, 0, 0),
-        "confirm-before-write": (5, 1, 0),
-        "human-transfer": (1, 0, 0),
-        "no-basic-economy-changes": (1, 0, 0),
-        "no-internal-codes": (8, 0, 0),
-        "refund-window": (3, 1, 0),
-        "verify-identity": (7, 1, 0),
+    # (events, violated, errors) per policy: only the planted bugs violate, nothing errs.
+    assert set(rows) == {
+        "cancellation-recorded",
+        "confirm-before-write",
+        "human-transfer",
+        "no-basic-economy-changes",
+        "no-internal-codes",
+        "refund-window",
+        "verify-identity",
     }
+    assert {policy for policy, (_, violated, _) in rows.items() if violated} == set(
+        PLANTED.values()
+    )
+    assert all(errors == 0 for _, _, errors in rows.values())
+    # The generated events exercise every policy at least twice (coverage_k: 2).
+    assert all(events >= 2 for events, _, _ in rows.values()), rows
     for risk in ("Economic Harm", "Operational Misuses", "Privacy"):
         assert re.search(rf"^\s+{risk}\s+.*\s+[1-9]\d*\s+0\s+\d+\s+\d+%$", out, re.M), risk
 

@@ -18,6 +18,7 @@ from pytest_agentsim.graph import difficulty_histogram
 from pytest_agentsim.graph import policies_of
 from pytest_agentsim.graph import random_graph
 from pytest_agentsim.models import Policy
+from pytest_agentsim.models import PolicyScenario
 from pytest_agentsim.packs import load_pack
 from pytest_agentsim.rules import default_registry
 
@@ -39,7 +40,7 @@ def policy(
         severity="high",
         complexity=3,
         checks=[{"type": "must_call", "tool": tool} for tool in tools],
-        scenario={"entities": list(entities)} if entities else {},
+        scenario=PolicyScenario(entities=list(entities)),
     )
 
 

@@ -112,7 +112,7 @@ def test_unknown_key_in_a_policy_names_it_and_the_allowed_keys() -> None:
 def test_unknown_top_level_key_lists_the_pack_keys() -> None:
     assert pack_error(pack_text(POLICY, head="colour: red\n")) == (
         "pack.yaml:2: unknown key 'colour' (expected one of: domain, description, database, "
-        "risk_taxonomy, policies, edges)"
+        "risk_taxonomy, policies, edges, generation)"
     )
 
 

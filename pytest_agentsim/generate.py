@@ -1,0 +1,586 @@
+"""Offline event generation: policy samples + the pack's templates -> validated events.
+
+IntellAgent builds an event from a sampled policy combination with an LLM. Offline, the
+pack carries the material instead: each policy lists *variants* (ways it can come up in
+a conversation), each a template for part of an event (scenario words, the user's facts,
+opening, requests and agenda, database overrides, and the expectations that judge it).
+An event for a sample picks one variant per policy (the least used first, so every
+variant gets exercised), draws the entities it is about from the seed database, renders
+the templates and merges the parts. Parts that cannot live in one conversation (two
+different tasks, a fact or database field set two ways, a yes and a no to confirmation)
+make the attempt fail; after ``attempts`` tries the sample is reported, never dropped
+silently.
+
+The template language is small on purpose:
+
+- ``{entity}`` is the id of the record chosen for an entity of the pack's
+  ``generation.entities`` (``reservation: {table: reservations, where: {user_id: '{user}'}}``);
+- ``{entity.field}`` is a field of that record in the event's starting database;
+- ``{name}`` is a value drawn from the variant's ``choose: {name: [..]}``;
+- a string that is exactly one placeholder keeps the value's type (numbers stay numbers);
+- ``{{`` and ``}}`` are literal braces.
+
+Everything is seeded with string seeds (same seed, same events in every process), and
+the snapshot is written with sorted keys and content-derived ids, so ``--agentsim-generate
+--agentsim-seed 7`` twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_agentsim.events import deep_merge
+from pytest_agentsim.graph import PolicyGraph
+from pytest_agentsim.graph import PolicySample
+from pytest_agentsim.graph import difficulty_histogram
+from pytest_agentsim.models import DialogueAct
+from pytest_agentsim.models import Event
+from pytest_agentsim.models import EventSet
+from pytest_agentsim.models import Expectation
+from pytest_agentsim.models import GenerationInfo
+from pytest_agentsim.models import GoalRequest
+from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import SkippedSample
+from pytest_agentsim.models import UserGoal
+from pytest_agentsim.models import UserProfile
+from pytest_agentsim.models import Variant
+from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.sources import load_document
+
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_]+))?\}")
+
+
+class GenerationError(Exception):
+    """One attempt at an event failed; the message says why (in one line)."""
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+def placeholders(value: Any) -> set[str]:
+    """The names (entities and choices) a template value refers to."""
+    found: set[str] = set()
+    if isinstance(value, str):
+        found.update(m.group(1) for m in PLACEHOLDER.finditer(value) if m.group(1))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found |= placeholders(key) | placeholders(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= placeholders(item)
+    return found
+
+
+@dataclass
+class TemplateContext:
+    """What placeholders resolve to while one event is built."""
+
+    entities: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, Any] = field(default_factory=dict)
+    db: Mapping[str, Any] = field(default_factory=dict)
+
+    def lookup(self, name: str, attribute: str | None) -> Any:
+        if name in self.choices and attribute is None:
+            return self.choices[name]
+        if name not in self.entities:
+            raise GenerationError(f"template refers to {{{name}}}, which is not chosen")
+        key = self.entities[name]
+        if attribute is None:
+            return key
+        record = self.db.get(self.tables[name], {}).get(key)
+        if not isinstance(record, Mapping) or attribute not in record:
+            raise GenerationError(
+                f"template refers to {{{name}.{attribute}}}, but {self.tables[name]}.{key} "
+                f"has no field {attribute!r}"
+            )
+        return record[attribute]
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, str):
+            whole = PLACEHOLDER.fullmatch(value)
+            if whole and whole.group(1):
+                return copy.deepcopy(self.lookup(whole.group(1), whole.group(2)))
+
+            def substitute(match: re.Match[str]) -> str:
+                if match.group(0) in ("{{", "}}"):
+                    return match.group(0)[0]
+                return str(self.lookup(match.group(1), match.group(2)))
+
+            return PLACEHOLDER.sub(substitute, value)
+        if isinstance(value, Mapping):
+            return {str(self.render(key)): self.render(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.render(item) for item in value]
+        return value
+
+
+# ----------------------------------------------------------------------------- merging
+
+
+def _merge_strict(target: dict[str, Any], source: Mapping[str, Any], where: str) -> None:
+    """Merge ``source`` into ``target``; the same leaf set to two values is a conflict."""
+    for key, value in source.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in target:
+            target[key] = copy.deepcopy(value)
+        elif isinstance(target[key], dict) and isinstance(value, Mapping):
+            _merge_strict(target[key], value, path)
+        elif target[key] != value:
+            raise GenerationError(f"{path} is set to both {target[key]!r} and {value!r}")
+
+
+def _content_id(event: Event) -> str:
+    payload = event.model_dump(mode="json", exclude={"id", "seed"})
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"ev-{digest[:6]}"
+
+
+@dataclass
+class EventBuilder:
+    """Builds events for one pack, remembering which variants were used so far."""
+
+    pack: PolicyPack
+    registry: RuleRegistry
+    seed: int
+    used: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def _pick_variants(self, rng: random.Random, policies: Sequence[str]) -> list[Variant]:
+        picked = []
+        for policy_id in policies:
+            variants = self.pack.policy(policy_id).scenario.variants
+            if not variants:
+                raise GenerationError(f"policy {policy_id!r} has no scenario variants")
+            weights = [1 / (1 + self.used[(policy_id, v.name)]) ** 2 for v in variants]
+            picked.append(rng.choices(variants, weights=weights)[0])
+        return picked
+
+    def _choose_entities(
+        self, rng: random.Random, variants: Sequence[Variant], context: TemplateContext
+    ) -> None:
+        specs = self.pack.generation.entities
+        wanted: set[str] = set()
+        for variant in variants:
+            material = variant.model_dump(exclude={"name", "task", "choose"})
+            wanted |= (placeholders(material) | set(variant.where)) - set(context.choices)
+        # Entities a wanted entity's conditions refer to are wanted too.
+        for name in list(specs):
+            if name in wanted:
+                wanted |= placeholders(specs[name].where) - set(context.choices)
+        conditions: dict[str, dict[str, Any]] = {}
+        for variant in variants:
+            for name, fields in variant.where.items():
+                _merge_strict(conditions.setdefault(name, {}), fields, f"where.{name}")
+        for name, spec in specs.items():  # declaration order: later ones may use earlier
+            if name not in wanted:
+                continue
+            table = self.pack.seed_db.get(spec.table)
+            if not isinstance(table, Mapping):
+                raise GenerationError(f"entity {name!r}: table {spec.table!r} is not a mapping")
+            required = dict(spec.where)
+            _merge_strict(required, conditions.get(name, {}), f"where.{name}")
+            required = context.render(required)
+            candidates = [
+                key
+                for key, record in sorted(table.items())
+                if isinstance(record, Mapping)
+                and all(record.get(f) == v for f, v in required.items())
+            ]
+            if not candidates:
+                raise GenerationError(
+                    f"no record in {spec.table} matches entity {name!r} "
+                    f"({', '.join(f'{f}={v!r}' for f, v in required.items())})"
+                )
+            context.entities[name] = rng.choice(candidates)
+            context.tables[name] = spec.table
+
+    def build(self, sample: PolicySample, attempt: int) -> Event:
+        """One attempt at an event for ``sample``; raises GenerationError with the reason."""
+        rng = random.Random(f"event:{self.seed}:{'+'.join(sample.policies)}:{attempt}")
+        policies = list(sample.policies)
+        variants = self._pick_variants(rng, policies)
+        tasks = {v.task for v in variants if v.task}
+        if len(tasks) > 1:
+            raise GenerationError(f"variants want different tasks ({', '.join(sorted(tasks))})")
+        context = TemplateContext(db=self.pack.seed_db)
+        for variant in variants:
+            for name, options in sorted(variant.choose.items()):
+                if name in context.choices:
+                    continue
+                context.choices[name] = copy.deepcopy(rng.choice(options))
+        self._choose_entities(rng, variants, context)
+
+        overrides: dict[str, Any] = {}
+        for variant in variants:
+            _merge_strict(overrides, context.render(variant.db), "db")
+        for table, records in overrides.items():
+            seed_table = self.pack.seed_db.get(table)
+            if not isinstance(seed_table, Mapping):
+                raise GenerationError(f"db override of table {table!r}, which the seed lacks")
+            if isinstance(records, Mapping):
+                for key in records:
+                    if key not in seed_table:
+                        raise GenerationError(
+                            f"db override of {table}.{key}, which is not in the seed database"
+                        )
+        context.db = deep_merge(self.pack.seed_db, overrides)
+
+        facts: dict[str, Any] = {}
+        aliases: dict[str, list[str]] = {}
+        requests: dict[str, GoalRequest] = {}
+        agenda: list[DialogueAct] = []
+        expected: list[Expectation] = []
+        texts: list[str] = []
+        confirm: set[bool] = set()
+        opening = persona = None
+        # The task's variants speak first, so the opening states what the user came for.
+        for policy_id, variant in sorted(
+            zip(policies, variants, strict=True), key=lambda pair: pair[1].task is None
+        ):
+            _merge_strict(facts, context.render(variant.facts), "facts")
+            for slot, words in variant.aliases.items():
+                aliases.setdefault(slot, []).extend(
+                    w for w in context.render(words) if w not in aliases.get(slot, [])
+                )
+            for request in variant.requests:
+                requests.setdefault(
+                    request.slot, GoalRequest.model_validate(context.render(request.model_dump()))
+                )
+            for act in variant.agenda:
+                rendered = DialogueAct.model_validate(context.render(act.model_dump()))
+                if rendered not in agenda:
+                    agenda.append(rendered)
+            for check in variant.expected:
+                rendered_check = context.render(check)
+                self.registry.parse(rendered_check)
+                expected.append(Expectation(policy=policy_id, check=rendered_check))
+            if variant.text:
+                texts.append(str(context.render(variant.text)))
+            if variant.confirm is not None:
+                confirm.add(variant.confirm)
+            if opening is None and variant.opening:
+                opening = str(context.render(variant.opening))
+            if persona is None and variant.persona:
+                persona = str(context.render(variant.persona))
+        if len(confirm) > 1:
+            raise GenerationError("one variant needs the user to confirm, another to decline")
+        if opening is None and not requests:
+            raise GenerationError("no variant gives the user an opening or a request")
+        for act in agenda:
+            if act.act == "inform" and act.slot not in facts:
+                raise GenerationError(f"the agenda informs {act.slot!r}, which no fact gives")
+        if opening is not None:
+            agenda.insert(0, DialogueAct(act="say", text=opening))
+        if persona is None and self.pack.generation.personas:
+            persona = rng.choice(self.pack.generation.personas)
+        event = Event(
+            id="pending",
+            domain=self.pack.domain,
+            policies=policies,
+            complexity=sum(self.pack.policy(p).complexity for p in policies),
+            scenario=" ".join(texts),
+            user=UserProfile(
+                persona=persona or "",
+                goal=UserGoal(
+                    requests=list(requests.values()),
+                    confirm=confirm.pop() if confirm else True,
+                ),
+                facts=facts,
+                aliases=aliases,
+                agenda=agenda,
+            ),
+            db=overrides,
+            expected=expected,
+            variants={p: v.name for p, v in zip(policies, variants, strict=True)},
+        )
+        event.id = _content_id(event)
+        event.seed = int(event.id[3:], 16)
+        for policy_id, variant in zip(policies, variants, strict=True):
+            self.used[(policy_id, variant.name)] += 1
+        return event
+
+    def try_build(self, sample: PolicySample) -> Event | str:
+        """An event, or after ``attempts`` failed tries the last reason."""
+        reason = ""
+        for attempt in range(self.pack.generation.attempts):
+            try:
+                return self.build(sample, attempt)
+            except GenerationError as exc:
+                reason = str(exc)
+        return reason
+
+
+# ----------------------------------------------------------------------------- a snapshot
+
+
+@dataclass
+class Generated:
+    """What one generation run produced for one pack."""
+
+    events: list[Event]
+    skipped: list[SkippedSample]
+    uncovered: list[str]
+
+    @property
+    def covered(self) -> dict[str, int]:
+        counts: Counter[str] = Counter(p for event in self.events for p in event.policies)
+        return dict(sorted(counts.items()))
+
+
+def _record_skip(
+    skipped: dict[tuple[tuple[str, ...], str], int], policies: Iterable[str], reason: str
+) -> None:
+    key = (tuple(policies), reason)
+    skipped[key] = skipped.get(key, 0) + 1
+
+
+def generate_events(
+    pack: PolicyPack, *, registry: RuleRegistry, seed: int, graph: PolicyGraph | None = None
+) -> Generated:
+    """Events for a pack: a coverage set first, then seeded walks up to ``count`` events.
+
+    Coverage samples that cannot be built whole are shrunk from the end (the policies
+    dropped are needed again later); a policy no sample could cover is tried alone and
+    with each neighbour before it is reported as uncovered.
+    """
+    spec = pack.generation
+    graph = graph or PolicyGraph.from_pack(pack)
+    builder = EventBuilder(pack=pack, registry=registry, seed=seed)
+    events: dict[str, Event] = {}
+    skipped: dict[tuple[tuple[str, ...], str], int] = {}
+    low, high = spec.complexity
+
+    def add(sample: PolicySample) -> bool:
+        built = builder.try_build(sample)
+        if isinstance(built, str):
+            _record_skip(skipped, sample.policies, built)
+            return False
+        events.setdefault(built.id, built)
+        return True
+
+    coverage = graph.coverage(
+        k=spec.coverage_k, edge_threshold=spec.edge_threshold, max_complexity=high
+    )
+
+    def add_shrinking(policies: Sequence[str]) -> None:
+        """Build the sample, or its longest prefix that can be built; report a total failure."""
+        for end in range(len(policies), 0, -1):
+            built = builder.try_build(_sample(graph, policies[:end]))
+            if isinstance(built, Event):
+                events.setdefault(built.id, built)
+                return
+            if end == len(policies):
+                reason = built
+        _record_skip(skipped, policies, reason)
+
+    for sample in coverage.samples:
+        add_shrinking(sample.policies)
+    needed = Counter({p: spec.coverage_k for p in pack.policy_ids})
+    needed.subtract(p for event in events.values() for p in event.policies)
+    for policy_id in sorted(p for p, n in needed.items() if n > 0):
+        by_weight = sorted(graph.neighbours(policy_id), key=lambda item: -item[1])
+        partners: list[list[str]] = [[], *([name] for name, _ in by_weight)]
+        for partner in partners:
+            if needed[policy_id] <= 0:
+                break
+            if add(_sample(graph, [policy_id, *partner])):
+                needed[policy_id] -= 1
+    walks = graph.sample(spec.count * 10, seed=f"events:{seed}", complexity=(low, high))
+    for sample in walks:
+        if len(events) >= spec.count:
+            break
+        add_shrinking(sample.policies)
+    counts = Counter(p for event in events.values() for p in event.policies)
+    uncovered = [
+        f"policy {p}: in {counts[p]} events, {spec.coverage_k} wanted"
+        for p in pack.policy_ids
+        if counts[p] < spec.coverage_k
+    ]
+    uncovered += coverage.uncovered
+    return Generated(
+        events=sorted(events.values(), key=lambda e: (e.policies, e.id)),
+        skipped=[
+            SkippedSample(policies=list(policies), reason=reason, count=count)
+            for (policies, reason), count in sorted(skipped.items())
+        ],
+        uncovered=uncovered,
+    )
+
+
+def _sample(graph: PolicyGraph, policies: Sequence[str]) -> PolicySample:
+    total = sum(graph.complexity[p] for p in policies)
+    return PolicySample(policies=tuple(policies), complexity=total, target=total)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+class _SnapshotDumper(yaml.SafeDumper):
+    """Block style for multi-line strings, so snapshot diffs read like prose."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_SnapshotDumper.add_representer(str, _str_representer)
+
+
+def snapshot_document(
+    pack: PolicyPack, generated: Generated, *, seed: int, snapshot_path: Path, generator: str
+) -> EventSet:
+    """The EventSet a snapshot file holds, header included."""
+    pack_path = Path(pack.path or f"{pack.domain}.yaml").resolve()
+    relative_pack = os.path.relpath(pack_path, snapshot_path.resolve().parent)
+    return EventSet(
+        domain=pack.domain,
+        generated=GenerationInfo(
+            pack=relative_pack.replace(os.sep, "/"),
+            fingerprint=pack.fingerprint,
+            seed=seed,
+            generator=generator,
+            covered=generated.covered,
+            uncovered=generated.uncovered,
+            skipped=generated.skipped,
+        ),
+        events=generated.events,
+    )
+
+
+def snapshot_text(event_set: EventSet) -> str:
+    """The snapshot file's text: a comment, the header, then the events (keys sorted)."""
+    head: dict[str, Any] = {"version": event_set.version, "domain": event_set.domain}
+    if event_set.generated is not None:
+        head["generated"] = event_set.generated.model_dump(mode="json", exclude_defaults=True)
+    events = [
+        event.model_dump(mode="json", exclude_defaults=True, exclude={"domain"})
+        for event in event_set.events
+    ]
+    comment = "# Generated by pytest-agentsim: review changes like a snapshot. Regenerate with\n"
+    comment += "#   pytest --agentsim --agentsim-generate"
+    if event_set.generated is not None:
+        comment += f" --agentsim-seed {event_set.generated.seed}"
+    return "\n".join(
+        [
+            comment,
+            _dump(head, sort_keys=False),
+            _dump({"events": events}, sort_keys=True),
+        ]
+    )
+
+
+def _dump(data: Any, *, sort_keys: bool) -> str:
+    return yaml.dump(
+        data, Dumper=_SnapshotDumper, sort_keys=sort_keys, allow_unicode=True, width=100
+    )
+
+
+def write_snapshot(path: Path, text: str) -> bool:
+    """Write ``text`` atomically; False when the file already holds exactly that."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return True
+
+
+@dataclass
+class SnapshotWrite:
+    """What regenerating one pack's snapshot did, for the terminal."""
+
+    path: Path
+    domain: str
+    events: int
+    changed: bool
+    uncovered: list[str]
+    skipped: int
+    histogram: list[str]
+
+
+def _snapshot_domain(path: Path) -> tuple[str, bool] | None:
+    """(domain, is generated) of an existing events file; None if it does not exist."""
+    if not path.exists():
+        return None
+    raw = load_document(path, what="events file")
+    domain = raw.get("domain") if isinstance(raw, Mapping) else None
+    generated = isinstance(raw, Mapping) and raw.get("generated") is not None
+    return (str(domain) if domain else path.name.split(".")[0]), generated
+
+
+def snapshot_targets(
+    event_paths: Sequence[Path], packs: Mapping[str, PolicyPack], default_dir: Path
+) -> dict[str, Path]:
+    """Where each pack's generated snapshot goes.
+
+    A configured events file that is a generated snapshot, or does not exist yet, is the
+    target of its domain (a missing file's domain is its name up to the first dot).
+    Hand-written events files are never overwritten: a domain with only those gets
+    ``<domain>.generated.yaml`` beside them, or in ``default_dir``.
+    """
+    targets: dict[str, Path] = {}
+    beside: dict[str, Path] = {}
+    for path in event_paths:
+        found = _snapshot_domain(path)
+        if found is None:
+            targets.setdefault(path.name.split(".")[0], path)
+            continue
+        domain, generated = found
+        if generated:
+            targets.setdefault(domain, path)
+        else:
+            beside.setdefault(domain, path.parent)
+    for domain in packs:
+        if domain not in targets:
+            folder = beside.get(domain, default_dir)
+            targets[domain] = folder / f"{domain}.generated.yaml"
+    return {domain: path for domain, path in targets.items() if domain in packs}
+
+
+def regenerate(
+    packs: Mapping[str, PolicyPack],
+    targets: Mapping[str, Path],
+    *,
+    registry: RuleRegistry,
+    seed: int,
+) -> list[SnapshotWrite]:
+    """Generate every pack's events from its templates and write the snapshots."""
+    writes = []
+    for domain, path in sorted(targets.items()):
+        pack = packs[domain]
+        generated = generate_events(pack, registry=registry, seed=seed)
+        document = snapshot_document(
+            pack, generated, seed=seed, snapshot_path=path, generator="templates"
+        )
+        changed = write_snapshot(path, snapshot_text(document))
+        writes.append(
+            SnapshotWrite(
+                path=path,
+                domain=domain,
+                events=len(generated.events),
+                changed=changed,
+                uncovered=generated.uncovered,
+                skipped=sum(s.count for s in generated.skipped),
+                histogram=difficulty_histogram(
+                    _sample(PolicyGraph.from_pack(pack), e.policies) for e in generated.events
+                ),
+            )
+        )
+    return writes
