@@ -94,8 +94,11 @@ class TemplateContext:
     tables: dict[str, str] = field(default_factory=dict)
     choices: dict[str, Any] = field(default_factory=dict)
     db: Mapping[str, Any] = field(default_factory=dict)
+    stand_in: str | None = None  # fills every placeholder, to validate a template's shape
 
     def lookup(self, name: str, attribute: str | None) -> Any:
+        if self.stand_in is not None:
+            return self.stand_in
         if name in self.choices and attribute is None:
             return self.choices[name]
         if name not in self.entities:
@@ -198,8 +201,11 @@ class EventBuilder:
             candidates = [
                 key
                 for key, record in sorted(table.items())
-                if isinstance(record, Mapping)
-                and all(record.get(f) == v for f, v in required.items())
+                if not required
+                or (
+                    isinstance(record, Mapping)
+                    and all(record.get(f) == v for f, v in required.items())
+                )
             ]
             if not candidates:
                 raise GenerationError(

@@ -111,6 +111,7 @@ def load_pack(
     if pack.database:
         pack._seed_db, db_bytes = _load_seed_db(path, pack.database)
         digest.update(db_bytes)
+    _validate_templates(path, raw, pack, registry)
     pack._path = str(path)
     pack._content_hash = digest.hexdigest()
     return pack
@@ -118,3 +119,58 @@ def load_pack(
 
 def pack_taxonomy(pack: PolicyPack, base: RiskTaxonomy | None = None) -> RiskTaxonomy:
     return (base or RiskTaxonomy()).extended(pack.risk_taxonomy)
+
+
+def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRegistry) -> None:
+    """Scenario templates may only name declared entities and choices, and known checks."""
+    from pytest_agentsim.generate import TemplateContext
+    from pytest_agentsim.generate import placeholders
+
+    where = display_path(path)
+    entities = pack.generation.entities
+    for index, (name, spec) in enumerate(entities.items()):
+        loc: Loc = ("generation", "entities", name)
+        if pack.database and spec.table not in pack.seed_db:
+            raise ConfigError(
+                f"{where}:{line_of(raw, (*loc, 'table'))}: generation.entities.{name}: table "
+                f"{spec.table!r} is not in the seed database (tables: "
+                f"{', '.join(sorted(pack.seed_db))})"
+            )
+        earlier = set(list(entities)[:index])
+        for undeclared in sorted(placeholders(spec.where) - earlier):
+            raise ConfigError(
+                f"{where}:{line_of(raw, (*loc, 'where'))}: generation.entities.{name}: "
+                f"'{{{undeclared}}}' must name an entity declared before it "
+                f"({', '.join(sorted(earlier)) or 'none'})"
+            )
+    for p_index, policy in enumerate(pack.policies):
+        prefix = f"policy {policy.id!r}: "
+        for v_index, variant in enumerate(policy.scenario.variants):
+            loc = ("policies", p_index, "scenario", "variants", v_index)
+            known = set(entities) | set(variant.choose)
+            for field_name in type(variant).model_fields:
+                value = getattr(variant, field_name)
+                if field_name in ("name", "choose") or not value:
+                    continue
+                if not isinstance(value, (str, list, dict)):
+                    continue
+                dumped = [
+                    item.model_dump() if hasattr(item, "model_dump") else item
+                    for item in (value if isinstance(value, list) else [value])
+                ]
+                unknown = placeholders(dumped) - known
+                if field_name == "where":
+                    unknown |= set(variant.where) - set(entities)
+                if unknown:
+                    raise ConfigError(
+                        f"{where}:{line_of(raw, (*loc, field_name))}: {prefix}variant "
+                        f"{variant.name!r}: {field_name} names "
+                        f"{', '.join(sorted(f'{{{n}}}' for n in unknown))}, which is neither an "
+                        f"entity of generation.entities ({', '.join(entities) or 'none'}) nor "
+                        "a value of the variant's choose"
+                    )
+            for c_index, check in enumerate(variant.expected):
+                check_loc = (*loc, "expected", c_index)
+                # Placeholders are filled at generation; here any text stands in for them.
+                stand_in = TemplateContext(stand_in="x").render(check)
+                validate_check(path, raw, stand_in, check_loc, prefix, registry)

@@ -402,6 +402,11 @@ class AgentSimSession:
                 f"{coverage}{skipped}"
             )
             lines.extend(f"  {line}" for line in write.histogram)
+            if write.path not in self.settings.events:
+                lines.append(
+                    f"  note: {display_path(write.path)} is not among the configured events "
+                    "files; add it to agentsim_events to run it without --agentsim-generate"
+                )
         return lines
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
