@@ -8,6 +8,7 @@ that need the plugin are skipped with a reason.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -316,3 +317,12 @@ def simulated_user(
     from pytest_agentsim.session import UserDriver
 
     return UserDriver(_session(request), agentsim_agent, agentsim_tools, request.node.name)
+
+
+@pytest.fixture
+def agentsim_fake_llm() -> Iterator[Any]:
+    """A fake OpenAI-compatible LLM server on 127.0.0.1 with scripted replies, for offline tests."""
+    from pytest_agentsim.fake_llm import FakeLLMServer
+
+    with FakeLLMServer() as server:
+        yield server
