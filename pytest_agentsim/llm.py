@@ -223,7 +223,7 @@ class Gateway:
         litellm = load_litellm()
         model = model or self.config.model
         self._check_budget()
-        backoff = wait_exponential_jitter(initial=0.5, max=self.config.max_wait)
+        backoff = wait_exponential_jitter(max=self.config.max_wait)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
