@@ -19,7 +19,9 @@ same seed gives the same samples across processes and xdist workers.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
+import json
 import math
 import random
 import re
@@ -29,6 +31,11 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import Field
 
 from pytest_agentsim.models import Policy
 from pytest_agentsim.models import PolicyPack
@@ -118,11 +125,16 @@ class PolicyGraph:
         }
 
     @classmethod
-    def from_pack(cls, pack: PolicyPack) -> PolicyGraph:
-        """Declared edges win; every other pair gets :func:`derived_weight`."""
+    def from_pack(
+        cls, pack: PolicyPack, scored: Mapping[tuple[str, str], float] | None = None
+    ) -> PolicyGraph:
+        """Declared edges win, then ``scored`` ones (an LLM's), then :func:`derived_weight`."""
         weights = {
             (a.id, b.id): derived_weight(a, b) for a, b in itertools.combinations(pack.policies, 2)
         }
+        for (a, b), weight in (scored or {}).items():
+            weights.pop((b, a), None)
+            weights[(a, b)] = weight
         for edge in pack.edges:
             a, b = edge.between
             weights.pop((b, a), None)
@@ -347,3 +359,64 @@ def random_graph(nodes: int, *, density: float, seed: int | str = 0) -> PolicyGr
 
 def policies_of(samples: Sequence[PolicySample]) -> Counter[str]:
     return Counter(policy for sample in samples for policy in sample.policies)
+
+
+class ScoredEdge(BaseModel):
+    policy: str
+    weight: float = Field(ge=0, le=10)
+
+
+class EdgeScores(BaseModel):
+    """One model reply: how likely one policy meets each of the others (0-10)."""
+
+    scores: list[ScoredEdge]
+
+
+def llm_edge_weights(
+    pack: PolicyPack, gateway: Any, *, cache_dir: Path | None = None
+) -> dict[tuple[str, str], float]:
+    """Edge weights scored by a model: at most one call per policy, cached by pack fingerprint.
+
+    IntellAgent asks once per pair (n(n-1)/2 calls); here policy i is scored against all
+    policies after it in one structured call, so n policies cost n-1 calls, and a second
+    run of an unchanged pack (same fingerprint, same model) costs none. A pair the model
+    leaves out keeps its derived weight.
+    """
+    model = gateway.config.model
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{pack.fingerprint}:{model}".encode()).hexdigest()[:16]
+        cache = cache_dir / f"edges-{pack.domain}-{key}.json"
+        if cache.exists():
+            stored = json.loads(cache.read_text(encoding="utf-8"))
+            return {(a, b): float(w) for a, b, w in stored["edges"]}
+    weights: dict[tuple[str, str], float] = {}
+    policies = pack.policies
+    for index, policy in enumerate(policies[:-1]):
+        others = policies[index + 1 :]
+        listing = "\n".join(f"- {o.id}: {o.description.strip()}" for o in others)
+        messages = [
+            {
+                "role": "system",
+                "content": "You estimate how likely two business policies of a customer-service "
+                "agent come up in the same conversation, from 0 (never) to 10 (almost always). "
+                "Answer with JSON only.",
+            },
+            {
+                "role": "user",
+                "content": f"Policy {policy.id}: {policy.description.strip()}\n\n"
+                f"Score it against each of these policies:\n{listing}\n\n"
+                'Reply as {"scores": [{"policy": "<id>", "weight": <0-10>}, ...]}.',
+            },
+        ]
+        scored, _ = gateway.structured(messages, EdgeScores)
+        known = {o.id for o in others}
+        for item in scored.scores:
+            if item.policy in known:
+                a, b = sorted((policy.id, item.policy))
+                weights[(a, b)] = round(item.weight, 1)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        edges = [[a, b, w] for (a, b), w in sorted(weights.items())]
+        cache.write_text(json.dumps({"model": model, "edges": edges}, indent=1), encoding="utf-8")
+    return weights

@@ -1,0 +1,158 @@
+"""The ``agentsim`` console command: work on packs outside a test run.
+
+``agentsim extract-policies PROMPT.md --domain NAME -o policies/NAME.yaml`` is
+IntellAgent's first step: a model reads the agent's system prompt and proposes its
+policies (id, description, category, risk category, severity, complexity, suggested
+rule checks) in one structured call. The result is written as a pack for a human to
+review, and loaded back with the same validation as any pack, so what is written loads.
+Suggested checks that do not validate are kept as comments, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic import Field
+
+from pytest_agentsim.taxonomy import RiskTaxonomy
+
+
+class ExtractedPolicy(BaseModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+    risk_category: str
+    severity: str = Field(pattern=r"^(low|medium|high|critical)$")
+    complexity: int = Field(ge=1, le=10)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ExtractedPolicies(BaseModel):
+    """The model's reply: the policies it found in the prompt."""
+
+    policies: list[ExtractedPolicy] = Field(min_length=1)
+
+
+def extraction_messages(
+    prompt: str, domain: str, risks: Sequence[str], checks: Sequence[str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "system",
+            "content": "You extract the business policies a customer-service agent must follow "
+            "from its system prompt, one policy per rule. Answer with JSON only.",
+        },
+        {
+            "role": "user",
+            "content": f"Domain: {domain}\n\nSystem prompt:\n<<<\n{prompt}\n>>>\n\n"
+            "For each policy give: id (a short slug), description, category, risk_category "
+            f"(one of: {', '.join(risks)}), severity (low, medium, high or critical), "
+            "complexity (1-10: how hard it is to follow), and checks: rule checks that "
+            f"would detect a violation, each with a type among {', '.join(checks)}. "
+            'Reply as {"policies": [...]}.',
+        },
+    ]
+
+
+def extract_policies(
+    prompt: str, *, domain: str, gateway: Any, registry: Any, taxonomy: RiskTaxonomy
+) -> tuple[dict[str, Any], list[str]]:
+    """The pack document and the comments (rejected suggestions) to write above it."""
+    messages = extraction_messages(prompt, domain, taxonomy.names, registry.names)
+    extracted, _ = gateway.structured(messages, ExtractedPolicies)
+    notes: list[str] = []
+    policies = []
+    for policy in extracted.policies:
+        data = policy.model_dump()
+        if policy.risk_category not in taxonomy:
+            notes.append(
+                f"policy {policy.id}: the model said risk category {policy.risk_category!r}, "
+                "which the taxonomy lacks; set to Operational Misuses"
+            )
+            data["risk_category"] = "Operational Misuses"
+        kept = []
+        for check in policy.checks:
+            try:
+                registry.parse(check)
+            except Exception as exc:
+                notes.append(f"policy {policy.id}: rejected check {check}: {exc}".splitlines()[0])
+            else:
+                kept.append(check)
+        data["checks"] = kept
+        if not kept:
+            del data["checks"]
+        policies.append(data)
+    return {"domain": domain, "policies": policies}, notes
+
+
+def _extract_command(args: argparse.Namespace) -> int:
+    from pytest_agentsim.llm import Gateway
+    from pytest_agentsim.llm import LLMConfig
+    from pytest_agentsim.llm import LLMError
+    from pytest_agentsim.packs import load_pack
+    from pytest_agentsim.rules import default_registry
+    from pytest_agentsim.sources import ConfigError
+
+    prompt_path = Path(args.prompt)
+    try:
+        prompt = prompt_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"agentsim: {prompt_path}: cannot read the prompt: {exc.strerror}", file=sys.stderr)
+        return 2
+    gateway = Gateway(
+        LLMConfig(model=args.model, api_base=args.api_base, api_key_env=args.api_key_env)
+    )
+    registry = default_registry()
+    try:
+        document, notes = extract_policies(
+            prompt, domain=args.domain, gateway=gateway, registry=registry, taxonomy=RiskTaxonomy()
+        )
+    except LLMError as exc:
+        print(f"agentsim: extract-policies: {exc}", file=sys.stderr)
+        return 1
+    header = [
+        f"# Policies extracted from {prompt_path.name} by {args.model}: review before use.",
+        *(f"# NOTE {note}" for note in notes),
+    ]
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    output.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
+    try:
+        pack = load_pack(output, registry=registry)
+    except ConfigError as exc:
+        print(f"agentsim: wrote {output}, but it does not load: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"agentsim: wrote {output}: {len(pack.policies)} policies "
+        f"({gateway.usage.calls} LLM calls, ${gateway.usage.cost_usd:.4f}); review it"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentsim", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    extract = commands.add_parser(
+        "extract-policies", help="propose a policy pack from an agent's system prompt"
+    )
+    extract.add_argument("prompt", help="the agent's system prompt (a text or Markdown file)")
+    extract.add_argument("--domain", required=True, help="the pack's domain slug")
+    extract.add_argument("-o", "--output", required=True, help="the pack file to write")
+    extract.add_argument("--model", required=True, help="litellm model, e.g. openai/gpt-4o")
+    extract.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint URL")
+    extract.add_argument(
+        "--api-key-env", default=None, help="name of the env var that holds the API key"
+    )
+    args = parser.parse_args(argv)
+    return _extract_command(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
