@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -48,92 +45,6 @@ def gateway(server: FakeLLMServer, sleeps: Sleeps | None = None, **settings: Any
 
 def complete(gw: Gateway, messages: list[dict[str, Any]] = HI) -> Any:
     return asyncio.run(gw.acomplete(messages))
-
-
-# ----------------------------------------------------------------------------- the server
-
-
-def post(server: FakeLLMServer, body: dict[str, Any]) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(
-        f"{server.base_url}/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-test-123456"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
-
-
-def test_scripted_replies_in_order_then_a_clear_500(server: FakeLLMServer) -> None:
-    server.script("one", "two")
-    body = {"model": "m", "messages": HI}
-    assert [
-        json.loads(post(server, body)[2])["choices"][0]["message"]["content"] for _ in "ab"
-    ] == [
-        "one",
-        "two",
-    ]
-    status, _, text = post(server, body)
-    assert status == 500
-    assert json.loads(text)["error"]["message"] == "fake LLM: no scripted reply left for request #3"
-    assert server.completion_requests[0].headers["authorization"] == "Bearer sk-test-123456"
-    assert server.completion_requests[0].messages == HI
-
-
-def test_reply_function_faults_and_streaming(server: FakeLLMServer) -> None:
-    server.reply_function = lambda request: f"echo {request.messages[-1]['content']}"
-    body = {"model": "m", "messages": HI}
-    assert json.loads(post(server, body)[2])["choices"][0]["message"]["content"] == "echo hi"
-    server.script(Reply.rate_limited(retry_after=2))
-    status, headers, _ = post(server, body)
-    assert (status, headers["Retry-After"]) == (429, "2")
-    server.script(Reply.malformed())
-    with pytest.raises(ValueError):
-        json.loads(post(server, body)[2])
-    server.script("streamed words")
-    status, headers, text = post(server, {**body, "stream": True})
-    assert headers["Content-Type"] == "text/event-stream"
-    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "streamed words"
-    assert text.rstrip().endswith("data: [DONE]")
-
-
-def test_a_hanging_reply_does_not_block_others_or_stop() -> None:
-    with FakeLLMServer() as server:
-        server.script(Reply.hang(5), "quick")
-        body = {"model": "m", "messages": HI}
-        started = time.monotonic()
-        with pytest.raises(OSError):  # the client's timeout
-            urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{server.base_url}/chat/completions", data=json.dumps(body).encode()
-                ),
-                timeout=0.3,
-            )
-        assert json.loads(post(server, body)[2])["choices"][0]["message"]["content"] == "quick"
-        assert time.monotonic() - started < 2
-    assert time.monotonic() - started < 3  # stop() did not wait for the hanging handler
-
-
-def test_the_fixture_serves_a_users_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import json, urllib.request
-
-        def test_it(agentsim_fake_llm):
-            agentsim_fake_llm.script("scripted")
-            request = urllib.request.Request(
-                agentsim_fake_llm.base_url + "/chat/completions",
-                data=json.dumps({"model": "m", "messages": []}).encode())
-            with urllib.request.urlopen(request) as response:
-                answer = json.loads(response.read())
-            assert answer["choices"][0]["message"]["content"] == "scripted"
-            assert len(agentsim_fake_llm.completion_requests) == 1
-        """
-    )
-    pytester.runpytest().assert_outcomes(passed=1)
 
 
 # ----------------------------------------------------------------------------- the gateway
