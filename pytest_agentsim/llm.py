@@ -1,33 +1,50 @@
 """The LLM gateway: the one module that talks to models (through litellm).
 
-Every model call of pytest-agentsim (edge scoring, policy extraction, and later the LLM
-user, judge and agent) goes through :class:`Gateway`, so retries, structured output,
+Every model call of pytest-agentsim (edge scoring, policy extraction, the LLM user, judge
+and agent) goes through :class:`Gateway`, so retries, structured output, record/replay,
 token and cost accounting and the run's budget are decided in one place:
 
 - litellm is imported lazily, with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` set first (no
-  network fetch of the price map) and telemetry off, so a plain ``pytest`` never pays
-  for it;
-- transient failures (429, 5xx, timeouts, connection errors, an unreadable response) are
-  retried by tenacity, honouring Retry-After, with exponential backoff and jitter, a
-  bounded number of times; litellm's own retries are off so there is one retry layer;
+  network fetch of the price map at import) and telemetry off, so a plain ``pytest``
+  never pays for it; no other module imports litellm;
+- transient failures (429, 5xx, timeouts, connection errors, an unreadable response body)
+  are retried by tenacity, honouring Retry-After, else with exponential backoff and
+  jitter, a bounded number of times; litellm's own retries are off, so there is exactly
+  one retry layer and the attempt count is ours;
 - structured output is parsed into a pydantic model, with one repair call on invalid
-  JSON; what still fails is an :class:`LLMError`, never a silent default;
-- cost comes from litellm's price map, else from the ``prices`` setting, else 0 with the
-  model listed as unpriced (an unknown model never crashes the run);
-- with ``max_cost`` set, a call that would start after the budget is spent is refused.
+  output; what still fails is an :class:`LLMError`, never a silent default;
+- a :class:`~pytest_agentsim.cassettes.Cassette` replays recorded calls (free, offline)
+  and records new ones;
+- cost comes from the ``prices`` setting, else litellm's price map, else 0 with the model
+  listed as unpriced (an unknown model never crashes the run);
+- with ``max_cost`` set, a call that would start after the budget is spent is refused;
+- API keys are read from the environment at call time and never stored, logged or
+  recorded: :func:`redact` scrubs them (and anything that looks like a key) from error
+  messages and cassettes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import logging
 import os
 import re
+import sys
 import threading
 import time
+import weakref
+from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
+from datetime import timezone
 from types import ModuleType
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 from typing import TypeVar
@@ -35,22 +52,45 @@ from typing import TypeVar
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import PrivateAttr
 from pydantic import ValidationError
+from pydantic import field_validator
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+    from pytest_agentsim.cassettes import Cassette
 
 T = TypeVar("T", bound=BaseModel)
-ErrorKind = Literal["transient", "invalid_output", "budget", "fatal"]
+R = TypeVar("R")
+ErrorKind = Literal["transient", "invalid_output", "budget", "cassette_miss", "fatal"]
+Sleep = Callable[[float], Awaitable[None]]
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "[REDACTED]"
+# Shapes of credentials that must never reach a cassette even when no env var names them.
+# ``\b`` keeps words like "risk-assessment" intact.
+DEFAULT_SECRET_PATTERNS = (r"\bsk-[A-Za-z0-9_-]{8,}", r"(?i)\bbearer\s+\S+")
+_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
+_NO_KEY = "sk-no-key"  # local servers (Ollama, vLLM, the fake server) accept any key
 
 _litellm: ModuleType | None = None
 _import_lock = threading.Lock()
 
 
 def load_litellm() -> ModuleType:
-    """Import litellm on first use, offline-safe and quiet."""
+    """Import litellm on first use, offline-safe and quiet.
+
+    ``LITELLM_LOCAL_MODEL_COST_MAP`` is forced: otherwise the import fetches the price map
+    over HTTP (seconds of timeout on an offline CI runner). ``LITELLM_MODE=PRODUCTION``
+    stops litellm from loading a ``.env`` file into our process.
+    """
     global _litellm
     with _import_lock:
         if _litellm is None:
             os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-            os.environ.setdefault("LITELLM_MODE", "PRODUCTION")  # no .env auto-loading
+            os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
             import litellm
 
             litellm.telemetry = False
@@ -59,12 +99,34 @@ def load_litellm() -> ModuleType:
     return _litellm
 
 
+# --------------------------------------------------------------------------- errors
+
+
 class LLMError(Exception):
-    """A model call that did not produce a usable answer; ``kind`` says why."""
+    """A model call that did not produce a usable answer; ``kind`` says why.
+
+    ``transient``: the provider kept failing after every retry; ``invalid_output``: the
+    reply did not fit the schema even after a repair; ``budget``: ``max_cost`` is spent;
+    ``cassette_miss``: replay-only and nothing was recorded; ``fatal``: retrying cannot
+    help (bad key, bad request, unknown model).
+    """
 
     def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind: ErrorKind = kind
+
+
+class BudgetExceeded(LLMError):
+    def __init__(self, message: str) -> None:
+        super().__init__("budget", message)
+
+
+class CassetteMiss(LLMError):
+    def __init__(self, message: str) -> None:
+        super().__init__("cassette_miss", message)
+
+
+# --------------------------------------------------------------------------- models
 
 
 class ModelPrice(BaseModel):
@@ -84,94 +146,332 @@ class LLMConfig(BaseModel):
     model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini")
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="Env var holding the API key")
-    timeout: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)
+    timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP attempt")
+    max_attempts: int = Field(default=4, ge=1, description="Tries per call, the first included")
     max_wait: float = Field(default=30.0, ge=0, description="Cap of one backoff sleep, seconds")
-    concurrency: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=4, ge=1, description="Calls in flight per event loop")
     max_cost: float | None = Field(default=None, ge=0, description="USD budget of the run")
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    temperature: float | None = 0.0
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="model -> price; wins over litellm's price map"
+    )
+    temperature: float | None = Field(default=0.0, description="None: the provider's default")
+    secret_env: list[str] = Field(
+        default_factory=list, description="More env vars whose values are secrets"
+    )
+    secret_patterns: list[str] = Field(
+        default_factory=list, description="Regexes of more text to redact from cassettes"
+    )
+
+    @field_validator("secret_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        return patterns
+
+
+class LLMRequest(BaseModel):
+    """One chat completion to make; ``None`` model/temperature take the config's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(description="OpenAI chat format")
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='OpenAI format, e.g. {"type": "json_schema", ...}'
+    )
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    purpose: str = Field(
+        default="other", description="judge, user, agent, edges...: for reports, not the key"
+    )
 
 
 class LLMResponse(BaseModel):
     """One answered call: the assistant message (OpenAI format) and what it cost."""
 
-    message: dict[str, Any]
+    message: dict[str, Any] = Field(description="tool_calls carry JSON-string arguments")
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    replayed: bool = Field(default=False, description="Served from a cassette, no HTTP call")
     latency_seconds: float = 0.0
-    attempts: int = 1
+    attempts: int = Field(default=1, description="HTTP tries it took (0 when replayed)")
 
     @property
     def content(self) -> str:
         return str(self.message.get("content") or "")
 
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        calls = self.message.get("tool_calls")
+        return list(calls) if isinstance(calls, list) else []
+
 
 class Usage(BaseModel):
-    """What a gateway spent: counted under a lock, reported at the end of the run."""
+    """What a gateway spent. Updated under a lock: asyncio tasks and threads share it."""
 
-    calls: int = 0
+    calls: int = Field(default=0, description="Real HTTP calls that succeeded")
+    replayed_calls: int = 0
     failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_models: set[str] = Field(default_factory=set)
     budget_refusals: int = 0
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def add_call(self, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            self.cost_usd += cost_usd
+
+    def add_replay(self) -> None:
+        with self._lock:
+            self.replayed_calls += 1
+
+    def add_failure(self) -> None:
+        with self._lock:
+            self.failed_calls += 1
+
+    def add_unpriced(self, model: str) -> None:
+        with self._lock:
+            self.unpriced_models.add(model)
+
+    def refuse_if_spent(self, limit: float | None) -> None:
+        """Raise BudgetExceeded (and count it) when ``limit`` is set and reached."""
+        if limit is None:
+            return
+        with self._lock:
+            if self.cost_usd < limit:
+                return
+            self.budget_refusals += 1
+            spent = self.cost_usd
+        raise BudgetExceeded(
+            f"LLM budget spent: ${spent:.4f} of ${limit:.4f} "
+            "(--agentsim-max-cost); no new calls are made"
+        )
 
 
-def _transient_types(litellm: ModuleType) -> tuple[type[BaseException], ...]:
-    names = (
-        "RateLimitError",
-        "Timeout",
-        "APIConnectionError",
-        "ServiceUnavailableError",
-        "InternalServerError",
-        "APIError",
-    )
-    return tuple(getattr(litellm, name) for name in names if hasattr(litellm, name))
+# --------------------------------------------------------------------------- secrets
+
+
+def _secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith(("_API_KEY", "_TOKEN", "_SECRET")) or "SECRET" in upper
+
+
+def env_secret_values(names: Iterable[str] = ()) -> list[str]:
+    """Values of ``names`` and of every env var that looks like a credential.
+
+    A credential is a name ending in ``_API_KEY``, ``_TOKEN`` or ``_SECRET`` or containing
+    ``SECRET``; values shorter than 6 characters are ignored.
+    """
+    wanted = set(names)
+    values = {
+        value
+        for name, value in os.environ.items()
+        if (name in wanted or _secret_name(name)) and len(value) >= _MIN_SECRET_LENGTH
+    }
+    return sorted(values, key=lambda value: (-len(value), value))
+
+
+def secret_values(config: LLMConfig) -> list[str]:
+    """Every secret the config can reach: its key, ``secret_env`` and credential-like vars."""
+    names = [*config.secret_env]
+    if config.api_key_env:
+        names.append(config.api_key_env)
+    return env_secret_values(names)
+
+
+def redact(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
+    """``text`` with each secret value and each pattern match replaced by ``[REDACTED]``.
+
+    The default patterns (``sk-...`` keys, ``Bearer ...`` tokens) always apply.
+    """
+    # Longest first, so a secret containing another is replaced whole.
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET_LENGTH:
+            text = text.replace(secret, REDACTED)
+    for pattern in (*DEFAULT_SECRET_PATTERNS, *patterns):
+        text = re.sub(pattern, REDACTED, text)
+    return text
+
+
+def redact_data(data: Any, secrets: Sequence[str] = (), patterns: Sequence[str] = ()) -> Any:
+    """:func:`redact` applied to every string (keys included) of JSON-like data."""
+    if isinstance(data, str):
+        return redact(data, secrets, patterns)
+    if isinstance(data, Mapping):
+        return {
+            redact_data(key, secrets, patterns): redact_data(value, secrets, patterns)
+            for key, value in data.items()
+        }
+    if isinstance(data, (list, tuple)):
+        return [redact_data(item, secrets, patterns) for item in data]
+    return data
+
+
+# --------------------------------------------------------------------------- errors from litellm
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """Seconds the provider asked us to wait (Retry-After), if it said."""
+    """Seconds the provider asked us to wait (``Retry-After``), if it said.
+
+    litellm keeps the provider's httpx response on the exception (``exc.response``) and
+    its headers also as ``exc.litellm_response_headers``. Both the delay-seconds and the
+    HTTP-date forms are understood, and OpenAI's ``retry-after-ms``.
+    """
     headers: Any = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
+    if not headers:
         headers = getattr(exc, "litellm_response_headers", None)
     if not headers:
         return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
+    lower = {str(name).lower(): str(value) for name, value in headers.items()}
     try:
-        return float(value) if value is not None else None
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+        if "retry-after" not in lower:
+            return None
+        return max(0.0, float(lower["retry-after"]))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(lower.get("retry-after", ""))
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same request may succeed.
+
+    A 200 whose body is not JSON reaches us as ``litellm.InternalServerError`` (litellm's
+    OpenAI client wraps the decode error and maps it to status 500), so it is retried
+    like any 5xx. Connection refused is also an ``InternalServerError``/
+    ``APIConnectionError``; a 504 is a ``litellm.Timeout``.
+    """
+    litellm = load_litellm()
+    transient = (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.ServiceUnavailableError,
+        litellm.InternalServerError,
+        litellm.BadGatewayError,
+    )
+    if isinstance(exc, transient):
+        return True
+    status = getattr(exc, "status_code", None)
+    # Other 5xx (520, 529 "overloaded") arrive as a plain litellm.APIError.
+    return isinstance(exc, litellm.APIError) and isinstance(status, int) and status >= 500
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def _plain(value: Any) -> Any:
+    """A litellm object (pydantic v2 or v1 style) as JSON-like builtins."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if hasattr(value, "dict"):
+        return value.dict()
+    return value
+
+
+def _assistant_message(raw: Any) -> dict[str, Any]:
+    """The first choice's message in OpenAI format: role, content, tool_calls (JSON args)."""
+    message = _plain(raw.choices[0].message)
+    result: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    calls = []
+    for call in message.get("tool_calls") or []:
+        call = _plain(call)
+        function = _plain(call.get("function") or {})
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {}, sort_keys=True)
+        calls.append(
+            {
+                "id": str(call.get("id") or ""),
+                "type": "function",
+                "function": {"name": str(function.get("name") or ""), "arguments": arguments},
+            }
+        )
+    if calls:
+        result["tool_calls"] = calls
+    return result
+
+
+def _schema_name(schema: type[BaseModel]) -> str:
+    """OpenAI wants ``^[a-zA-Z0-9_-]{1,64}$``; generic models have brackets in the name."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64] or "Output"
+
+
+def _strip_fences(text: str) -> str:
+    """Models often wrap JSON in a Markdown code fence; take what is inside."""
+    fenced = re.fullmatch(r"\s*```[A-Za-z]*\s*(.*?)\s*```\s*", text, re.S)
+    return fenced.group(1) if fenced else text
+
+
+def _validation_problem(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'reply'}: {error['msg']}"
+        for error in exc.errors(include_url=False)[:5]
+    )
+
+
+# --------------------------------------------------------------------------- gateway
 
 
 class Gateway:
-    """Calls one configured model; shares retries, accounting and the budget."""
+    """Calls the configured model; shares retries, replay, accounting and the budget.
 
-    def __init__(self, config: LLMConfig, *, sleep: Callable[[float], Any] | None = None) -> None:
+    ``sleep`` replaces ``asyncio.sleep`` for the backoff waits (tests record them instead
+    of sleeping). One gateway may be used from many tasks, threads and successive
+    ``asyncio.run`` calls.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        cassette: Cassette | None = None,
+        *,
+        sleep: Sleep | None = None,
+    ) -> None:
         self.config = config
+        self.cassette = cassette
         self.usage = Usage()
+        self._sleep: Sleep = sleep or asyncio.sleep
         self._lock = threading.Lock()
-        self._sleep = sleep or asyncio.sleep
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        # An asyncio.Semaphore belongs to the loop it is first awaited in, and every
+        # asyncio.run makes a new loop: one semaphore per live loop.
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._semaphores = weakref.WeakKeyDictionary()
+        if cassette is not None:
+            cassette.add_secrets(secret_values(config), config.secret_patterns)
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _semaphore(self) -> asyncio.Semaphore:
-        """One semaphore per event loop (an asyncio.Semaphore is bound to its loop)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            semaphore = self._semaphores.get(id(loop))
+            semaphore = self._semaphores.get(loop)
             if semaphore is None:
                 semaphore = asyncio.Semaphore(self.config.concurrency)
-                self._semaphores = {id(loop): semaphore}
+                self._semaphores[loop] = semaphore
             return semaphore
 
     def _api_key(self) -> str:
@@ -179,147 +479,196 @@ class Gateway:
             key = os.environ.get(self.config.api_key_env)
             if key:
                 return key
-        return "sk-no-key-configured"  # local servers accept any key
+        return _NO_KEY
+
+    def _redact(self, text: str) -> str:
+        return redact(text, secret_values(self.config), self.config.secret_patterns)
+
+    def _resolve(self, request: LLMRequest) -> LLMRequest:
+        """The request with the config's model and temperature filled in (what is keyed)."""
+        update: dict[str, Any] = {}
+        if request.model is None:
+            update["model"] = self.config.model
+        if request.temperature is None and self.config.temperature is not None:
+            update["temperature"] = self.config.temperature
+        return request.model_copy(update=update) if update else request
 
     def _cost(self, litellm: ModuleType, raw: Any, model: str, prompt: int, output: int) -> float:
+        price = self.config.prices.get(model)
+        if price is not None:
+            return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
         try:
             return float(litellm.completion_cost(completion_response=raw, model=model))
-        except Exception:  # litellm raises a plain Exception for unmapped models
-            price = self.config.prices.get(model)
-            if price is None:
-                with self._lock:
-                    self.usage.unpriced_models.add(model)
-                return 0.0
-            return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
-
-    def _check_budget(self) -> None:
-        limit = self.config.max_cost
-        with self._lock:
-            if limit is not None and self.usage.cost_usd >= limit:
-                self.usage.budget_refusals += 1
-                raise LLMError(
-                    "budget",
-                    f"LLM budget spent: ${self.usage.cost_usd:.4f} of ${limit:.4f} "
-                    "(--agentsim-max-cost); no new calls are made",
-                )
+        except Exception:  # ModelNotMappedError, or a plain Exception in older versions
+            self.usage.add_unpriced(model)
+            return 0.0
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def acomplete(
-        self,
-        messages: Sequence[dict[str, Any]],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        response_format: dict[str, Any] | None = None,
-        model: str | None = None,
-    ) -> LLMResponse:
-        """One chat completion, retried on transient errors; raises LLMError otherwise."""
+    async def acomplete(self, request: LLMRequest | Sequence[Mapping[str, Any]]) -> LLMResponse:
+        """One chat completion: replayed, or made with retries; raises LLMError otherwise.
+
+        A plain list of messages is accepted as ``LLMRequest(messages=...)``.
+        """
+        if not isinstance(request, LLMRequest):
+            request = LLMRequest(messages=[dict(message) for message in request])
+        request = self._resolve(request)
+        self.usage.refuse_if_spent(self.config.max_cost)
+        cassette = self.cassette
+        if cassette is not None:
+            replayed = cassette.lookup(request)
+            if replayed is not None:
+                self.usage.add_replay()
+                return replayed
+            if not cassette.may_record:
+                raise cassette.miss(request)
+        response = await self._call(request)
+        if cassette is not None:
+            cassette.record(request, response)
+        return response
+
+    def complete(self, request: LLMRequest | Sequence[Mapping[str, Any]]) -> LLMResponse:
+        """:meth:`acomplete` from synchronous code (not from inside an event loop)."""
+        _no_running_loop("complete")
+        return _run(self.acomplete(request))
+
+    async def _call(self, request: LLMRequest) -> LLMResponse:
         from tenacity import AsyncRetrying
-        from tenacity import RetryCallState
-        from tenacity import retry_if_exception_type
+        from tenacity import retry_if_exception
         from tenacity import stop_after_attempt
         from tenacity import wait_exponential_jitter
 
         litellm = load_litellm()
-        model = model or self.config.model
-        self._check_budget()
-        backoff = wait_exponential_jitter(max=self.config.max_wait)
+        model = request.model or self.config.model
+        backoff = wait_exponential_jitter(multiplier=0.5, max=self.config.max_wait)
 
         def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+            exc = state.outcome.exception() if state.outcome is not None else None
             asked = retry_after(exc) if exc is not None else None
             if asked is not None:
                 return min(asked, self.config.max_wait)
             return float(backoff(state))
 
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            seconds = state.next_action.sleep if state.next_action is not None else 0.0
+            logger.warning(
+                "%s: attempt %d failed (%s); retrying in %.2fs",
+                model,
+                state.attempt_number,
+                self._redact(_one_line(exc)) if exc is not None else "?",
+                seconds,
+            )
+
         kwargs: dict[str, Any] = {
             "model": model,
-            "messages": list(messages),
+            "messages": request.messages,
             "api_key": self._api_key(),
             "timeout": self.config.timeout,
+            # One retry layer (tenacity): litellm's and the OpenAI SDK's are off.
             "num_retries": 0,
             "max_retries": 0,
         }
-        if self.config.api_base:
-            kwargs["api_base"] = self.config.api_base
-        if self.config.temperature is not None:
-            kwargs["temperature"] = self.config.temperature
-        if tools:
-            kwargs["tools"] = list(tools)
-        if response_format:
-            kwargs["response_format"] = response_format
+        optional = {
+            "api_base": self.config.api_base,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "tools": request.tools or None,
+            "response_format": request.response_format,
+        }
+        kwargs.update({name: value for name, value in optional.items() if value is not None})
 
-        started = time.monotonic()
         attempts = 0
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_transient_types(litellm)),
+            retry=retry_if_exception(is_transient),
             wait=wait,
             stop=stop_after_attempt(self.config.max_attempts),
             sleep=self._sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
+        started = time.monotonic()
         try:
             async with self._semaphore():
+                # Calls queued behind the semaphore must not overrun a budget that the
+                # calls ahead of them spent.
+                self.usage.refuse_if_spent(self.config.max_cost)
+                started = time.monotonic()
                 async for attempt in retrying:
                     with attempt:
                         attempts += 1
                         raw = await litellm.acompletion(**kwargs)
-        except _transient_types(litellm) as exc:
-            with self._lock:
-                self.usage.failed_calls += 1
-            raise LLMError(
-                "transient",
-                f"{model}: gave up after {attempts} attempts: {_one_line(exc)}",
-            ) from exc
+        except LLMError:
+            raise
         except Exception as exc:
-            with self._lock:
-                self.usage.failed_calls += 1
-            raise LLMError("fatal", f"{model}: {_one_line(exc)}") from exc
+            self.usage.add_failure()
+            if is_transient(exc):
+                gave_up = f"{model}: gave up after {attempts} attempts: {_one_line(exc)}"
+                raise LLMError("transient", self._redact(gave_up)) from exc
+            raise LLMError("fatal", self._redact(f"{model}: {_one_line(exc)}")) from exc
+        latency = time.monotonic() - started
 
-        message = raw.choices[0].message.model_dump(exclude_none=True)
-        message.setdefault("content", None)
+        try:
+            message = _assistant_message(raw)
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            self.usage.add_failure()
+            raise LLMError("fatal", f"{model}: no message in the response: {exc}") from exc
         usage = getattr(raw, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         output = int(getattr(usage, "completion_tokens", 0) or 0)
         cost = self._cost(litellm, raw, model, prompt, output)
-        with self._lock:
-            self.usage.calls += 1
-            self.usage.prompt_tokens += prompt
-            self.usage.completion_tokens += output
-            self.usage.cost_usd += cost
+        self.usage.add_call(prompt, output, cost)
         return LLMResponse(
-            message={k: v for k, v in message.items() if k in ("role", "content", "tool_calls")},
+            message=message,
             model=model,
             prompt_tokens=prompt,
             completion_tokens=output,
             cost_usd=cost,
-            latency_seconds=time.monotonic() - started,
+            replayed=False,
+            latency_seconds=latency,
             attempts=attempts,
         )
 
     async def astructured(
-        self, messages: Sequence[dict[str, Any]], schema: type[T], *, model: str | None = None
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        schema: type[T],
+        *,
+        purpose: str = "structured",
+        model: str | None = None,
     ) -> tuple[T, LLMResponse]:
-        """A reply parsed into ``schema``; one repair call on invalid output, then LLMError."""
+        """A reply parsed into ``schema``; one repair call on invalid output, then LLMError.
+
+        The repair call shows the model its own reply and the validation error: most
+        invalid replies are a missing field or a stray sentence, which one round fixes.
+        """
         response_format = {
             "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()},
+            # Not strict: OpenAI's strict mode rejects most pydantic schemas (optional
+            # fields, defaults), and validation happens here anyway.
+            "json_schema": {
+                "name": _schema_name(schema),
+                "schema": schema.model_json_schema(),
+                "strict": False,
+            },
         }
-        conversation = list(messages)
+        conversation = [dict(message) for message in messages]
         problem = ""
         for attempt in range(2):
-            response = await self.acomplete(
-                conversation, response_format=response_format, model=model
+            request = LLMRequest(
+                model=model,
+                messages=conversation,
+                response_format=response_format,
+                purpose=purpose,
             )
+            response = await self.acomplete(request)
             try:
                 return schema.model_validate_json(_strip_fences(response.content)), response
             except ValidationError as exc:
-                problem = "; ".join(
-                    f"{'.'.join(str(p) for p in error['loc']) or 'reply'}: {error['msg']}"
-                    for error in exc.errors()[:5]
-                )
+                problem = _validation_problem(exc)
             if attempt == 0:
-                conversation += [
+                conversation = [
+                    *conversation,
                     {"role": "assistant", "content": response.content},
                     {
                         "role": "user",
@@ -330,21 +679,65 @@ class Gateway:
                 ]
         raise LLMError(
             "invalid_output",
-            f"{model or self.config.model}: no valid {schema.__name__} after one repair: {problem}",
+            self._redact(
+                f"{model or self.config.model}: no valid {schema.__name__} after one repair: "
+                f"{problem}"
+            ),
         )
 
     def structured(
-        self, messages: Sequence[dict[str, Any]], schema: type[T], *, model: str | None = None
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        schema: type[T],
+        *,
+        purpose: str = "structured",
+        model: str | None = None,
     ) -> tuple[T, LLMResponse]:
         """:meth:`astructured` from synchronous code (not from inside an event loop)."""
-        return asyncio.run(self.astructured(messages, schema, model=model))
+        _no_running_loop("structured")
+        return _run(self.astructured(messages, schema, purpose=purpose, model=model))
 
 
-def _strip_fences(text: str) -> str:
-    """Models often wrap JSON in a Markdown code fence; take what is inside."""
-    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.S)
-    return fenced.group(1) if fenced else text
+async def _settle_litellm_logging() -> None:
+    """Let litellm's background logging worker finish before its event loop closes.
+
+    Every ``acompletion`` queues a success-logging coroutine on litellm's global worker,
+    which is bound to the running loop. A sync call's loop ends right after the answer,
+    so the next ``asyncio.run`` would find the queue left behind and warn ("LoggingWorker:
+    event loop changed; carried N pending"), with N growing over a run. Best effort: it is
+    litellm's internal API, and nothing of ours depends on those callbacks.
+    """
+    module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
+    worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
+    if worker is None:
+        return
+    try:
+        for _ in range(3):  # the enqueue itself runs in a task spawned by acompletion
+            await asyncio.sleep(0)
+        await asyncio.wait_for(worker.flush(), timeout=2)
+        await worker.stop(timeout=1)
+    except Exception as exc:  # pragma: no cover - depends on litellm's internals
+        logger.debug("could not settle litellm's logging worker: %s", _one_line(exc))
 
 
-def dumps(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+def _run(coroutine: Coroutine[Any, Any, R]) -> R:
+    """``asyncio.run`` for the sync API, leaving no litellm task behind on the loop."""
+
+    async def main() -> R:
+        try:
+            return await coroutine
+        finally:
+            await _settle_litellm_logging()
+
+    return asyncio.run(main())
+
+
+def _no_running_loop(method: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"Gateway.{method}() was called inside a running event loop; "
+        f"use 'await Gateway.a{method}(...)' there"
+    )

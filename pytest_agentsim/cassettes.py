@@ -1,0 +1,292 @@
+"""Record and replay of LLM calls, so agent tests run offline, free and deterministic.
+
+A cassette is a YAML file of interactions (request, response) keyed by a hash of the
+normalized request, in the vocabulary of VCR.py and pytest-recording:
+
+- ``none``: replay only; a request that was not recorded is a :class:`CassetteMiss`;
+- ``once``: a cassette that existed when opened is replay-only, a new one records all;
+- ``new_episodes``: replay what was recorded, record what was not;
+- ``all``: call the model every time and record, replacing entries with the same key.
+
+The file is meant to be committed and reviewed: keys are sorted, multi-line prompts are
+block scalars (a changed prompt diffs line by line), and every string is redacted (API
+keys, tokens, configured patterns) before it is written. Each recorded call is written at
+once, atomically, so an interrupted run loses nothing and never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+import yaml
+from pydantic import Field
+from pydantic import ValidationError
+
+from pytest_agentsim.llm import CassetteMiss
+from pytest_agentsim.llm import LLMRequest
+from pytest_agentsim.llm import LLMResponse
+from pytest_agentsim.llm import env_secret_values
+from pytest_agentsim.llm import redact
+from pytest_agentsim.llm import redact_data
+from pytest_agentsim.models import StrictModel
+from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.sources import LineDict
+from pytest_agentsim.sources import describe_error
+from pytest_agentsim.sources import display_path
+from pytest_agentsim.sources import line_of
+from pytest_agentsim.sources import load_document
+from pytest_agentsim.sources import to_plain
+
+RecordMode = Literal["none", "once", "new_episodes", "all"]
+RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
+
+_WHAT = "LLM cassette"
+# The parts of a request that decide the answer; purpose, api_base, keys and timeouts
+# do not, so changing them keeps the recordings valid.
+_KEYED = ("model", "messages", "tools", "response_format", "temperature", "max_tokens")
+
+
+def _without_none(data: Any) -> Any:
+    """Drop None-valued keys: ``{"content": None}`` and ``{}`` ask the same thing."""
+    if isinstance(data, dict):
+        return {key: _without_none(value) for key, value in data.items() if value is not None}
+    if isinstance(data, list):
+        return [_without_none(item) for item in data]
+    return data
+
+
+def request_key(request: LLMRequest) -> str:
+    """sha256 (16 hex digits) of the canonical JSON of what the request asks."""
+    payload = {name: _without_none(getattr(request, name)) for name in _KEYED}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+class RecordedRequest(StrictModel):
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class RecordedResponse(StrictModel):
+    message: dict[str, Any]
+    model: str
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+
+
+class Interaction(StrictModel):
+    key: str = Field(pattern=r"^[0-9a-f]{8,64}$")
+    purpose: str = "other"
+    request: RecordedRequest
+    response: RecordedResponse
+
+
+class CassetteFile(StrictModel):
+    version: Literal[1]
+    interactions: list[Interaction] = Field(default_factory=list)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block scalars for multi-line strings, and no ``&id001`` anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML falls back to a quoted scalar by itself when a block one cannot hold the
+    # text exactly (trailing spaces, control characters).
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """Reviewable YAML: sorted keys, block style, no line folding."""
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=True,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1_000_000,
+    )
+
+
+def _excerpt(request: LLMRequest, limit: int = 60) -> str:
+    if not request.messages:
+        return "(no messages)"
+    last = request.messages[-1]
+    content = last.get("content")
+    if isinstance(content, list):  # content parts
+        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    text = " ".join(str(content or "").split()) or f"({last.get('role', '?')} message)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Cassette:
+    """The recorded calls of one file, and the rule (``mode``) for calls it lacks."""
+
+    def __init__(
+        self,
+        path: Path,
+        mode: RecordMode,
+        secrets: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+    ) -> None:
+        if mode not in RECORD_MODES:
+            raise ConfigError(f"record mode must be one of {', '.join(RECORD_MODES)}, got {mode!r}")
+        self.path = Path(path)
+        self.mode: RecordMode = mode
+        self._secrets = list(secrets)
+        self._patterns = list(patterns)
+        self._lock = threading.RLock()
+        self.existed = self.path.exists()
+        self._interactions: dict[str, Interaction] = self._load() if self.existed else {}
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Interaction]:
+        raw = load_document(self.path, what=_WHAT)
+        where = display_path(self.path)
+        if raw is None:  # an empty file: nothing recorded yet
+            return {}
+        if not isinstance(raw, LineDict):
+            raise ConfigError(
+                f"{where}: the {_WHAT} must be a mapping with 'version' and 'interactions', "
+                f"got {type(to_plain(raw)).__name__}"
+            )
+        try:
+            document = CassetteFile.model_validate(to_plain(raw))
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            loc = tuple(error["loc"])
+            line = line_of(raw, loc)
+            phrase = describe_error(error, field_loc=loc, model=CassetteFile, model_loc=loc)
+            location = f"{where}:{line}" if line else where
+            raise ConfigError(f"{location}: invalid {_WHAT}: {phrase}") from None
+        interactions: dict[str, Interaction] = {}
+        for index, interaction in enumerate(document.interactions):
+            if interaction.key in interactions:
+                line = line_of(raw, ("interactions", index))
+                location = f"{where}:{line}" if line else where
+                raise ConfigError(
+                    f"{location}: invalid {_WHAT}: key {interaction.key} is recorded twice; "
+                    "delete one of the interactions"
+                )
+            interactions[interaction.key] = interaction
+        return interactions
+
+    # -- what the gateway asks -----------------------------------------------------------
+
+    @property
+    def may_record(self) -> bool:
+        """Whether a request with no recording may go to the model (and be recorded)."""
+        return self.mode in ("new_episodes", "all") or (self.mode == "once" and not self.existed)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._interactions)
+
+    def add_secrets(self, secrets: Sequence[str], patterns: Sequence[str] = ()) -> None:
+        """More values and regexes to redact (the gateway adds its config's)."""
+        with self._lock:
+            self._secrets.extend(secret for secret in secrets if secret not in self._secrets)
+            self._patterns.extend(pattern for pattern in patterns if pattern not in self._patterns)
+
+    def lookup(self, request: LLMRequest) -> LLMResponse | None:
+        """The recorded response (``replayed=True``, free), or None to call the model."""
+        if self.mode == "all":
+            return None
+        with self._lock:
+            interaction = self._interactions.get(request_key(request))
+        if interaction is None:
+            return None
+        recorded = interaction.response
+        return LLMResponse(
+            message=recorded.message,
+            model=recorded.model,
+            prompt_tokens=recorded.prompt_tokens,
+            completion_tokens=recorded.completion_tokens,
+            cost_usd=0.0,
+            replayed=True,
+            latency_seconds=0.0,
+            attempts=0,
+        )
+
+    def miss(self, request: LLMRequest) -> CassetteMiss:
+        """The error for a request this cassette lacks and may not record (one line)."""
+        with self._lock:
+            secrets = [*self._secrets, *env_secret_values()]
+            patterns = list(self._patterns)
+        excerpt = redact(_excerpt(request), secrets, patterns)
+        return CassetteMiss(
+            f"{display_path(self.path)}: no recorded {request.purpose} call to "
+            f"{request.model} for {excerpt!r} (record mode '{self.mode}'); rerun with "
+            "--agentsim-record-mode=new_episodes to record it"
+        )
+
+    def record(self, request: LLMRequest, response: LLMResponse) -> None:
+        """Keep the call (redacted) and rewrite the file at once."""
+        if not self.may_record:
+            raise self.miss(request)
+        with self._lock:
+            secrets = [*self._secrets, *env_secret_values()]
+            data = {
+                "purpose": request.purpose,
+                "request": {name: getattr(request, name) for name in RecordedRequest.model_fields},
+                "response": {
+                    "message": response.message,
+                    "model": response.model,
+                    "prompt_tokens": response.prompt_tokens,
+                    "completion_tokens": response.completion_tokens,
+                },
+            }
+            # The key is a hash: redacting it could only corrupt it.
+            redacted = redact_data(data, secrets, self._patterns)
+            interaction = Interaction.model_validate({"key": request_key(request), **redacted})
+            # In place when re-recorded (mode 'all'), so the file's order stays stable.
+            self._interactions[interaction.key] = interaction
+            self._write(secrets)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write(self, secrets: Sequence[str]) -> None:
+        interactions = []
+        for interaction in self._interactions.values():
+            # Redacted again: a secret set after an entry was recorded goes too.
+            data = interaction.model_dump(mode="json")
+            key = data.pop("key")
+            interactions.append({"key": key, **redact_data(data, secrets, self._patterns)})
+        text = dump_yaml({"version": 1, "interactions": interactions})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
+        handle, temporary = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, mode)  # mkstemp makes 0600; a cassette is a shared file
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
