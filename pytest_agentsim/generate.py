@@ -585,7 +585,8 @@ def regenerate(
                 uncovered=generated.uncovered,
                 skipped=sum(s.count for s in generated.skipped),
                 histogram=difficulty_histogram(
-                    _sample(PolicyGraph.from_pack(pack), e.policies) for e in generated.events
+                    PolicySample(tuple(e.policies), e.complexity or 0, e.complexity or 0)
+                    for e in generated.events
                 ),
             )
         )

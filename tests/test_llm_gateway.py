@@ -482,3 +482,9 @@ def test_litellm_is_imported_lazily_and_offline(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split() == ["True", "PRODUCTION", "False", "True"]
+
+
+def test_importing_the_plugin_does_not_import_litellm() -> None:
+    code = "import sys, pytest_agentsim.plugin; print('litellm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
