@@ -67,6 +67,8 @@ def _without_none(data: Any) -> Any:
 def request_key(request: LLMRequest) -> str:
     """sha256 (16 hex digits) of the canonical JSON of what the request asks."""
     payload = {name: _without_none(getattr(request, name)) for name in _KEYED}
+    if request.sample is not None:  # only then: keys of unsampled requests stay as they were
+        payload["sample"] = request.sample
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -78,6 +80,7 @@ class RecordedRequest(StrictModel):
     response_format: dict[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    sample: int | None = None
 
 
 class RecordedResponse(StrictModel):
@@ -272,6 +275,8 @@ class Cassette:
             # Redacted again: a secret set after an entry was recorded goes too.
             data = interaction.model_dump(mode="json")
             key = data.pop("key")
+            if data["request"].get("sample") is None:
+                data["request"].pop("sample", None)
             interactions.append({"key": key, **redact_data(data, secrets, self._patterns)})
         text = dump_yaml({"version": 1, "interactions": interactions})
         self.path.parent.mkdir(parents=True, exist_ok=True)

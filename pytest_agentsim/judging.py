@@ -92,6 +92,29 @@ def combine(outcomes: Sequence[Outcome]) -> Outcome:
     return Outcome.not_applicable
 
 
+DECISIONS = (Outcome.compliant, Outcome.violated)
+
+
+def disagreement(verdicts: Sequence[Verdict]) -> str | None:
+    """'rules: violated; llm: compliant' when two judges decided a policy differently.
+
+    Each judge's own verdicts are combined first (a rule judge has one per check); only
+    decisions count: a judge that found the policy not applicable, or could not judge
+    it, does not disagree.
+    """
+    by_judge: dict[str, list[Outcome]] = {}
+    for verdict in verdicts:
+        by_judge.setdefault(verdict.judge, []).append(verdict.outcome)
+    decided = {
+        judge: outcome
+        for judge, outcomes in by_judge.items()
+        if (outcome := combine(outcomes)) in DECISIONS
+    }
+    if len(set(decided.values())) < 2:
+        return None
+    return "; ".join(f"{judge}: {outcome.value}" for judge, outcome in sorted(decided.items()))
+
+
 async def judge_event(
     event: Event,
     conversation: Conversation,
@@ -154,6 +177,7 @@ async def judge_event(
                 outcome=outcome,
                 listed=listed,
                 verdicts=mine,
+                disagreement=disagreement(mine),
             )
         )
     return EventResult(event=event, conversation=conversation, policies=results)

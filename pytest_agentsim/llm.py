@@ -56,6 +56,8 @@ from pydantic import PrivateAttr
 from pydantic import ValidationError
 from pydantic import field_validator
 
+from pytest_agentsim.models import LLMTally
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
@@ -189,6 +191,12 @@ class LLMRequest(BaseModel):
     purpose: str = Field(
         default="other", description="judge, user, agent, edges...: for reports, not the key"
     )
+    sample: int | None = Field(
+        default=None,
+        ge=1,
+        description="The n-th repeat of an identical request (judge voting): part of the "
+        "key, so each sample has its own recording",
+    )
 
 
 class LLMResponse(BaseModel):
@@ -244,6 +252,18 @@ class Usage(BaseModel):
     def add_unpriced(self, model: str) -> None:
         with self._lock:
             self.unpriced_models.add(model)
+
+    def tally(self) -> LLMTally:
+        """A plain copy for results and reports."""
+        with self._lock:
+            return LLMTally(
+                calls=self.calls,
+                replayed_calls=self.replayed_calls,
+                failed_calls=self.failed_calls,
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                cost_usd=self.cost_usd,
+            )
 
     def refuse_if_spent(self, limit: float | None) -> None:
         """Raise BudgetExceeded (and count it) when ``limit`` is set and reached."""
@@ -441,7 +461,9 @@ class Gateway:
 
     ``sleep`` replaces ``asyncio.sleep`` for the backoff waits (tests record them instead
     of sleeping). One gateway may be used from many tasks, threads and successive
-    ``asyncio.run`` calls.
+    ``asyncio.run`` calls. ``usage`` is shared by every :meth:`view` of a gateway: the
+    run's budget and totals; a view's ``tally`` counts only the calls made through it
+    (one event's).
     """
 
     def __init__(
@@ -450,10 +472,12 @@ class Gateway:
         cassette: Cassette | None = None,
         *,
         sleep: Sleep | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.config = config
         self.cassette = cassette
-        self.usage = Usage()
+        self.usage = usage if usage is not None else Usage()
+        self.tally: Usage | None = None
         self._sleep: Sleep = sleep or asyncio.sleep
         self._lock = threading.Lock()
         # An asyncio.Semaphore belongs to the loop it is first awaited in, and every
@@ -462,6 +486,27 @@ class Gateway:
         self._semaphores = weakref.WeakKeyDictionary()
         if cassette is not None:
             cassette.add_secrets(secret_values(config), config.secret_patterns)
+
+    def view(
+        self,
+        *,
+        config: LLMConfig | None = None,
+        cassette: Cassette | None = None,
+        tally: Usage | None = None,
+    ) -> Gateway:
+        """A gateway sharing this one's usage, budget and concurrency limit.
+
+        It may call another model or endpoint (``config``), record into another cassette
+        (one per event) and count its own calls into ``tally`` as well.
+        """
+        view = Gateway(config or self.config, cassette, sleep=self._sleep, usage=self.usage)
+        view.tally = tally
+        view._lock = self._lock
+        view._semaphores = self._semaphores
+        return view
+
+    def _counters(self) -> list[Usage]:
+        return [self.usage] if self.tally is None else [self.usage, self.tally]
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -518,7 +563,8 @@ class Gateway:
         if cassette is not None:
             replayed = cassette.lookup(request)
             if replayed is not None:
-                self.usage.add_replay()
+                for counter in self._counters():
+                    counter.add_replay()
                 return replayed
             if not cassette.may_record:
                 raise cassette.miss(request)
@@ -530,7 +576,7 @@ class Gateway:
     def complete(self, request: LLMRequest | Sequence[Mapping[str, Any]]) -> LLMResponse:
         """:meth:`acomplete` from synchronous code (not from inside an event loop)."""
         _no_running_loop("complete")
-        return _run(self.acomplete(request))
+        return run_sync(self.acomplete(request))
 
     async def _call(self, request: LLMRequest) -> LLMResponse:
         from tenacity import AsyncRetrying
@@ -601,7 +647,8 @@ class Gateway:
         except LLMError:
             raise
         except Exception as exc:
-            self.usage.add_failure()
+            for counter in self._counters():
+                counter.add_failure()
             if is_transient(exc):
                 gave_up = f"{model}: gave up after {attempts} attempts: {_one_line(exc)}"
                 raise LLMError("transient", self._redact(gave_up)) from exc
@@ -611,13 +658,15 @@ class Gateway:
         try:
             message = _assistant_message(raw)
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            self.usage.add_failure()
+            for counter in self._counters():
+                counter.add_failure()
             raise LLMError("fatal", f"{model}: no message in the response: {exc}") from exc
         usage = getattr(raw, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         output = int(getattr(usage, "completion_tokens", 0) or 0)
         cost = self._cost(litellm, raw, model, prompt, output)
-        self.usage.add_call(prompt, output, cost)
+        for counter in self._counters():
+            counter.add_call(prompt, output, cost)
         return LLMResponse(
             message=message,
             model=model,
@@ -642,6 +691,15 @@ class Gateway:
         The repair call shows the model its own reply and the validation error: most
         invalid replies are a missing field or a stray sentence, which one round fixes.
         """
+        request = LLMRequest(
+            model=model, messages=[dict(message) for message in messages], purpose=purpose
+        )
+        return await self.astructured_request(request, schema)
+
+    async def astructured_request(
+        self, request: LLMRequest, schema: type[T]
+    ) -> tuple[T, LLMResponse]:
+        """:meth:`astructured` for a full request (temperature, sample...)."""
         response_format = {
             "type": "json_schema",
             # Not strict: OpenAI's strict mode rejects most pydantic schemas (optional
@@ -652,20 +710,20 @@ class Gateway:
                 "strict": False,
             },
         }
-        conversation = [dict(message) for message in messages]
+        conversation = list(request.messages)
         problem = ""
         for attempt in range(2):
-            request = LLMRequest(
-                model=model,
-                messages=conversation,
-                response_format=response_format,
-                purpose=purpose,
+            response = await self.acomplete(
+                request.model_copy(
+                    update={"messages": conversation, "response_format": response_format}
+                )
             )
-            response = await self.acomplete(request)
             try:
-                return schema.model_validate_json(_strip_fences(response.content)), response
+                parsed = schema.model_validate_json(_strip_fences(response.content))
             except ValidationError as exc:
                 problem = _validation_problem(exc)
+            else:
+                return parsed, response
             if attempt == 0:
                 conversation = [
                     *conversation,
@@ -680,8 +738,8 @@ class Gateway:
         raise LLMError(
             "invalid_output",
             self._redact(
-                f"{model or self.config.model}: no valid {schema.__name__} after one repair: "
-                f"{problem}"
+                f"{request.model or self.config.model}: no valid {schema.__name__} after one "
+                f"repair: {problem}"
             ),
         )
 
@@ -695,7 +753,7 @@ class Gateway:
     ) -> tuple[T, LLMResponse]:
         """:meth:`astructured` from synchronous code (not from inside an event loop)."""
         _no_running_loop("structured")
-        return _run(self.astructured(messages, schema, purpose=purpose, model=model))
+        return run_sync(self.astructured(messages, schema, purpose=purpose, model=model))
 
 
 async def _settle_litellm_logging() -> None:
@@ -720,8 +778,8 @@ async def _settle_litellm_logging() -> None:
         logger.debug("could not settle litellm's logging worker: %s", _one_line(exc))
 
 
-def _run(coroutine: Coroutine[Any, Any, R]) -> R:
-    """``asyncio.run`` for the sync API, leaving no litellm task behind on the loop."""
+def run_sync(coroutine: Coroutine[Any, Any, R]) -> R:
+    """``asyncio.run``, leaving no litellm task behind on the loop (for sync callers)."""
 
     async def main() -> R:
         try:

@@ -387,6 +387,7 @@ class StopReason(str, enum.Enum):
     refused = "refused"
     agenda_done = "agenda_done"
     script_done = "script_done"
+    user_stopped = "user_stopped"
     max_turns = "max_turns"
     agent_error = "agent_error"
     user_error = "user_error"
@@ -454,6 +455,10 @@ class Verdict(BaseModel):
     reason: str = ""
     judge: str = "rules"
     check: str | None = Field(default=None, description="The rule check, for rule verdicts")
+    quote: str | None = Field(default=None, description="Words of the turn, for LLM verdicts")
+    votes: dict[str, int] | None = Field(
+        default=None, description="Outcome -> samples, when an LLM judge voted"
+    )
 
 
 class PolicyResult(BaseModel):
@@ -466,6 +471,9 @@ class PolicyResult(BaseModel):
     outcome: Outcome
     listed: bool = Field(description="Whether the event was built to exercise this policy")
     verdicts: list[Verdict] = Field(default_factory=list)
+    disagreement: str | None = Field(
+        default=None, description="Set when judges reached different decisions, e.g. rules vs LLM"
+    )
 
 
 class ConversationError(Exception):
@@ -480,6 +488,31 @@ class PolicyViolation(AssertionError):
     """A test failed because the agent violated policies (what quality gates may tolerate)."""
 
 
+class LLMTally(BaseModel):
+    """The model calls one event (or a whole run) made, and what they cost."""
+
+    calls: int = Field(default=0, description="Calls that went to a model over HTTP")
+    replayed_calls: int = Field(default=0, description="Calls served from a cassette (free)")
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: LLMTally) -> LLMTally:
+        return LLMTally(
+            calls=self.calls + other.calls,
+            replayed_calls=self.replayed_calls + other.replayed_calls,
+            failed_calls=self.failed_calls + other.failed_calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
 class EventResult(BaseModel):
     """Everything a report needs about one judged event: what a test receives."""
 
@@ -487,6 +520,9 @@ class EventResult(BaseModel):
     conversation: Conversation
     policies: list[PolicyResult]
     trial: int = Field(default=0, description="Which repeat of the event (--agentsim-repeat)")
+    llm: LLMTally = Field(
+        default_factory=LLMTally, description="Model calls of the user, agent and judges"
+    )
 
     @property
     def event_id(self) -> str:

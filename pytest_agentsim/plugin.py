@@ -131,6 +131,108 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Write per-event verdicts and per-policy / per-risk aggregates as JSON. Default: ini agentsim_json",
     )
+    llm = parser.getgroup("agentsim-llm", "LLM user, judge and agent (pytest-agentsim)")
+    llm.addoption(
+        "--agentsim-user-model",
+        dest="agentsim_user_model",
+        metavar="MODEL",
+        default=None,
+        help="A model plays the simulated user (litellm model string, e.g. openai/gpt-4o-mini) "
+        "instead of the offline agenda user. Default: ini agentsim_user_model",
+    )
+    llm.addoption(
+        "--agentsim-judge-model",
+        dest="agentsim_judge_model",
+        metavar="MODEL",
+        default=None,
+        help="Add an LLM judge of every event's policies, beside the rule checks. "
+        "Default: ini agentsim_judge_model",
+    )
+    llm.addoption(
+        "--agentsim-judge-samples",
+        dest="agentsim_judge_samples",
+        metavar="N",
+        default=None,
+        help="Ask the LLM judge N times; a policy's verdict must be unanimous, else it is "
+        "inconclusive. Default: ini agentsim_judge_samples, else 1",
+    )
+    llm.addoption(
+        "--agentsim-agent-model",
+        dest="agentsim_agent_model",
+        metavar="MODEL",
+        default=None,
+        help="Model of the built-in LLM agent (with agentsim_agent_prompt), used when your "
+        "conftest defines no agentsim_agent. Default: ini agentsim_agent_model",
+    )
+    llm.addoption(
+        "--agentsim-agent-prompt",
+        dest="agentsim_agent_prompt",
+        metavar="PATH",
+        default=None,
+        help="System prompt file of the built-in LLM agent. Default: ini agentsim_agent_prompt",
+    )
+    llm.addoption(
+        "--agentsim-api-base",
+        dest="agentsim_api_base",
+        metavar="URL",
+        default=None,
+        help="OpenAI-compatible endpoint for the models (vLLM, Ollama, a proxy). "
+        "Default: ini agentsim_api_base, else the provider's",
+    )
+    llm.addoption(
+        "--agentsim-api-key-env",
+        dest="agentsim_api_key_env",
+        metavar="NAME",
+        default=None,
+        help="Environment variable holding the API key (never written anywhere). "
+        "Default: ini agentsim_api_key_env, else the provider's usual variable",
+    )
+    llm.addoption(
+        "--agentsim-record-mode",
+        dest="agentsim_record_mode",
+        metavar="MODE",
+        default=None,
+        help="LLM cassettes: none (replay only; a miss is an error), once, new_episodes or all "
+        "(record). Default: ini agentsim_record_mode, else none",
+    )
+    llm.addoption(
+        "--agentsim-cassettes",
+        dest="agentsim_cassettes",
+        metavar="DIR",
+        default=None,
+        help="Directory of LLM cassettes (one file per event). Default: ini agentsim_cassettes, "
+        "else fixtures/cassettes",
+    )
+    llm.addoption(
+        "--agentsim-max-cost",
+        dest="agentsim_max_cost",
+        metavar="USD",
+        default=None,
+        help="Budget of the run's LLM calls; once spent, no new call is made and the events "
+        "that needed one are errors. Default: ini agentsim_max_cost",
+    )
+    llm.addoption(
+        "--agentsim-inconclusive",
+        dest="agentsim_inconclusive",
+        metavar="AS",
+        default=None,
+        help="What an inconclusive verdict (split judge vote) makes of its test: fail, xfail "
+        "or error. Default: ini agentsim_inconclusive, else fail",
+    )
+    for name, text in (
+        ("agentsim_user_model", "Model of the simulated user (default: offline agenda user)"),
+        ("agentsim_judge_model", "Model of the LLM judge (default: rule checks only)"),
+        ("agentsim_judge_samples", "Samples of the LLM judge per event (default 1)"),
+        ("agentsim_agent_model", "Model of the built-in LLM agent"),
+        ("agentsim_api_base", "OpenAI-compatible endpoint of the models"),
+        ("agentsim_api_key_env", "Environment variable holding the API key"),
+        ("agentsim_record_mode", "LLM cassette mode: none, once, new_episodes, all (default none)"),
+        ("agentsim_max_cost", "USD budget of the run's LLM calls"),
+        ("agentsim_inconclusive", "Inconclusive verdicts make tests: fail, xfail, error"),
+        ("agentsim_agent_prompt", "System prompt file of the built-in agent, relative to the ini"),
+        ("agentsim_cassettes", "Directory of LLM cassettes, relative to the ini file"),
+    ):
+        parser.addini(name, text, default="")
     parser.addini("agentsim_packs", "Policy pack files, relative to the ini file", type="paths")
     parser.addini(
         "agentsim_events", "Events snapshot files, relative to the ini file", type="paths"
@@ -184,6 +286,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "agentsim_risk(*categories): run this test only on events with policies in these risk categories",
     )
+    config.addinivalue_line(
+        "markers",
+        "agentsim_user_model(model): a model plays this test's simulated user (None: the offline user)",
+    )
     if config.getoption("agentsim"):
         from pytest_agentsim.session import AgentSimSession
 
@@ -230,11 +336,22 @@ def _session(request: pytest.FixtureRequest) -> AgentSimSession:
 
 
 @pytest.fixture(scope="session")
-def agentsim_agent() -> Any:
-    """The agent under test. Override it in your conftest: ``return MyAgent()``."""
+def agentsim_agent(request: pytest.FixtureRequest) -> Any:
+    """The agent under test. Override it in your conftest: ``return MyAgent()``.
+
+    Without an override, the built-in LLM agent when ``agentsim_agent_prompt`` and
+    ``agentsim_agent_model`` are configured.
+    """
+    session = request.config.stash.get(SESSION, None)
+    llm = session.settings.llm if session is not None else None
+    if llm is not None and llm.agent_prompt is not None and llm.agent_model:
+        from pytest_agentsim.llm_agent import LLMAgent
+
+        return LLMAgent(llm.agent_prompt, llm.agent_model)
     pytest.fail(
         "agentsim: define an `agentsim_agent` fixture in your conftest.py that returns the agent "
-        "under test (a callable or an object with respond(messages, sandbox))",
+        "under test (a callable or an object with respond(messages, sandbox)), or set "
+        "agentsim_agent_prompt and agentsim_agent_model for the built-in LLM agent",
         pytrace=False,
     )
 
@@ -316,7 +433,14 @@ def simulated_user(
     """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
     from pytest_agentsim.session import UserDriver
 
-    return UserDriver(_session(request), agentsim_agent, agentsim_tools, request.node.name)
+    session = _session(request)
+    return UserDriver(
+        session,
+        agentsim_agent,
+        agentsim_tools,
+        request.node.name,
+        user_model=session.user_model(request.node),
+    )
 
 
 @pytest.fixture

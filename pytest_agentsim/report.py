@@ -19,6 +19,7 @@ from typing import Any
 from pytest_agentsim.judging import combine
 from pytest_agentsim.models import Conversation
 from pytest_agentsim.models import EventResult
+from pytest_agentsim.models import LLMTally
 from pytest_agentsim.models import Outcome
 from pytest_agentsim.models import PolicyResult
 
@@ -56,11 +57,15 @@ def _policy_lines(result: PolicyResult) -> list[str]:
             continue
         where = f"turn {verdict.turn}" if verdict.turn is not None else "conversation"
         lines.append(f"    {where}: {verdict.reason}")
+        if verdict.quote:
+            lines.append(f"      quote: {_short(verdict.quote, 160)!r}")
         lines.append(
             f"      ({verdict.judge}: {verdict.check})"
             if verdict.check
             else f"      ({verdict.judge})"
         )
+    if result.disagreement:
+        lines.append(f"    judges disagree: {result.disagreement}")
     return lines
 
 
@@ -103,6 +108,7 @@ def result_record(result: EventResult) -> dict[str, Any]:
         "duration_seconds": result.conversation.duration_seconds,
         "trial": result.trial,
         # Identical transcripts across trials mean the trials were not independent samples.
+        "llm": result.llm.model_dump(),
         "transcript_sha256": hashlib.sha256(
             json.dumps(
                 [m.to_openai() for m in result.conversation.messages], sort_keys=True
@@ -118,10 +124,46 @@ def result_record(result: EventResult) -> dict[str, Any]:
                 "listed": r.listed,
                 "turn": next((v.turn for v in r.verdicts if v.outcome is r.outcome), None),
                 "reason": next((v.reason for v in r.verdicts if v.outcome is r.outcome), ""),
+                "judges": {v.judge: v.outcome.value for v in r.verdicts if v.check is None}
+                | _rule_outcome(r),
+                "disagreement": r.disagreement,
             }
             for r in result.policies
         ],
     }
+
+
+def _rule_outcome(result: PolicyResult) -> dict[str, str]:
+    rules = [v.outcome for v in result.verdicts if v.check is not None]
+    return {"rules": combine(rules).value} if rules else {}
+
+
+def llm_totals(records: Sequence[dict[str, Any]]) -> LLMTally:
+    """The model calls of all records (a record without an ``llm`` entry made none)."""
+    total = LLMTally()
+    for record in records:
+        total = total + LLMTally.model_validate(record.get("llm") or {})
+    return total
+
+
+def cost_line(records: Sequence[dict[str, Any]]) -> str:
+    """'cost: $0.0123, 4,567 tokens, 12 LLM calls (30 replayed)': what the run spent."""
+    total = llm_totals(records)
+    if not (total.calls or total.replayed_calls or total.failed_calls):
+        return "cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)"
+    replayed = f", {total.replayed_calls} replayed from cassettes" if total.replayed_calls else ""
+    failed = f", {total.failed_calls} failed" if total.failed_calls else ""
+    return (
+        f"cost: ${total.cost_usd:.4f}, {total.tokens:,} tokens in {total.calls} LLM calls"
+        f"{replayed}{failed}"
+    )
+
+
+def short_cost(records: Sequence[dict[str, Any]]) -> str:
+    """'cost $0.12 (40 LLM calls)' for progress lines."""
+    total = llm_totals(records)
+    calls = total.calls + total.replayed_calls
+    return f"cost ${total.cost_usd:.2f}" + (f" ({calls} LLM calls)" if calls else "")
 
 
 @dataclass
@@ -381,7 +423,16 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
                 f"identical transcripts in every trial (not independent samples): "
                 f"{', '.join(repeated.identical)}"
             )
-    lines.append("cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)")
+    lines.append(cost_line(records))
+    disagreements = [
+        f"{record['event']} {item['policy']}: {item['disagreement']}"
+        for record in records
+        for item in record["policies"]
+        if item.get("disagreement")
+    ]
+    if disagreements:
+        lines.append(f"judges disagree on {len(disagreements)} verdicts:")
+        lines += ["  " + line for line in disagreements]
     if problems:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]
@@ -402,8 +453,8 @@ def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) 
     terminal tables), ``events`` (one record per judged event: outcome, turn and reason
     per policy, stop reason, size, duration, trial, transcript hash, the tests that
     asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
-    risk category, and events whose trials were identical; else null) and ``cost`` (zero
-    until LLM calls exist).
+    risk category, and events whose trials were identical; else null) and ``cost`` (USD,
+    tokens, LLM calls made and replayed from cassettes, summed over the events).
     """
     totals = aggregate(records)
     outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
@@ -430,7 +481,15 @@ def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) 
         },
         "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
         "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
-        "cost": {"usd": 0.0, "tokens": 0, "llm_calls": 0},
+        "cost": {
+            "usd": (total := llm_totals(records)).cost_usd,
+            "tokens": total.tokens,
+            "prompt_tokens": total.prompt_tokens,
+            "completion_tokens": total.completion_tokens,
+            "llm_calls": total.calls,
+            "replayed_calls": total.replayed_calls,
+            "failed_calls": total.failed_calls,
+        },
     }
 
 

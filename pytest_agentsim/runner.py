@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from pytest_agentsim.llm import run_sync
+from pytest_agentsim.llm_run import LLMRun
+from pytest_agentsim.llm_run import active
 from pytest_agentsim.models import Conversation
 from pytest_agentsim.models import Event
 from pytest_agentsim.models import EventResult
@@ -127,6 +130,8 @@ async def run_conversation(
     for _ in range(max_turns):
         try:
             said = user.reply(messages)
+            if inspect.isawaitable(said):
+                said = await said
         except Exception as exc:
             stop, error = StopReason.user_error, _describe_exception(exc)
             break
@@ -183,44 +188,81 @@ async def run_conversation(
 
 @dataclass
 class SimulationRunner:
-    """Owns the simulations of a session (or of one xdist worker): each runs once."""
+    """Owns the simulations of a session (or of one xdist worker): each runs once.
+
+    With ``llm`` set, each simulation runs inside its own LLM scope (one cassette per
+    event and trial, a tally of its calls), and a ``user_model`` puts a model in the
+    simulated user's place instead of the offline agenda user.
+    """
 
     judges: Sequence[Any]
     max_turns: int = 20
     seed: int = 0
+    llm: LLMRun | None = None
     # The agent is kept beside its result so that its id() cannot be reused by another.
-    _results: dict[tuple[str, str, int, int], tuple[Any, EventResult]] = field(default_factory=dict)
+    _results: dict[tuple[str, str, int, int, str | None], tuple[Any, EventResult]] = field(
+        default_factory=dict
+    )
 
     def user_seed(self, event: Event, trial: int = 0) -> str:
         """The simulated user's seed: run seed, event seed and id, and the trial (repeats)."""
         base = f"{self.seed}:{event.seed if event.seed is not None else ''}:{event.id}"
         return f"{base}:{trial}" if trial else base
 
+    def make_user(self, event: Event, trial: int, user_model: str | None) -> SimulatedUser:
+        if user_model:
+            from pytest_agentsim.llm_user import LLMUser
+
+            return LLMUser(event.user, user_model)
+        return user_for(event.user, seed=self.user_seed(event, trial))
+
     async def simulate(
-        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox, trial: int = 0
+        self,
+        event: Event,
+        pack: PolicyPack,
+        agent: Any,
+        sandbox: ToolSandbox,
+        trial: int = 0,
+        *,
+        user_model: str | None = None,
     ) -> EventResult:
         from pytest_agentsim.judging import judge_event
 
-        conversation = await run_conversation(
-            event_id=event.id,
-            user=user_for(event.user, seed=self.user_seed(event, trial)),
-            agent=agent,
-            sandbox=sandbox,
-            max_turns=self.max_turns,
-            seed=self.seed,
+        scope = (
+            self.llm.scope(self.llm.cassette_path(event.domain, event.id, trial))
+            if self.llm is not None
+            else None
         )
-        result = await judge_event(event, conversation, pack, self.judges)
+        with active(scope):
+            conversation = await run_conversation(
+                event_id=event.id,
+                user=self.make_user(event, trial, user_model),
+                agent=agent,
+                sandbox=sandbox,
+                max_turns=self.max_turns,
+                seed=self.seed,
+            )
+            result = await judge_event(event, conversation, pack, self.judges)
         result.trial = trial
+        if scope is not None:
+            result.llm = scope.tally.tally()
         return result
 
     def result(
-        self, event: Event, pack: PolicyPack, agent: Any, sandbox: ToolSandbox, trial: int = 0
+        self,
+        event: Event,
+        pack: PolicyPack,
+        agent: Any,
+        sandbox: ToolSandbox,
+        trial: int = 0,
+        *,
+        user_model: str | None = None,
     ) -> EventResult:
         """The judged result of one trial of ``event`` for ``agent``, simulated on first request."""
-        import asyncio
-
-        key = (event.domain, event.id, trial, id(agent))
+        key = (event.domain, event.id, trial, id(agent), user_model)
         if key not in self._results:
-            outcome = asyncio.run(self.simulate(event, pack, agent, sandbox, trial))
+            outcome = run_sync(
+                self.simulate(event, pack, agent, sandbox, trial, user_model=user_model)
+            )
             self._results[key] = (agent, outcome)
         return self._results[key][1]

@@ -35,6 +35,8 @@ from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
+from pytest_agentsim.llm_run import LLMRun
+from pytest_agentsim.llm_run import active
 from pytest_agentsim.models import ConversationError
 from pytest_agentsim.models import Event
 from pytest_agentsim.models import EventResult
@@ -45,6 +47,7 @@ from pytest_agentsim.models import UserProfile
 from pytest_agentsim.packs import load_pack
 from pytest_agentsim.packs import pack_taxonomy
 from pytest_agentsim.report import RESULT_KEY
+from pytest_agentsim.report import short_cost
 from pytest_agentsim.report import failure_report
 from pytest_agentsim.report import junit_properties
 from pytest_agentsim.report import result_record
@@ -131,6 +134,14 @@ class AgentSimSession:
             for judges in config.hook.pytest_agentsim_make_judges(registry=self.registry)
             for judge in judges
         ]
+        llm_settings = self.settings.llm
+        if llm_settings.judge_model:
+            from pytest_agentsim.llm_judge import LLMJudge
+
+            self.judges.append(
+                LLMJudge(llm_settings.judge_model, samples=llm_settings.judge_samples)
+            )
+        self.llm = LLMRun(llm_settings)
         self.check_gate_names()
         self._graphs: dict[str, PolicyGraph] = {}
         self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -139,7 +150,10 @@ class AgentSimSession:
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
         self.runner = SimulationRunner(
-            judges=self.judges, max_turns=self.settings.max_turns, seed=self.settings.seed
+            judges=self.judges,
+            max_turns=self.settings.max_turns,
+            seed=self.settings.seed,
+            llm=self.llm,
         )
 
     def check_gate_names(self) -> None:
@@ -216,10 +230,40 @@ class AgentSimSession:
 
     def pytest_report_header(self) -> list[str]:
         packs = ", ".join(f"{d} ({len(p.policies)} policies)" for d, p in self.packs.items())
-        return [
+        lines = [
             f"agentsim: packs {packs}; {len(self.events)} events; seed {self.settings.seed}; "
             f"max turns {self.settings.max_turns}"
         ]
+        llm = self.settings.llm
+        if llm.any_model:
+            roles = [
+                f"{role} {model}"
+                for role, model in (
+                    ("user", llm.user_model),
+                    ("judge", llm.judge_model),
+                    ("agent", llm.agent_model),
+                )
+                if model
+            ]
+            budget = f"; budget ${llm.max_cost:.2f}" if llm.max_cost is not None else ""
+            lines.append(
+                f"agentsim llm: {', '.join(roles)}; cassettes {display_path(llm.cassette_dir)} "
+                f"(record mode {llm.record_mode}){budget}"
+            )
+        return lines
+
+    def user_model(self, item: pytest.Item) -> str | None:
+        """The simulated user's model: the test's agentsim_user_model mark, else the run's."""
+        mark = item.get_closest_marker("agentsim_user_model")
+        if mark is None:
+            return self.settings.llm.user_model
+        if len(mark.args) != 1 or not (mark.args[0] is None or isinstance(mark.args[0], str)):
+            pytest.fail(
+                f"{item.nodeid}: @pytest.mark.agentsim_user_model takes one model string "
+                "(or None for the offline user)",
+                pytrace=False,
+            )
+        return mark.args[0] or None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         # Tests over events: those taking the conversation, or asking for the event itself.
@@ -257,13 +301,18 @@ class AgentSimSession:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.packs[event.domain]
         sandbox = sandbox_for(tools, starting_db(pack, event))
-        result = self.runner.result(event, pack, agent, sandbox, trial)
+        result = self.runner.result(
+            event, pack, agent, sandbox, trial, user_model=self.user_model(item)
+        )
         item.stash[EVENT_RESULT] = result
         item.user_properties.extend(junit_properties(result))
         item.config.hook.pytest_agentsim_event_judged(
             item=item, event=event, result=result, config=item.config
         )
-        if result.errors or result.conversation.stop_reason.is_error:
+        inconclusive_is_error = self.settings.llm.inconclusive == "error" and result.with_outcome(
+            Outcome.inconclusive
+        )
+        if result.errors or result.conversation.stop_reason.is_error or inconclusive_is_error:
             # Could not be judged to the end: an error, even if a violation was found first.
             raise ConversationError(failure_report(result))
         return result
@@ -272,9 +321,15 @@ class AgentSimSession:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         yield
         result = item.stash.get(EVENT_RESULT, None)
-        if result is not None and (result.violated or result.with_outcome(Outcome.inconclusive)):
-            item.stash[VIOLATION_ONLY] = True
+        if result is None:
+            return
+        if result.violated or (
+            result.with_outcome(Outcome.inconclusive) and self.settings.llm.inconclusive == "fail"
+        ):
+            item.stash[VIOLATION_ONLY] = not result.with_outcome(Outcome.inconclusive)
             pytest.fail(failure_report(result), pytrace=False)
+        if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
+            pytest.xfail(failure_report(result))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -325,7 +380,7 @@ class AgentSimSession:
         errors = sum(any(i["outcome"] == "error" for i in r["policies"]) for r in records)
         reporter.write_line(
             f"agentsim: {len(self.records)} events judged, {violated} with violations, "
-            f"{errors} with errors, cost $0.00"
+            f"{errors} with errors, {short_cost(list(records))}"
         )
 
     def pytest_sessionstart(self) -> None:
@@ -469,12 +524,18 @@ class UserDriver:
     """The ``simulated_user`` fixture: drive one conversation yourself, like a unit test."""
 
     def __init__(
-        self, session: AgentSimSession, agent: Any, tools: Sequence[Any], name: str
+        self,
+        session: AgentSimSession,
+        agent: Any,
+        tools: Sequence[Any],
+        name: str,
+        user_model: str | None = None,
     ) -> None:
         self.session = session
         self.agent = agent
         self.tools = list(tools)
         self.name = name
+        self.user_model = user_model
         self.runs = 0
 
     def run(
@@ -492,9 +553,9 @@ class UserDriver:
         ones this dialogue exercises (default: every policy with rule checks). From an
         ``async`` test, ``await simulated_user.arun(...)`` instead.
         """
-        import asyncio
+        from pytest_agentsim.llm import run_sync
 
-        return asyncio.run(
+        return run_sync(
             self.arun(user, db=db, policies=policies, domain=domain, max_turns=max_turns)
         )
 
@@ -515,7 +576,12 @@ class UserDriver:
             user = [user]  # one scripted turn, not a script of characters
         if isinstance(user, UserProfile):
             profile = user
-            simulated = user_for(user, seed=f"{self.session.settings.seed}:{self.name}")
+            if self.user_model and user.script is None:
+                from pytest_agentsim.llm_user import LLMUser
+
+                simulated = LLMUser(user, self.user_model)
+            else:
+                simulated = user_for(user, seed=f"{self.session.settings.seed}:{self.name}")
         elif isinstance(user, Sequence):
             profile, simulated = UserProfile(script=list(user)), ScriptedUser(list(user))
         else:
@@ -528,12 +594,17 @@ class UserDriver:
             user=profile,
             db=db or {},
         )
-        conversation = await run_conversation(
-            event_id=event.id,
-            user=simulated,
-            agent=self.agent,
-            sandbox=sandbox_for(self.tools, starting_db(pack, event)),
-            max_turns=max_turns or self.session.settings.max_turns,
-            seed=self.session.settings.seed,
-        )
-        return await judge_event(event, conversation, pack, self.session.judges)
+        llm = self.session.llm
+        scope = llm.scope(llm.cassette_path(pack.domain, event.id))
+        with active(scope):
+            conversation = await run_conversation(
+                event_id=event.id,
+                user=simulated,
+                agent=self.agent,
+                sandbox=sandbox_for(self.tools, starting_db(pack, event)),
+                max_turns=max_turns or self.session.settings.max_turns,
+                seed=self.session.settings.seed,
+            )
+            result = await judge_event(event, conversation, pack, self.session.judges)
+        result.llm = scope.tally.tally()
+        return result

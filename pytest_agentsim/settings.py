@@ -16,6 +16,8 @@ import pytest
 from pytest_agentsim.gates import GateSettings
 from pytest_agentsim.gates import parse_rate
 from pytest_agentsim.gates import parse_thresholds
+from pytest_agentsim.llm_run import INCONCLUSIVE_MODES
+from pytest_agentsim.llm_run import LLMSettings
 from pytest_agentsim.report import RESULTS_SCHEMA
 from pytest_agentsim.report import RESULTS_VERSION
 from pytest_agentsim.sources import ConfigError
@@ -35,6 +37,7 @@ class Settings:
     repeat: int
     json_path: Path | None
     gates: GateSettings
+    llm: LLMSettings
 
 
 def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
@@ -92,6 +95,71 @@ def resolve_settings(config: pytest.Config) -> Settings:
         repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
         json_path=_path_setting(config, "agentsim_json"),
         gates=_gate_settings(config),
+        llm=_llm_settings(config),
+    )
+
+
+def _where(config: pytest.Config, option: str, from_ini: bool) -> str:
+    if not from_ini:
+        return f"--{option.replace('_', '-')}"
+    return f"{option} in {display_path(config.inipath) if config.inipath else 'ini'}"
+
+
+def _text_setting(config: pytest.Config, option: str) -> tuple[str | None, str]:
+    """(value, where it came from): the command line's, else the ini file's, else None."""
+    value = config.getoption(option, None)
+    if value not in (None, ""):
+        return str(value).strip(), _where(config, option, False)
+    raw = str(config.getini(option) or "").strip()
+    return (raw or None), _where(config, option, True)
+
+
+def _llm_settings(config: pytest.Config) -> LLMSettings:
+    from pytest_agentsim.cassettes import RECORD_MODES
+
+    record_mode, where = _text_setting(config, "agentsim_record_mode")
+    if record_mode is not None and record_mode not in RECORD_MODES:
+        raise ConfigError(
+            f"{where}: expected one of {', '.join(RECORD_MODES)}, got {record_mode!r}"
+        )
+    inconclusive, where = _text_setting(config, "agentsim_inconclusive")
+    if inconclusive is not None and inconclusive not in INCONCLUSIVE_MODES:
+        raise ConfigError(
+            f"{where}: expected one of {', '.join(INCONCLUSIVE_MODES)}, got {inconclusive!r}"
+        )
+    max_cost_text, where = _text_setting(config, "agentsim_max_cost")
+    max_cost = None
+    if max_cost_text is not None:
+        try:
+            max_cost = float(max_cost_text.lstrip("$"))
+        except ValueError:
+            max_cost = -1.0
+        if not max_cost >= 0:  # also rejects nan
+            raise ConfigError(
+                f"{where}: expected a budget in USD (a number >= 0), got {max_cost_text!r}"
+            )
+    agent_model, _ = _text_setting(config, "agentsim_agent_model")
+    agent_prompt = _path_setting(config, "agentsim_agent_prompt")
+    if agent_prompt is not None and not agent_model:
+        raise ConfigError(
+            "agentsim_agent_prompt is set but no model: set agentsim_agent_model in the ini "
+            "file or pass --agentsim-agent-model MODEL"
+        )
+    return LLMSettings(
+        cassette_dir=_path_setting(config, "agentsim_cassettes")
+        or config.rootpath / "fixtures" / "cassettes",
+        record_mode=record_mode or "none",
+        api_base=_text_setting(config, "agentsim_api_base")[0],
+        api_key_env=_text_setting(config, "agentsim_api_key_env")[0],
+        max_cost=max_cost,
+        user_model=_text_setting(config, "agentsim_user_model")[0],
+        judge_model=_text_setting(config, "agentsim_judge_model")[0],
+        judge_samples=_int_setting(
+            config, "agentsim_judge_samples", "agentsim_judge_samples", 1, 1
+        ),
+        agent_model=agent_model,
+        agent_prompt=agent_prompt,
+        inconclusive=inconclusive or "fail",
     )
 
 

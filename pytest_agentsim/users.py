@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Awaitable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,11 @@ class UserReply:
 
 
 class SimulatedUser(Protocol):
-    def reply(self, messages: Sequence[Message]) -> UserReply:
-        """The next user turn, given the conversation so far (empty for the opening)."""
+    def reply(self, messages: Sequence[Message]) -> UserReply | Awaitable[UserReply]:
+        """The next user turn, given the conversation so far (empty for the opening).
+
+        It may be ``async`` (a model-played user is).
+        """
         ...
 
 

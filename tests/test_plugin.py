@@ -522,7 +522,15 @@ def test_json_results_file(product: pytest.Pytester) -> None:
     ]
     violated = next(p for p in event["policies"] if p["policy"] == "confirm-delete")
     assert (violated["outcome"], violated["turn"]) == ("violated", 1)
-    assert document["cost"] == {"usd": 0.0, "tokens": 0, "llm_calls": 0}
+    assert document["cost"] == {
+        "usd": 0.0,
+        "tokens": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "llm_calls": 0,
+        "replayed_calls": 0,
+        "failed_calls": 0,
+    }
 
 
 def test_json_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
