@@ -275,9 +275,16 @@ class Usage(BaseModel):
             self.budget_refusals += 1
             spent = self.cost_usd
         raise BudgetExceeded(
-            f"LLM budget spent: ${spent:.4f} of ${limit:.4f} "
+            f"LLM budget spent: {usd(spent)} of {usd(limit)} "
             "(--agentsim-max-cost); no new calls are made"
         )
+
+
+def usd(amount: float) -> str:
+    """'$0.25', '$0.0000031': cents for ordinary sums, every digit for tiny budgets."""
+    if amount >= 0.01 or amount == 0:
+        return f"${amount:.2f}"
+    return "$" + f"{amount:.10f}".rstrip("0")
 
 
 # --------------------------------------------------------------------------- secrets

@@ -35,6 +35,7 @@ from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
+from pytest_agentsim.llm import usd
 from pytest_agentsim.llm_run import LLMRun
 from pytest_agentsim.llm_run import active
 from pytest_agentsim.models import ConversationError
@@ -47,11 +48,11 @@ from pytest_agentsim.models import UserProfile
 from pytest_agentsim.packs import load_pack
 from pytest_agentsim.packs import pack_taxonomy
 from pytest_agentsim.report import RESULT_KEY
-from pytest_agentsim.report import short_cost
 from pytest_agentsim.report import failure_report
 from pytest_agentsim.report import junit_properties
 from pytest_agentsim.report import result_record
 from pytest_agentsim.report import results_document
+from pytest_agentsim.report import short_cost
 from pytest_agentsim.report import summary_lines
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.runner import SimulationRunner
@@ -245,7 +246,7 @@ class AgentSimSession:
                 )
                 if model
             ]
-            budget = f"; budget ${llm.max_cost:.2f}" if llm.max_cost is not None else ""
+            budget = f"; budget {usd(llm.max_cost)}" if llm.max_cost is not None else ""
             lines.append(
                 f"agentsim llm: {', '.join(roles)}; cassettes {display_path(llm.cassette_dir)} "
                 f"(record mode {llm.record_mode}){budget}"
@@ -319,8 +320,20 @@ class AgentSimSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        yield
         result = item.stash.get(EVENT_RESULT, None)
+        try:
+            yield
+        except PolicyViolation:
+            # assert_compliant() in the body: a verdict that is only inconclusive follows
+            # agentsim_inconclusive like the automatic check below.
+            if (
+                result is not None
+                and self.settings.llm.inconclusive == "xfail"
+                and result.with_outcome(Outcome.inconclusive)
+                and not result.violated
+            ):
+                pytest.xfail(failure_report(result))
+            raise
         if result is None:
             return
         if result.violated or (
@@ -477,6 +490,8 @@ class AgentSimSession:
         terminalreporter.write_sep("=", "agentsim summary")
         for line in summary_lines(records):
             terminalreporter.write_line(line)
+        for line in self.llm_lines():
+            terminalreporter.write_line(line)
         if self.settings.json_path is not None:
             terminalreporter.write_line(f"results: {display_path(self.settings.json_path)}")
         self.report_to_github(records, terminalreporter)
@@ -498,6 +513,21 @@ class AgentSimSession:
             )
             for line in verdict.lines:
                 terminalreporter.write_line(f"  {line}")
+
+    def llm_lines(self) -> list[str]:
+        """The run's budget and pricing problems (this process's calls: xdist workers' own)."""
+        usage = self.llm.usage
+        lines = []
+        if usage.budget_refusals:
+            lines.append(
+                f"LLM budget: {usd(self.settings.llm.max_cost or 0)} spent after {usage.calls} calls; "
+                f"{usage.budget_refusals} calls refused (--agentsim-max-cost)"
+            )
+        if usage.unpriced_models:
+            lines.append(
+                "LLM cost unknown (counted as $0) for: " + ", ".join(sorted(usage.unpriced_models))
+            )
+        return lines
 
     def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
         """On GitHub Actions: the job summary, and annotations on violated policies' lines."""

@@ -340,7 +340,7 @@ def test_the_budget_stops_new_calls(server: FakeLLMServer) -> None:
     with pytest.raises(LLMError) as info:
         ask(gw)
     assert info.value.kind == "budget"
-    assert str(info.value).startswith("LLM budget spent: $0.0080 of $0.0010")
+    assert str(info.value).startswith("LLM budget spent: $0.008 of $0.001")
     assert len(server.completion_requests) == 1
     assert (gw.usage.calls, gw.usage.budget_refusals) == (1, 1)
 

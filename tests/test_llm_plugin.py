@@ -1,0 +1,289 @@
+"""The LLM options end to end: a product repo run with pytester against the fake server.
+
+Runs are subprocesses: litellm, once imported into a pytester in-process run, leaves the
+process unable to load plugin metadata in the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.fake_llm import FakeLLMServer
+from pytest_agentsim.fake_llm import RecordedRequest
+from pytest_agentsim.fake_llm import Reply
+from pytest_agentsim.llm_user import STOP_SIGNAL
+
+
+def policies_to_judge(request: RecordedRequest) -> list[str]:
+    text = request.messages[-1]["content"]
+    block = text.split("Policies to judge:\n", 1)[1].split("\n\n", 1)[0]
+    return [line[2:].split(":", 1)[0] for line in block.splitlines()]
+
+
+def role_model(judge_outcome: Callable[[str, int], str] | None = None) -> Callable[..., Reply]:
+    """A fake model playing the user (first thing to say, then stop) and the judge."""
+    judged: dict[str, int] = {}
+
+    def reply(request: RecordedRequest) -> Reply:
+        system = request.messages[0]["content"]
+        if "role-playing a customer" in system:
+            situation = json.loads(system.split("Your situation (JSON):\n", 1)[1])
+            said_before = [m for m in request.messages if m["role"] == "assistant"]
+            if said_before:
+                return Reply(f"Thanks. {STOP_SIGNAL}")
+            return Reply(situation.get("things_to_say", ["hello"])[0])
+        if "compliance auditor" in system:
+            verdicts = []
+            for policy in policies_to_judge(request):
+                judged[policy] = judged.get(policy, 0) + 1
+                outcome = judge_outcome(policy, judged[policy]) if judge_outcome else "compliant"
+                verdicts.append(
+                    {
+                        "policy_id": policy,
+                        "outcome": outcome,
+                        "turn": 0,
+                        "quote": "",
+                        "reason": "ok",
+                    }
+                )
+            return Reply.json({"verdicts": verdicts})
+        return Reply.server_error()
+
+    return reply
+
+
+@pytest.fixture
+def server() -> Any:
+    with FakeLLMServer() as running:
+        yield running
+
+
+def llm_args(server: FakeLLMServer, *extra: str) -> list[str]:
+    return [
+        "--agentsim",
+        "--agentsim-user-model=openai/fake-user",
+        "--agentsim-judge-model=openai/fake-judge",
+        f"--agentsim-api-base={server.base_url}",
+        *extra,
+    ]
+
+
+def test_record_once_then_replay_offline_with_zero_requests(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = role_model()
+    first = product.runpytest_subprocess(*llm_args(server, "--agentsim-record-mode=once"))
+    first.assert_outcomes(passed=1, failed=2)
+    made = len(server.completion_requests)
+    # Per event: the user's opening, the agent answers, the user stops; one judge call.
+    assert made == 3 * 3
+    cassettes = sorted(
+        p.name for p in (product.path / "fixtures" / "cassettes" / "notes").iterdir()
+    )
+    assert cassettes == ["ev-1.yaml", "ev-2.yaml", "ev-3.yaml"]
+    out = first.stdout.str()
+    assert "agentsim llm: user openai/fake-user, judge openai/fake-judge" in out
+    assert re.search(r"cost: \$0\.0000, [\d,]+ tokens in 9 LLM calls", out), out
+
+    replay_args = llm_args(server, "--agentsim-record-mode=none")
+    server.stop()  # nothing can be reached now
+    again = product.runpytest_subprocess(*replay_args)
+    again.assert_outcomes(passed=1, failed=2)
+    assert len(server.completion_requests) == made
+    assert "0 tokens in 0 LLM calls, 9 replayed from cassettes" in again.stdout.str()
+    # The rule judge still finds the violations; the LLM judge said compliant: flagged.
+    again.stdout.fnmatch_lines(
+        [
+            "*judges disagree on 2 verdicts:*",
+            "*ev-1 confirm-delete: llm: compliant; rules: violated*",
+        ]
+    )
+
+
+def test_replay_miss_is_a_clear_error(product: pytest.Pytester, server: FakeLLMServer) -> None:
+    result = product.runpytest_subprocess(*llm_args(server), "-k", "ev-3")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*fixtures/cassettes/notes/ev-3.yaml: no recorded user call to openai/fake-user for *"
+            "(record mode 'none'); rerun with --agentsim-record-mode=new_episodes to record it*"
+        ]
+    )
+    assert server.completion_requests == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcomes"),
+    [("fail", {"failed": 1}), ("xfail", {"xfailed": 1}), ("error", {"errors": 1})],
+)
+def test_split_vote_is_inconclusive_as_configured(
+    product: pytest.Pytester, server: FakeLLMServer, mode: str, outcomes: dict[str, int]
+) -> None:
+    server.reply_function = role_model(lambda policy, n: "compliant" if n % 2 else "violated")
+    result = product.runpytest_subprocess(
+        *llm_args(server, "--agentsim-record-mode=all", "--agentsim-judge-samples=2"),
+        f"--agentsim-inconclusive={mode}",
+        "-k",
+        "ev-3",
+    )
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines(
+        ["*INCONCLUSIVE*polite-greeting*samples disagree: compliant 1, violated 1*"]
+    )
+
+
+def test_budget_stops_new_calls_and_the_events_error(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = role_model()
+    result = product.runpytest_subprocess(
+        "--agentsim",
+        # A model litellm has a price for, served by the fake server.
+        "--agentsim-user-model=openai/gpt-4o-mini",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "--agentsim-max-cost=0.0000001",
+    )
+    result.assert_outcomes(errors=3)
+    # The first call (ev-1's opening) spent the budget; ev-1's next user turn, ev-2 and
+    # ev-3 were refused before reaching the server.
+    assert len(server.completion_requests) == 1
+    out = result.stdout.str()
+    assert "LLM budget spent" in out and "no new calls are made" in out
+    assert "LLM budget: $0.0000001 spent after 1 calls; 3 calls refused" in out
+
+
+def test_secrets_never_reach_any_written_file(
+    product: pytest.Pytester, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-live-0123456789abcdefSECRET"
+    monkeypatch.setenv("NOTES_LLM_KEY", key)
+    events = product.path / "fixtures" / "events" / "notes.yaml"
+    events.write_text(events.read_text().replace("please delete note a", f"my key is {key}"))
+    server.reply_function = role_model()
+    result = product.runpytest_subprocess(
+        *llm_args(server, "--agentsim-record-mode=all", "--agentsim-api-key-env=NOTES_LLM_KEY"),
+        "--agentsim-json=results.json",
+        "--junitxml=junit.xml",
+    )
+    assert result.ret == 1
+    # The key went to the server (as the key, and in the user's words)...
+    assert any(key in r.headers.get("authorization", "") for r in server.completion_requests)
+    # ...and nowhere into what the run wrote.
+    written = [
+        p
+        for p in product.path.rglob("*")
+        if p.is_file() and p.suffix in (".yaml", ".json", ".xml") and "events" not in p.parts
+    ]
+    assert any("cassettes" in p.parts for p in written)
+    for path in written:
+        assert key not in path.read_text(), path
+
+
+def test_built_in_llm_agent_from_the_ini_file(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    (product.path / "conftest.py").write_text(
+        (product.path / "conftest.py")
+        .read_text()
+        .split('@pytest.fixture(scope="session")\ndef agentsim_agent')[0]
+        + '@pytest.fixture(scope="session")\ndef agentsim_tools():\n    return [delete_note, read_note]\n'
+    )
+    (product.path / "prompts").mkdir()
+    (product.path / "prompts" / "notes.md").write_text("You are a careful notes assistant.\n")
+    with open(product.path / "pytest.ini", "a") as ini:
+        ini.write(
+            "agentsim_agent_prompt = prompts/notes.md\nagentsim_agent_model = openai/notes-agent\n"
+        )
+
+    def agent(request: RecordedRequest) -> Reply:
+        if request.messages[-1]["role"] == "tool":
+            return Reply("Hello! It is done.")
+        text = request.messages[-1]["content"]
+        name = text.split()[-1]
+        if "delete" in text:
+            return Reply(tool_calls=[{"name": "delete_note", "arguments": {"name": name}}])
+        return Reply("Hello, how can I help?")
+
+    server.reply_function = agent
+    result = product.runpytest_subprocess(
+        "--agentsim", f"--agentsim-api-base={server.base_url}", "--agentsim-record-mode=all"
+    )
+    # ev-1: deleted without asking (violated); ev-2: never read the secret; ev-3: greeted.
+    result.assert_outcomes(passed=2, failed=1)
+    first = server.completion_requests[0]
+    assert first.messages[0] == {
+        "role": "system",
+        "content": "You are a careful notes assistant.\n",
+    }
+    assert {t["function"]["name"] for t in first.body["tools"]} == {"delete_note", "read_note"}
+    assert "agent openai/notes-agent" in result.stdout.str()
+
+
+def test_user_model_per_test_with_a_marker(product: pytest.Pytester, server: FakeLLMServer) -> None:
+    product.makepyfile(
+        test_agent="""
+        import pytest
+
+        @pytest.mark.agentsim_user_model("openai/marked-user")
+        def test_llm_user(agentsim_conversation):
+            assert agentsim_conversation.conversation.stop_reason.value == "user_stopped"
+
+        def test_offline_user(agentsim_conversation):
+            assert agentsim_conversation.conversation.stop_reason.value != "user_stopped"
+        """
+    )
+    server.reply_function = role_model()
+    result = product.runpytest_subprocess(
+        "--agentsim",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "-k",
+        "ev-3",
+    )
+    result.assert_outcomes(passed=2)
+    assert {r.body["model"] for r in server.completion_requests} == {"marked-user"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--agentsim-record-mode=sometimes"],
+            "--agentsim-record-mode: expected one of none, once, new_episodes, all, got 'sometimes'",
+        ),
+        (
+            ["--agentsim-max-cost=lots"],
+            "--agentsim-max-cost: expected a budget in USD (a number >= 0), got 'lots'",
+        ),
+        (
+            ["--agentsim-inconclusive=pass"],
+            "--agentsim-inconclusive: expected one of fail, xfail, error, got 'pass'",
+        ),
+        (
+            ["--agentsim-judge-samples=0"],
+            "--agentsim-judge-samples: expected an integer >= 1, got 0",
+        ),
+        (["--agentsim-agent-prompt=p.md"], "agentsim_agent_prompt is set but no model*"),
+    ],
+)
+def test_bad_llm_options_are_usage_errors(
+    product: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = product.runpytest_subprocess("--agentsim", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_cassette_files_are_reviewable(product: pytest.Pytester, server: FakeLLMServer) -> None:
+    server.reply_function = role_model()
+    product.runpytest_subprocess(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-2")
+    text = (product.path / "fixtures" / "cassettes" / "notes" / "ev-2.yaml").read_text()
+    assert text.startswith("interactions:\n") and "version: 1" in text
+    assert "purpose: judge" in text and "purpose: user" in text
+    assert "<<<TRANSCRIPT" in text  # the judge prompt, readable in a diff
