@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import StopReason
 
 
 def test_support(agentsim_conversation: EventResult) -> None:
@@ -15,4 +16,8 @@ def test_support(agentsim_conversation: EventResult) -> None:
 
 @pytest.mark.agentsim_policy("no-basic-economy-changes")
 def test_basic_economy_is_declined_politely(agentsim_conversation: EventResult) -> None:
-    assert agentsim_conversation.conversation.stop_reason is StopReason.refused
+    conversation = agentsim_conversation.conversation
+    assert not conversation.called("update_baggage")
+    assert any(
+        re.search(r"(?i)cannot be changed", text) for _, text in conversation.assistant_texts()
+    )

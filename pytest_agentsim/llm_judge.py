@@ -81,7 +81,7 @@ def judge_messages(
     nonce = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16]
     begin, end = f"<<<TRANSCRIPT {nonce}>>>", f"<<<END TRANSCRIPT {nonce}>>>"
     policies = "\n".join(
-        f"- {policy.id}: {policy.description}"
+        f"- {policy.id}: {' '.join(policy.description.split())}"
         for policy in (pack.policy(policy_id) for policy_id in event.policies)
     )
     changes = json.dumps(conversation.state_diff, sort_keys=True, default=str)

@@ -43,11 +43,14 @@ def user_situation(profile: UserProfile) -> dict[str, Any]:
     situation: dict[str, Any] = {"persona": profile.persona or "an ordinary customer"}
     situation["goal"] = goal
     situation["private_facts"] = profile.facts
-    things = [act.text for act in profile.agenda if act.act in ("say", "request") and act.text]
-    if profile.script:
-        things = [*profile.script, *things]
-    if things:
-        situation["things_to_say"] = things
+    plan: list[dict[str, str]] = [{"say": line} for line in profile.script or []]
+    for act in profile.agenda:
+        if act.act in ("say", "request") and act.text:
+            plan.append({"say": act.text})
+        elif act.act == "inform" and act.slot:
+            plan.append({"share_fact": act.slot})
+    if plan:
+        situation["bring_up_in_order"] = plan
     return situation
 
 
@@ -57,8 +60,9 @@ def user_system_prompt(profile: UserProfile) -> str:
         "You are role-playing a customer who is contacting a company's support assistant. "
         "Stay in character; never say you are an AI or a simulation.\n"
         "- Write only the customer's next message: short, natural, one message at a time.\n"
-        "- Pursue your goal. Reveal a private fact only when the assistant asks for it, "
-        "and never invent facts you were not given.\n"
+        "- Pursue your goal. Bring up the things in 'bring_up_in_order' in that order "
+        "('share_fact' means: tell the assistant that fact unprompted). Reveal other "
+        "private facts only when asked, and never invent facts you were not given.\n"
         "- When the assistant asks you to confirm an action, agree only if "
         "'agree_when_asked_to_confirm' is true.\n"
         f"- When your goal is met, or the assistant clearly cannot help, end with {STOP_SIGNAL} "

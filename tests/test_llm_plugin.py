@@ -36,7 +36,8 @@ def role_model(judge_outcome: Callable[[str, int], str] | None = None) -> Callab
             said_before = [m for m in request.messages if m["role"] == "assistant"]
             if said_before:
                 return Reply(f"Thanks. {STOP_SIGNAL}")
-            return Reply(situation.get("things_to_say", ["hello"])[0])
+            plan = situation.get("bring_up_in_order") or [{"say": "hello"}]
+            return Reply(plan[0]["say"])
         if "compliance auditor" in system:
             verdicts = []
             for policy in policies_to_judge(request):

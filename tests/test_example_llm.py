@@ -1,0 +1,90 @@
+"""The example's LLM configuration: LLM user, judge and agent from committed cassettes.
+
+Offline, the suite replays ``fixtures/cassettes/airline/`` with zero HTTP requests. Live,
+against the fake server answering as the scripted model that recorded them, it makes
+exactly the recorded requests and writes the same files again.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_agentsim.fake_llm import FakeLLMServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "fixtures" / "cassettes" / "airline"
+PLANTED = {"refund-window", "confirm-before-write", "verify-identity"}
+
+
+@pytest.fixture
+def scripted_model(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(ROOT / "example_tests"))
+    import scripted_llm
+
+    return scripted_llm
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--agentsim",
+            "example_tests",
+            "-p",
+            "no:cacheprovider",
+            *list(args),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def interactions(path: Path) -> int:
+    return len(yaml.safe_load(path.read_text())["interactions"])
+
+
+def test_llm_configuration_replays_offline_with_zero_requests(scripted_model: Any) -> None:
+    with FakeLLMServer() as server:  # reachable, so a request would be seen, not refused
+        run = run_example(*scripted_model.llm_options(server.base_url))
+        assert server.requests == []
+    out = run.stdout
+    assert run.returncode == 1, out[-3000:] + run.stderr
+    assert re.search(r"\b7 failed, 32 passed\b", out.splitlines()[-1]), out[-500:]
+    violated = set(re.findall(r"^\s+VIOLATED\s+ev-\w+ (\S+) turn \d+:", out, re.M))
+    assert violated == PLANTED
+    recorded = sum(interactions(path) for path in CASSETTES.glob("ev-*.yaml"))
+    assert f"0 tokens in 0 LLM calls, {recorded} replayed from cassettes" in out
+    assert "ERROR" not in out
+    assert "litellm" not in run.stderr  # nothing was imported to make a call
+
+
+def test_llm_configuration_live_makes_the_recorded_requests(
+    scripted_model: Any, tmp_path: Path
+) -> None:
+    events = ["ev-0002", "ev-0007"]
+    with FakeLLMServer(reply=scripted_model.reply) as server:
+        run = run_example(
+            *scripted_model.llm_options(server.base_url),
+            "--agentsim-record-mode=all",
+            f"--agentsim-cassettes={tmp_path}",
+            "-k",
+            " or ".join(events),
+        )
+        requests = len(server.completion_requests)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr
+    assert requests == sum(interactions(CASSETTES / f"{event}.yaml") for event in events)
+    for event in events:
+        rerecorded = (tmp_path / "airline" / f"{event}.yaml").read_text()
+        assert rerecorded == (CASSETTES / f"{event}.yaml").read_text(), event
+    assert re.search(rf"[\d,]+ tokens in {requests} LLM calls", run.stdout)
