@@ -1,7 +1,8 @@
 """The LLM options end to end: a product repo run with pytester against the fake server.
 
-Runs are subprocesses: litellm, once imported into a pytester in-process run, leaves the
-process unable to load plugin metadata in the next one.
+Runs are in-process, with litellm imported beforehand: imported inside a pytester run,
+it would be unloaded at the end of it (pytester restores ``sys.modules``) with parts of
+``importlib.metadata`` it pulled in, and the next run could not find plugin metadata.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ def role_model(judge_outcome: Callable[[str, int], str] | None = None) -> Callab
     return reply
 
 
+@pytest.fixture(scope="module", autouse=True)
+def litellm_loaded() -> None:
+    from pytest_agentsim.llm import load_litellm
+
+    load_litellm()
+
+
 @pytest.fixture
 def server() -> Any:
     with FakeLLMServer() as running:
@@ -78,7 +86,7 @@ def test_record_once_then_replay_offline_with_zero_requests(
     product: pytest.Pytester, server: FakeLLMServer
 ) -> None:
     server.reply_function = role_model()
-    first = product.runpytest_subprocess(*llm_args(server, "--agentsim-record-mode=once"))
+    first = product.runpytest(*llm_args(server, "--agentsim-record-mode=once"))
     first.assert_outcomes(passed=1, failed=2)
     made = len(server.completion_requests)
     # Per event: the user's opening, the agent answers, the user stops; one judge call.
@@ -93,7 +101,7 @@ def test_record_once_then_replay_offline_with_zero_requests(
 
     replay_args = llm_args(server, "--agentsim-record-mode=none")
     server.stop()  # nothing can be reached now
-    again = product.runpytest_subprocess(*replay_args)
+    again = product.runpytest(*replay_args)
     again.assert_outcomes(passed=1, failed=2)
     assert len(server.completion_requests) == made
     assert "0 tokens in 0 LLM calls, 9 replayed from cassettes" in again.stdout.str()
@@ -107,7 +115,7 @@ def test_record_once_then_replay_offline_with_zero_requests(
 
 
 def test_replay_miss_is_a_clear_error(product: pytest.Pytester, server: FakeLLMServer) -> None:
-    result = product.runpytest_subprocess(*llm_args(server), "-k", "ev-3")
+    result = product.runpytest(*llm_args(server), "-k", "ev-3")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -126,7 +134,7 @@ def test_split_vote_is_inconclusive_as_configured(
     product: pytest.Pytester, server: FakeLLMServer, mode: str, outcomes: dict[str, int]
 ) -> None:
     server.reply_function = role_model(lambda policy, n: "compliant" if n % 2 else "violated")
-    result = product.runpytest_subprocess(
+    result = product.runpytest(
         *llm_args(server, "--agentsim-record-mode=all", "--agentsim-judge-samples=2"),
         f"--agentsim-inconclusive={mode}",
         "-k",
@@ -142,7 +150,7 @@ def test_budget_stops_new_calls_and_the_events_error(
     product: pytest.Pytester, server: FakeLLMServer
 ) -> None:
     server.reply_function = role_model()
-    result = product.runpytest_subprocess(
+    result = product.runpytest(
         "--agentsim",
         # A model litellm has a price for, served by the fake server.
         "--agentsim-user-model=openai/gpt-4o-mini",
@@ -167,7 +175,7 @@ def test_secrets_never_reach_any_written_file(
     events = product.path / "fixtures" / "events" / "notes.yaml"
     events.write_text(events.read_text().replace("please delete note a", f"my key is {key}"))
     server.reply_function = role_model()
-    result = product.runpytest_subprocess(
+    result = product.runpytest(
         *llm_args(server, "--agentsim-record-mode=all", "--agentsim-api-key-env=NOTES_LLM_KEY"),
         "--agentsim-json=results.json",
         "--junitxml=junit.xml",
@@ -212,7 +220,7 @@ def test_built_in_llm_agent_from_the_ini_file(
         return Reply("Hello, how can I help?")
 
     server.reply_function = agent
-    result = product.runpytest_subprocess(
+    result = product.runpytest(
         "--agentsim", f"--agentsim-api-base={server.base_url}", "--agentsim-record-mode=all"
     )
     # ev-1: deleted without asking (violated); ev-2: never read the secret; ev-3: greeted.
@@ -240,7 +248,7 @@ def test_user_model_per_test_with_a_marker(product: pytest.Pytester, server: Fak
         """
     )
     server.reply_function = role_model()
-    result = product.runpytest_subprocess(
+    result = product.runpytest(
         "--agentsim",
         f"--agentsim-api-base={server.base_url}",
         "--agentsim-record-mode=all",
@@ -276,14 +284,14 @@ def test_user_model_per_test_with_a_marker(product: pytest.Pytester, server: Fak
 def test_bad_llm_options_are_usage_errors(
     product: pytest.Pytester, args: list[str], message: str
 ) -> None:
-    result = product.runpytest_subprocess("--agentsim", *args)
+    result = product.runpytest("--agentsim", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
 def test_cassette_files_are_reviewable(product: pytest.Pytester, server: FakeLLMServer) -> None:
     server.reply_function = role_model()
-    product.runpytest_subprocess(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-2")
+    product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-2")
     text = (product.path / "fixtures" / "cassettes" / "notes" / "ev-2.yaml").read_text()
     assert text.startswith("interactions:\n") and "version: 1" in text
     assert "purpose: judge" in text and "purpose: user" in text
