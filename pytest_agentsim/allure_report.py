@@ -105,7 +105,7 @@ class AllureReporter:
         allure.dynamic.parameter("event", event.id)
         allure.dynamic.parameter("seed", self.session.settings.seed)
         allure.dynamic.parameter("trial", result.trial + 1)
-        allure.dynamic.parameter("models", "offline (agenda user, rule judges)")
+        allure.dynamic.parameter("models", self.session.models_description())
         item.stash[JUDGED] = result
         if result.errors or result.conversation.stop_reason.is_error:
             self.evidence(result)  # setup will fail: there is no call phase to attach to
@@ -147,7 +147,14 @@ class AllureReporter:
             attachment_type=allure.attachment_type.JSON,
         )
         allure.attach(
-            json.dumps({"usd": 0.0, "tokens": 0, "llm_calls": 0}),
+            json.dumps(
+                {
+                    "usd": result.llm.cost_usd,
+                    "tokens": result.llm.tokens,
+                    "llm_calls": result.llm.calls,
+                    "replayed_calls": result.llm.replayed_calls,
+                },
+            ),
             name="cost",
             attachment_type=allure.attachment_type.JSON,
         )
@@ -172,5 +179,5 @@ class AllureReporter:
             "seed": settings.seed,
             "max_turns": settings.max_turns,
             "repeat": settings.repeat,
-            "models": "offline",
+            "models": self.session.models_description(),
         }

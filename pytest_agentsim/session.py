@@ -237,21 +237,27 @@ class AgentSimSession:
         ]
         llm = self.settings.llm
         if llm.any_model:
-            roles = [
-                f"{role} {model}"
-                for role, model in (
-                    ("user", llm.user_model),
-                    ("judge", llm.judge_model),
-                    ("agent", llm.agent_model),
-                )
-                if model
-            ]
             budget = f"; budget {usd(llm.max_cost)}" if llm.max_cost is not None else ""
             lines.append(
-                f"agentsim llm: {', '.join(roles)}; cassettes {display_path(llm.cassette_dir)} "
+                f"agentsim llm: {self.models_description()}; "
+                f"cassettes {display_path(llm.cassette_dir)} "
                 f"(record mode {llm.record_mode}){budget}"
             )
         return lines
+
+    def models_description(self) -> str:
+        """'user openai/x, judge openai/y' or 'offline (agenda user, rule judges)'."""
+        llm = self.settings.llm
+        roles = [
+            f"{role} {model}"
+            for role, model in (
+                ("user", llm.user_model),
+                ("judge", llm.judge_model),
+                ("agent", llm.agent_model),
+            )
+            if model
+        ]
+        return ", ".join(roles) if roles else "offline (agenda user, rule judges)"
 
     def user_model(self, item: pytest.Item) -> str | None:
         """The simulated user's model: the test's agentsim_user_model mark, else the run's."""
