@@ -296,3 +296,22 @@ def test_cassette_files_are_reviewable(product: pytest.Pytester, server: FakeLLM
     assert text.startswith("interactions:\n") and "version: 1" in text
     assert "purpose: judge" in text and "purpose: user" in text
     assert "<<<TRANSCRIPT" in text  # the judge prompt, readable in a diff
+
+
+def test_judge_server_failure_is_a_pytest_error(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = lambda request: Reply.server_error(502)
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-judge-model=openai/fake-judge",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "-k",
+        "ev-3",
+    )
+    # Offline user and agent, a judge that cannot answer: an error, not a pass or a fail.
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR polite-greeting*", "*judge 'llm' failed: LLMError: *gave up after 4 attempts*"]
+    )
