@@ -53,6 +53,7 @@ class LLMSettings:
     judge_samples: int = 1
     agent_model: str | None = None
     agent_prompt: Path | None = None
+    generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
 
     @property

@@ -11,11 +11,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_example import run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = {
@@ -37,23 +37,8 @@ def allure_cli() -> str:
 def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
     cli = allure_cli()
     results = tmp_path / "allure-results"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--agentsim",
-            "example_tests",
-            "-p",
-            "no:cacheprovider",
-            f"--alluredir={results}",
-            f"--agentsim-json={tmp_path / 'results.json'}",
-            "-q",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_example(
+        f"--alluredir={results}", f"--agentsim-json={tmp_path / 'results.json'}", "-q"
     )
     report = tmp_path / "report"
     subprocess.run(

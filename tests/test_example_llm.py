@@ -8,13 +8,12 @@ exactly the recorded requests and writes the same files again.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from test_example import run_example
 
 from pytest_agentsim.fake_llm import FakeLLMServer
 
@@ -29,25 +28,6 @@ def scripted_model(monkeypatch: pytest.MonkeyPatch) -> Any:
     import scripted_llm
 
     return scripted_llm
-
-
-def run_example(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--agentsim",
-            "example_tests",
-            "-p",
-            "no:cacheprovider",
-            *list(args),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def interactions(path: Path) -> int:
