@@ -102,6 +102,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run each event K times and report pass^k (tau-bench). Default: ini agentsim_repeat, else 1",
     )
     group.addoption(
+        "--agentsim-concurrency",
+        dest="agentsim_concurrency",
+        metavar="N",
+        default=None,
+        help="Simulate up to N conversations at a time (worth it when models answer). "
+        "Default: ini agentsim_concurrency, else 1",
+    )
+    group.addoption(
         "--agentsim-max-violation-rate",
         dest="agentsim_max_violation_rate",
         metavar="RATE",
@@ -249,6 +257,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("agentsim_seed", "Seed of the simulated users' choices (default 0)", default="")
     parser.addini("agentsim_repeat", "Trials per event, for pass^k (default 1)", default="")
+    parser.addini(
+        "agentsim_concurrency", "Conversations simulated at a time (default 1)", default=""
+    )
     parser.addini(
         "agentsim_max_violation_rate",
         "Gate: largest tolerated share of violating events",

@@ -186,6 +186,17 @@ async def run_conversation(
     )
 
 
+@dataclass(frozen=True)
+class Case:
+    """One simulation to run: an event's trial, over its own sandbox."""
+
+    event: Event
+    pack: PolicyPack
+    sandbox: ToolSandbox
+    trial: int = 0
+    user_model: str | None = None
+
+
 @dataclass
 class SimulationRunner:
     """Owns the simulations of a session (or of one xdist worker): each runs once.
@@ -248,6 +259,51 @@ class SimulationRunner:
             result.llm = scope.tally.tally()
         return result
 
+    def _key(
+        self, event: Event, trial: int, agent: Any, user_model: str | None
+    ) -> tuple[str, str, int, int, str | None]:
+        return (event.domain, event.id, trial, id(agent), user_model)
+
+    def prefetch(self, cases: Sequence[Case], agent: Any, concurrency: int) -> None:
+        """Simulate the cases not simulated yet, up to ``concurrency`` at a time.
+
+        Conversations wait on models most of the time, so a run with LLM roles goes
+        about ``concurrency`` times faster; each case keeps its own sandbox, user seed and
+        cassette, so results are the same as one at a time. A case whose simulation
+        raised is left out, to be simulated (and raise) for its own test.
+        """
+        import asyncio
+
+        todo: dict[tuple[str, str, int, int, str | None], Case] = {}
+        for case in cases:
+            key = self._key(case.event, case.trial, agent, case.user_model)
+            if key not in self._results:
+                todo.setdefault(key, case)
+        if not todo:
+            return
+
+        async def batch() -> list[EventResult | BaseException]:
+            limit = asyncio.Semaphore(concurrency)
+
+            async def one(case: Case) -> EventResult:
+                async with limit:
+                    return await self.simulate(
+                        case.event,
+                        case.pack,
+                        agent,
+                        case.sandbox,
+                        case.trial,
+                        user_model=case.user_model,
+                    )
+
+            return await asyncio.gather(
+                *(one(case) for case in todo.values()), return_exceptions=True
+            )
+
+        for key, outcome in zip(todo, run_sync(batch()), strict=True):
+            if isinstance(outcome, EventResult):
+                self._results[key] = (agent, outcome)
+
     def result(
         self,
         event: Event,
@@ -259,7 +315,7 @@ class SimulationRunner:
         user_model: str | None = None,
     ) -> EventResult:
         """The judged result of one trial of ``event`` for ``agent``, simulated on first request."""
-        key = (event.domain, event.id, trial, id(agent), user_model)
+        key = self._key(event, trial, agent, user_model)
         if key not in self._results:
             outcome = run_sync(
                 self.simulate(event, pack, agent, sandbox, trial, user_model=user_model)

@@ -55,6 +55,7 @@ from pytest_agentsim.report import results_document
 from pytest_agentsim.report import short_cost
 from pytest_agentsim.report import summary_lines
 from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.runner import Case
 from pytest_agentsim.runner import SimulationRunner
 from pytest_agentsim.runner import run_conversation
 from pytest_agentsim.sandbox import ToolDefinitionError
@@ -77,6 +78,14 @@ def sandbox_for(tools: Sequence[Any], db: dict[str, Any]) -> ToolSandbox:
         return ToolSandbox(tools, db)
     except ToolDefinitionError as exc:
         pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
+
+
+def _session_scoped(item: pytest.Item, *fixtures: str) -> bool:
+    """Whether the item's fixtures of these names are session-scoped: one value for all."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return all(
+        name in definitions and definitions[name][-1].scope == "session" for name in fixtures
+    )
 
 
 def relative_to(path: Path, base: Path) -> str:
@@ -150,6 +159,7 @@ class AgentSimSession:
         self.last_progress = time.monotonic()
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
+        self.planned: list[tuple[pytest.Item, Event, int]] = []
         self.runner = SimulationRunner(
             judges=self.judges,
             max_turns=self.settings.max_turns,
@@ -307,6 +317,25 @@ class AgentSimSession:
     ) -> EventResult:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.packs[event.domain]
+        if self.settings.concurrency > 1 and _session_scoped(
+            item, "agentsim_agent", "agentsim_tools"
+        ):
+            self.runner.prefetch(
+                [
+                    Case(
+                        event=planned_event,
+                        pack=self.packs[planned_event.domain],
+                        sandbox=sandbox_for(
+                            tools, starting_db(self.packs[planned_event.domain], planned_event)
+                        ),
+                        trial=planned_trial,
+                        user_model=self.user_model(planned_item),
+                    )
+                    for planned_item, planned_event, planned_trial in self.planned
+                ],
+                agent,
+                self.settings.concurrency,
+            )
         sandbox = sandbox_for(tools, starting_db(pack, event))
         result = self.runner.result(
             event, pack, agent, sandbox, trial, user_model=self.user_model(item)
@@ -323,6 +352,16 @@ class AgentSimSession:
             # Could not be judged to the end: an error, even if a violation was found first.
             raise ConversationError(failure_report(result))
         return result
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Remember the (test, event, trial) cases left after selection, for prefetching."""
+        self.planned = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            case = callspec.params.get("agentsim_case") if callspec is not None else None
+            if isinstance(case, tuple):
+                self.planned.append((item, case[0], case[1]))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:

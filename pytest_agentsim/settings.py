@@ -35,6 +35,7 @@ class Settings:
     max_turns: int
     progress_seconds: int
     repeat: int
+    concurrency: int
     json_path: Path | None
     gates: GateSettings
     llm: LLMSettings
@@ -93,6 +94,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
             config, "agentsim_progress_seconds", "agentsim_progress_seconds", 10, 0
         ),
         repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
+        concurrency=_int_setting(config, "agentsim_concurrency", "agentsim_concurrency", 1, 1),
         json_path=_path_setting(config, "agentsim_json"),
         gates=_gate_settings(config),
         llm=_llm_settings(config),

@@ -936,3 +936,44 @@ def test_works_with_allure_pytest_disabled(product: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)"]
     )
+
+
+def test_concurrency_simulates_at_once_with_the_same_results(product: pytest.Pytester) -> None:
+    conftest = product.path / "conftest.py"
+    conftest.write_text(
+        conftest.read_text()
+        + """
+import asyncio
+
+IN_FLIGHT = {"now": 0, "max": 0}
+
+class SlowAgent(NotesAgent):
+    async def respond(self, messages, sandbox):
+        IN_FLIGHT["now"] += 1
+        IN_FLIGHT["max"] = max(IN_FLIGHT["max"], IN_FLIGHT["now"])
+        await asyncio.sleep(0.05)
+        IN_FLIGHT["now"] -= 1
+        return NotesAgent.respond(self, messages, sandbox)
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return SlowAgent()
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"max in flight: {IN_FLIGHT['max']}")
+"""
+    )
+
+    def run(*args: str) -> tuple[str, list[dict[str, Any]]]:
+        result = product.runpytest_subprocess("--agentsim", "--agentsim-json=r.json", *args)
+        result.assert_outcomes(passed=1, failed=2)
+        events = json.loads((product.path / "r.json").read_text())["events"]
+        for event in events:
+            event.pop("duration_seconds")
+        return result.stdout.str(), events
+
+    one_at_a_time, sequential = run()
+    at_once, concurrent = run("--agentsim-concurrency=3")
+    assert "max in flight: 1" in one_at_a_time
+    assert "max in flight: 3" in at_once
+    assert concurrent == sequential
