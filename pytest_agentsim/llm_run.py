@@ -53,7 +53,6 @@ class LLMSettings:
     judge_samples: int = 1
     agent_model: str | None = None
     agent_prompt: Path | None = None
-    generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
 
     @property

@@ -180,15 +180,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="System prompt file of the built-in LLM agent. Default: ini agentsim_agent_prompt",
     )
     llm.addoption(
-        "--agentsim-generate-model",
-        dest="agentsim_generate_model",
-        metavar="MODEL",
-        default=None,
-        help="With --agentsim-generate: the model scores the policy graph's edges and fills "
-        "each event (validated), instead of the pack's templates. "
-        "Default: ini agentsim_generate_model",
-    )
-    llm.addoption(
         "--agentsim-api-base",
         dest="agentsim_api_base",
         metavar="URL",
@@ -241,7 +232,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("agentsim_judge_model", "Model of the LLM judge (default: rule checks only)"),
         ("agentsim_judge_samples", "Samples of the LLM judge per event (default 1)"),
         ("agentsim_agent_model", "Model of the built-in LLM agent"),
-        ("agentsim_generate_model", "Model that generates events with --agentsim-generate"),
         ("agentsim_api_base", "OpenAI-compatible endpoint of the models"),
         ("agentsim_api_key_env", "Environment variable holding the API key"),
         ("agentsim_record_mode", "LLM cassette mode: none, once, new_episodes, all (default none)"),

@@ -161,7 +161,6 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         ),
         agent_model=agent_model,
         agent_prompt=agent_prompt,
-        generate_model=_text_setting(config, "agentsim_generate_model")[0],
         inconclusive=inconclusive or "fail",
     )
 
