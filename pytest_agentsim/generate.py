@@ -23,6 +23,10 @@ The template language is small on purpose:
 Everything is seeded with string seeds (same seed, same events in every process), and
 the snapshot is written with sorted keys and content-derived ids, so ``--agentsim-generate
 --agentsim-seed 7`` twice gives byte-identical files.
+
+With a model (``regenerate(..., gateway=...)``), the sampling here stays the same and only
+the per-sample builder changes: :mod:`pytest_agentsim.generate_llm` has the model fill
+each event and validates it the way this module validates a rendered template.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ import os
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import yaml
@@ -61,6 +67,9 @@ from pytest_agentsim.models import UserProfile
 from pytest_agentsim.models import Variant
 from pytest_agentsim.rules import RuleRegistry
 from pytest_agentsim.sources import load_document
+
+if TYPE_CHECKING:
+    from pytest_agentsim.llm import Gateway
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_]+))?\}")
 
@@ -148,10 +157,25 @@ def _merge_strict(target: dict[str, Any], source: Mapping[str, Any], where: str)
             raise GenerationError(f"{path} is set to both {target[key]!r} and {value!r}")
 
 
-def _content_id(event: Event) -> str:
+def content_id(event: Event) -> str:
+    """``ev-`` and 6 hex digits of a hash of the event's content.
+
+    Ids derived from content stay stable across runs and generators: an unchanged event
+    keeps its id (and its test id) in a snapshot's diff.
+    """
     payload = event.model_dump(mode="json", exclude={"id", "seed"})
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
     return f"ev-{digest[:6]}"
+
+
+def stamp(event: Event) -> Event:
+    """Give a finished event its content id and the simulation seed derived from it.
+
+    Every generator ends with this, so template and model events are identified alike.
+    """
+    event.id = content_id(event)
+    event.seed = int(event.id[3:], 16)
+    return event
 
 
 @dataclass
@@ -314,8 +338,7 @@ class EventBuilder:
             expected=expected,
             variants={p: v.name for p, v in zip(policies, variants, strict=True)},
         )
-        event.id = _content_id(event)
-        event.seed = int(event.id[3:], 16)
+        stamp(event)
         for policy_id, variant in zip(policies, variants, strict=True):
             self.used[(policy_id, variant.name)] += 1
         return event
@@ -355,24 +378,39 @@ def _record_skip(
     skipped[key] = skipped.get(key, 0) + 1
 
 
+BuildEvent = Callable[[PolicySample], Event | str]
+"""Builds one sample's event, or returns why it could not (after its own retries)."""
+
+
 def generate_events(
-    pack: PolicyPack, *, registry: RuleRegistry, seed: int, graph: PolicyGraph | None = None
+    pack: PolicyPack,
+    *,
+    registry: RuleRegistry,
+    seed: int,
+    graph: PolicyGraph | None = None,
+    build: BuildEvent | None = None,
 ) -> Generated:
     """Events for a pack: a coverage set first, then seeded walks up to ``count`` events.
 
     Coverage samples that cannot be built whole are shrunk from the end (the policies
     dropped are needed again later); a policy no sample could cover is tried alone and
     with each neighbour before it is reported as uncovered.
+
+    ``build`` makes one sample's event (default: the pack's templates,
+    :meth:`EventBuilder.try_build`); the model's filler plugs in here, so both generators
+    share this sampling. Samples are built one after another, in a seeded order, so the
+    result only depends on what ``build`` answers.
     """
     spec = pack.generation
     graph = graph or PolicyGraph.from_pack(pack)
-    builder = EventBuilder(pack=pack, registry=registry, seed=seed)
+    if build is None:
+        build = EventBuilder(pack=pack, registry=registry, seed=seed).try_build
     events: dict[str, Event] = {}
     skipped: dict[tuple[tuple[str, ...], str], int] = {}
     low, high = spec.complexity
 
     def add(sample: PolicySample) -> bool:
-        built = builder.try_build(sample)
+        built = build(sample)
         if isinstance(built, str):
             _record_skip(skipped, sample.policies, built)
             return False
@@ -386,7 +424,7 @@ def generate_events(
     def add_shrinking(policies: Sequence[str]) -> None:
         """Build the sample, or its longest prefix that can be built; report a total failure."""
         for end in range(len(policies), 0, -1):
-            built = builder.try_build(_sample(graph, policies[:end]))
+            built = build(_sample(graph, policies[:end]))
             if isinstance(built, Event):
                 events.setdefault(built.id, built)
                 return
@@ -566,14 +604,35 @@ def regenerate(
     *,
     registry: RuleRegistry,
     seed: int,
+    gateway: Gateway | None = None,
+    cache_dir: Path | None = None,
 ) -> list[SnapshotWrite]:
-    """Generate every pack's events from its templates and write the snapshots."""
+    """Generate every pack's events and write the snapshots.
+
+    Without ``gateway`` the events come from the pack's templates (offline, free). With
+    one, edge weights are scored by the model (cached in ``cache_dir`` by pack
+    fingerprint and model, so an unchanged pack costs no scoring calls) and each event is
+    filled by the model (:mod:`pytest_agentsim.generate_llm`); the snapshot's generator
+    says ``llm:<model>``. A sample the model could not fill, LLM errors included, is listed
+    under the snapshot's skipped samples. An LLM error while scoring edges propagates: no
+    snapshot is better than one sampled from a half-scored graph.
+    """
     writes = []
     for domain, path in sorted(targets.items()):
         pack = packs[domain]
-        generated = generate_events(pack, registry=registry, seed=seed)
+        if gateway is None:
+            generated = generate_events(pack, registry=registry, seed=seed)
+            generator = "templates"
+        else:
+            # Imported here: generate_llm builds on this module.
+            from pytest_agentsim.generate_llm import generate_events_llm
+
+            generated = generate_events_llm(
+                pack, gateway, registry=registry, seed=seed, cache_dir=cache_dir
+            )
+            generator = f"llm:{gateway.config.model}"
         document = snapshot_document(
-            pack, generated, seed=seed, snapshot_path=path, generator="templates"
+            pack, generated, seed=seed, snapshot_path=path, generator=generator
         )
         changed = write_snapshot(path, snapshot_text(document))
         writes.append(
