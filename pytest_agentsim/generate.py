@@ -66,16 +66,26 @@ from pytest_agentsim.models import UserGoal
 from pytest_agentsim.models import UserProfile
 from pytest_agentsim.models import Variant
 from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.sources import display_path
 from pytest_agentsim.sources import load_document
 
 if TYPE_CHECKING:
     from pytest_agentsim.llm import Gateway
+    from pytest_agentsim.models import LLMTally
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_]+))?\}")
 
 
 class GenerationError(Exception):
     """One attempt at an event failed; the message says why (in one line)."""
+
+
+class ModelGenerationFailed(Exception):
+    """Generating with a model stopped for the model's sake; nothing was written.
+
+    The message is one line naming the pack, the model, the first failure and the
+    snapshot left untouched.
+    """
 
 
 # ----------------------------------------------------------------------------- templates
@@ -557,6 +567,9 @@ class SnapshotWrite:
     uncovered: list[str]
     skipped: int
     histogram: list[str]
+    target: int = 0
+    generator: str = "templates"
+    llm: LLMTally | None = None
 
 
 def _snapshot_domain(path: Path) -> tuple[str, bool] | None:
@@ -604,33 +617,58 @@ def regenerate(
     *,
     registry: RuleRegistry,
     seed: int,
-    gateway: Gateway | None = None,
+    gateway_for: Callable[[PolicyPack], Gateway] | None = None,
     cache_dir: Path | None = None,
 ) -> list[SnapshotWrite]:
     """Generate every pack's events and write the snapshots.
 
-    Without ``gateway`` the events come from the pack's templates (offline, free). With
-    one, edge weights are scored by the model (cached in ``cache_dir`` by pack
-    fingerprint and model, so an unchanged pack costs no scoring calls) and each event is
-    filled by the model (:mod:`pytest_agentsim.generate_llm`); the snapshot's generator
-    says ``llm:<model>``. A sample the model could not fill, LLM errors included, is listed
-    under the snapshot's skipped samples. An LLM error while scoring edges propagates: no
-    snapshot is better than one sampled from a half-scored graph.
+    Without ``gateway_for`` the events come from the pack's templates (offline, free).
+    With it, each pack gets its gateway (its own cassette); edge weights are scored by the
+    model (cached in ``cache_dir`` by pack fingerprint and model, so an unchanged pack
+    costs no scoring calls) and each event is filled by the model
+    (:mod:`pytest_agentsim.generate_llm`); the snapshot's generator says ``llm:<model>``.
+
+    A sample the model filled invalidly after every attempt is listed under the
+    snapshot's skipped samples, like a template that cannot be built. A model that could
+    not be reached or replayed (an :class:`~pytest_agentsim.llm.LLMError`: provider down
+    after retries, budget spent, cassette miss) raises :class:`ModelGenerationFailed`
+    before anything is written: an outage must not replace a reviewed snapshot with a
+    shrunken one.
     """
     writes = []
     for domain, path in sorted(targets.items()):
         pack = packs[domain]
-        if gateway is None:
+        tally = None
+        if gateway_for is None:
             generated = generate_events(pack, registry=registry, seed=seed)
             generator = "templates"
         else:
-            # Imported here: generate_llm builds on this module.
+            # Imported here: generate_llm builds on this module (and imports litellm's gateway).
             from pytest_agentsim.generate_llm import generate_events_llm
+            from pytest_agentsim.generate_llm import model_failures
+            from pytest_agentsim.llm import LLMError
 
-            generated = generate_events_llm(
-                pack, gateway, registry=registry, seed=seed, cache_dir=cache_dir
-            )
+            gateway = gateway_for(pack)
             generator = f"llm:{gateway.config.model}"
+            try:
+                generated = generate_events_llm(
+                    pack, gateway, registry=registry, seed=seed, cache_dir=cache_dir
+                )
+            except LLMError as exc:
+                raise ModelGenerationFailed(
+                    f"{display_path(pack.path or domain)}: scoring the policy graph's edges "
+                    f"with {gateway.config.model} failed: {' '.join(str(exc).split())}; "
+                    f"{display_path(path)} was not written"
+                ) from None
+            failures = model_failures(generated)
+            if failures:
+                total = sum(s.count for s in generated.skipped) + len(generated.events)
+                raise ModelGenerationFailed(
+                    f"{display_path(pack.path or domain)}: {gateway.config.model} failed on "
+                    f"{sum(s.count for s in failures)} of {total} samples "
+                    f"(first: {failures[0].reason}); {display_path(path)} was not written"
+                )
+            tally = (gateway.tally or gateway.usage).tally()
         document = snapshot_document(
             pack, generated, seed=seed, snapshot_path=path, generator=generator
         )
@@ -647,6 +685,9 @@ def regenerate(
                     PolicySample(tuple(e.policies), e.complexity or 0, e.complexity or 0)
                     for e in generated.events
                 ),
+                target=pack.generation.count,
+                generator=generator,
+                llm=tally,
             )
         )
     return writes

@@ -20,8 +20,9 @@ An invalid draft is regenerated, the model being told what was wrong with it, up
 ``attempts`` times (the pack's ``generation.attempts``); then the sample is reported in
 the snapshot's skipped samples with the last reason, never dropped silently. A failing
 model call (:class:`~pytest_agentsim.llm.LLMError`: provider down after retries, budget
-spent, bad key) is reported the same way, as a reason starting with ``LLM error:``, so a
-run that could not reach its model says so in the snapshot instead of shrinking quietly.
+spent, bad key, cassette miss) gives a reason starting with ``LLM error:``
+(:func:`model_failures`), and :func:`~pytest_agentsim.generate.regenerate` then writes
+nothing: a run that could not reach its model fails instead of shrinking the snapshot.
 
 Prompts hold no timestamps and no credentials, and samples are filled one after another
 in the seeded sampling order: the same replies give the same snapshot, and recorded
@@ -60,6 +61,7 @@ from pytest_agentsim.models import Event
 from pytest_agentsim.models import Expectation
 from pytest_agentsim.models import GoalRequest
 from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.models import SkippedSample
 from pytest_agentsim.models import UserGoal
 from pytest_agentsim.models import UserProfile
 from pytest_agentsim.rules import RuleRegistry
@@ -594,6 +596,11 @@ class EventFiller:
         if isinstance(built, Event):
             self.written.setdefault(key, []).append(built.scenario)
         return built
+
+
+def model_failures(generated: Generated) -> list[SkippedSample]:
+    """The skipped samples whose reason is the model call's failure, not the draft's."""
+    return [skip for skip in generated.skipped if skip.reason.startswith(LLM_ERROR_PREFIX)]
 
 
 def generate_events_llm(

@@ -35,6 +35,9 @@ from pytest_agentsim.llm import Usage
 if TYPE_CHECKING:
     from pytest_agentsim.cassettes import Cassette
 
+#: The cassette of a domain's event generation (event cassettes are named after event ids).
+GENERATION_CASSETTE = "_generation.yaml"
+
 InconclusiveMode = Literal["fail", "xfail", "error"]
 INCONCLUSIVE_MODES: tuple[InconclusiveMode, ...] = ("fail", "xfail", "error")
 
@@ -53,6 +56,7 @@ class LLMSettings:
     judge_samples: int = 1
     agent_model: str | None = None
     agent_prompt: Path | None = None
+    generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
 
     @property
@@ -85,6 +89,25 @@ class LLMRun:
 
     def scope(self, cassette_path: Path) -> EventLLM:
         return EventLLM(self, cassette_path)
+
+    def generation_gateway(self, domain: str) -> Gateway:
+        """The gateway that generates a domain's events: ``generate_model``, recording into
+        ``<cassettes>/<domain>/_generation.yaml``, within the run's budget, counting its own
+        calls into its ``tally``.
+
+        One cassette per pack: edge scoring and every event's filling replay together, so a
+        regeneration from an unchanged pack and unchanged prompts costs no call.
+        """
+        from pytest_agentsim.cassettes import Cassette
+
+        model = self.settings.generate_model
+        if not model:
+            raise ValueError("no generate_model is set")
+        path = self.settings.cassette_dir / domain / GENERATION_CASSETTE
+        config = self.gateway.config.model_copy(update={"model": model})
+        return self.gateway.view(
+            config=config, cassette=Cassette(path, self.settings.record_mode), tally=Usage()
+        )
 
 
 class EventLLM:

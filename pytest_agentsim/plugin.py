@@ -76,8 +76,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         dest="agentsim_generate",
         default=False,
-        help="(Re)write each pack's generated events snapshot from its templates, then run "
-        "on it (like a snapshot update: review the diff)",
+        help="(Re)write each pack's generated events snapshot from its templates (or with "
+        "--agentsim-generate-model), then run on it (like a snapshot update: review the diff)",
     )
     group.addoption(
         "--agentsim-seed",
@@ -180,6 +180,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="System prompt file of the built-in LLM agent. Default: ini agentsim_agent_prompt",
     )
     llm.addoption(
+        "--agentsim-generate-model",
+        dest="agentsim_generate_model",
+        metavar="MODEL",
+        default=None,
+        help="With --agentsim-generate: the model scores the policy graph's edges and fills "
+        "each event (validated against the pack), instead of the pack's templates. "
+        "Default: ini agentsim_generate_model",
+    )
+    llm.addoption(
         "--agentsim-api-base",
         dest="agentsim_api_base",
         metavar="URL",
@@ -232,6 +241,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("agentsim_judge_model", "Model of the LLM judge (default: rule checks only)"),
         ("agentsim_judge_samples", "Samples of the LLM judge per event (default 1)"),
         ("agentsim_agent_model", "Model of the built-in LLM agent"),
+        ("agentsim_generate_model", "Model that generates events with --agentsim-generate"),
         ("agentsim_api_base", "OpenAI-compatible endpoint of the models"),
         ("agentsim_api_key_env", "Environment variable holding the API key"),
         ("agentsim_record_mode", "LLM cassette mode: none, once, new_episodes, all (default none)"),

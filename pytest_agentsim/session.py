@@ -27,6 +27,7 @@ from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
 from pytest_agentsim.gates import GateVerdict
 from pytest_agentsim.gates import evaluate as evaluate_gates
+from pytest_agentsim.generate import ModelGenerationFailed
 from pytest_agentsim.generate import SnapshotWrite
 from pytest_agentsim.generate import regenerate
 from pytest_agentsim.generate import snapshot_targets
@@ -112,15 +113,17 @@ class AgentSimSession:
                     f"{display_path(self.packs[pack.domain].path or '')}"
                 )
             self.packs[pack.domain] = pack
+        llm_settings = self.settings.llm
+        self.llm = LLMRun(llm_settings)
         self.snapshot_writes: list[SnapshotWrite] = []
         event_paths = list(self.settings.events)
         if self.settings.generate:
             targets = snapshot_targets(
                 event_paths, self.packs, config.rootpath / "fixtures" / "events"
             )
-            self.snapshot_writes = regenerate(
-                self.packs, targets, registry=self.registry, seed=self.settings.seed
-            )
+            if not hasattr(config, "workerinput"):
+                # xdist workers start after the controller has written the snapshots.
+                self.snapshot_writes = self.regenerate(targets)
             event_paths += [path for path in targets.values() if path not in event_paths]
         self.events: list[Event] = []
         seen: dict[tuple[str, str], str] = {}
@@ -144,14 +147,12 @@ class AgentSimSession:
             for judges in config.hook.pytest_agentsim_make_judges(registry=self.registry)
             for judge in judges
         ]
-        llm_settings = self.settings.llm
         if llm_settings.judge_model:
             from pytest_agentsim.llm_judge import LLMJudge
 
             self.judges.append(
                 LLMJudge(llm_settings.judge_model, samples=llm_settings.judge_samples)
             )
-        self.llm = LLMRun(llm_settings)
         self.check_gate_names()
         self._graphs: dict[str, PolicyGraph] = {}
         self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -166,6 +167,27 @@ class AgentSimSession:
             seed=self.settings.seed,
             llm=self.llm,
         )
+
+    def regenerate(self, targets: dict[str, Path]) -> list[SnapshotWrite]:
+        """--agentsim-generate: from the packs' templates, or with the generate model.
+
+        The model's edge scores are cached in pytest's cache directory (by pack
+        fingerprint and model); its calls go through one cassette per pack.
+        """
+        if not self.settings.llm.generate_model:
+            return regenerate(self.packs, targets, registry=self.registry, seed=self.settings.seed)
+        cache = getattr(self.config, "cache", None)  # None with -p no:cacheprovider
+        try:
+            return regenerate(
+                self.packs,
+                targets,
+                registry=self.registry,
+                seed=self.settings.seed,
+                gateway_for=lambda pack: self.llm.generation_gateway(pack.domain),
+                cache_dir=cache.mkdir("agentsim-edges") if cache is not None else None,
+            )
+        except ModelGenerationFailed as exc:
+            raise ConfigError(f"--agentsim-generate-model: {exc}") from None
 
     def check_gate_names(self) -> None:
         gates = self.settings.gates
@@ -510,10 +532,24 @@ class AgentSimSession:
                 if write.skipped
                 else ""
             )
-            lines.append(
-                f"{state} {display_path(write.path)}: {write.events} {write.domain} events; "
-                f"{coverage}{skipped}"
+            short = (
+                f" (fewer than the {write.target} asked for: the pack yields no more distinct "
+                "events)"
+                if write.events < write.target
+                else ""
             )
+            lines.append(
+                f"{state} {display_path(write.path)}: {write.events} {write.domain} "
+                f"events{short}; {coverage}{skipped}"
+            )
+            if write.llm is not None:
+                tally = write.llm
+                lines.append(
+                    f"  by {write.generator.removeprefix('llm:')}: {tally.calls} LLM calls, "
+                    f"{tally.replayed_calls} replayed from cassettes, "
+                    f"{tally.prompt_tokens + tally.completion_tokens:,} tokens, "
+                    f"{usd(tally.cost_usd)}"
+                )
             lines.extend(f"  {line}" for line in write.histogram)
             if write.path not in self.settings.events:
                 lines.append(

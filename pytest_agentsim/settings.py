@@ -84,6 +84,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
             "--agentsim-events PATH, set agentsim_events in the ini file, or put snapshots under "
             f"{display_path(config.rootpath / 'fixtures' / 'events')}/"
         )
+    if config.getoption("agentsim_generate_model", None) and not generate:
+        raise ConfigError(
+            "--agentsim-generate-model: only used with --agentsim-generate (add it to "
+            "regenerate the snapshots with the model)"
+        )
     return Settings(
         packs=packs,
         events=events,
@@ -161,6 +166,7 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         ),
         agent_model=agent_model,
         agent_prompt=agent_prompt,
+        generate_model=_text_setting(config, "agentsim_generate_model")[0],
         inconclusive=inconclusive or "fail",
     )
 

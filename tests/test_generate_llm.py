@@ -20,6 +20,7 @@ from pytest_agentsim.fake_llm import FakeLLMServer
 from pytest_agentsim.fake_llm import RecordedRequest
 from pytest_agentsim.fake_llm import Reply
 from pytest_agentsim.generate import GenerationError
+from pytest_agentsim.generate import ModelGenerationFailed
 from pytest_agentsim.generate import regenerate
 from pytest_agentsim.generate_llm import SYSTEM_PROMPT
 from pytest_agentsim.generate_llm import EventDraft
@@ -38,7 +39,7 @@ from pytest_agentsim.rules import default_registry
 
 # litellm's streaming types trip a harmless pydantic warning the first time they load.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Item .* is using the .ReadOnly. qualifier:UserWarning"
+    "ignore:Items? .* (is|are) using the .ReadOnly. qualifier:UserWarning"
 )
 
 MODEL = "openai/fake-model"
@@ -379,7 +380,7 @@ def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
         {"shop": target},
         registry=default_registry(),
         seed=5,
-        gateway=gateway,
+        gateway_for=lambda _pack: gateway,
         cache_dir=cache,
     )
     loaded = load_events(target, packs={"shop": pack}, registry=default_registry())
@@ -400,7 +401,7 @@ def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
         {"shop": target},
         registry=default_registry(),
         seed=5,
-        gateway=gateway,
+        gateway_for=lambda _pack: gateway,
         cache_dir=cache,
     )
     second = server.completion_requests
@@ -409,7 +410,7 @@ def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
     assert not again.changed  # the same replies give the same snapshot
 
 
-def test_regenerate_lists_samples_the_model_could_not_fill(
+def test_a_model_outage_writes_nothing_and_says_why(
     server: FakeLLMServer, pack: PolicyPack, tmp_path: Path
 ) -> None:
     def failing(request: RecordedRequest) -> Reply:
@@ -417,20 +418,220 @@ def test_regenerate_lists_samples_the_model_could_not_fill(
 
     server.reply_function = failing
     target = tmp_path / "shop.generated.yaml"
+    target.write_text("# the reviewed snapshot\n", encoding="utf-8")
+    with pytest.raises(ModelGenerationFailed) as info:
+        regenerate(
+            {"shop": pack},
+            {"shop": target},
+            registry=default_registry(),
+            seed=5,
+            gateway_for=lambda _pack: gateway_for(server),
+        )
+    message = str(info.value)
+    assert re.fullmatch(
+        r"\S*shop\.yaml: openai/fake-model failed on \d+ of \d+ samples "
+        r"\(first: LLM error: .*gave up after 1 attempts.*\); \S*shop\.generated\.yaml "
+        r"was not written",
+        message,
+    ), message
+    assert target.read_text(encoding="utf-8") == "# the reviewed snapshot\n"
+    # The first sample found the provider down; the others were not sent.
+    assert sum(not is_edge_scoring(r) for r in server.completion_requests) == 1
+
+
+def test_an_edge_scoring_failure_writes_nothing(
+    server: FakeLLMServer, pack: PolicyPack, tmp_path: Path
+) -> None:
+    server.reply_function = lambda request: Reply.server_error()
+    target = tmp_path / "shop.generated.yaml"
+    with pytest.raises(ModelGenerationFailed, match=r"scoring the policy graph's edges with "):
+        regenerate(
+            {"shop": pack},
+            {"shop": target},
+            registry=default_registry(),
+            seed=5,
+            gateway_for=lambda _pack: gateway_for(server),
+        )
+    assert not target.exists()
+
+
+def test_invalid_drafts_are_listed_in_the_snapshot(
+    server: FakeLLMServer, pack: PolicyPack, tmp_path: Path
+) -> None:
+    """A combination the model keeps getting wrong is reported, not dropped, not fatal."""
+
+    def stubborn(request: RecordedRequest) -> Reply:
+        if is_edge_scoring(request):
+            return model(request)
+        policies = re.findall(r"^- `([^`]+)`", request.messages[1]["content"], re.M)
+        if "greet" in policies:
+            return Reply.json(draft(policies, facts={"order_id": "o404"}, agenda=[]))
+        return model(request)
+
+    server.reply_function = stubborn
+    target = tmp_path / "shop.generated.yaml"
     [write] = regenerate(
         {"shop": pack},
         {"shop": target},
         registry=default_registry(),
         seed=5,
-        gateway=gateway_for(server),
+        gateway_for=lambda _pack: gateway_for(server),
     )
-    assert write.events == 0
-    assert write.skipped > 1
-    # The first sample found the provider down; the others were not sent, only reported.
-    assert sum(not is_edge_scoring(r) for r in server.completion_requests) == 1
     loaded = load_events(target, packs={"shop": pack}, registry=default_registry())
     assert loaded.generated is not None
-    reasons = [skip.reason for skip in loaded.generated.skipped]
-    assert all(reason.startswith("LLM error: ") for reason in reasons)
-    assert any(r.startswith("LLM error: not sent after an earlier failure: ") for r in reasons)
-    assert any("gave up after 1 attempts" in reason for reason in reasons)
+    assert write.skipped >= 1
+    assert loaded.generated.uncovered == ["policy greet: in 0 events, 1 wanted"]
+    assert all("greet" not in event.policies for event in loaded.events)
+    assert {skip.reason for skip in loaded.generated.skipped} == {
+        "facts.order_id: 'o404' is not the id of a record in the database "
+        "(tables: customers, orders, refunds)"
+    }
+
+
+# ----------------------------------------------------------------------------- the option
+
+
+@pytest.fixture(scope="module", autouse=True)
+def litellm_loaded() -> None:
+    """pytester runs below are in-process: litellm is loaded before pytester saves
+    sys.modules, or the end of a run would unload it with parts of importlib.metadata."""
+    from pytest_agentsim.llm import load_litellm
+
+    load_litellm()
+
+
+def notes_model(request: RecordedRequest) -> Reply:
+    """Scores edges and fills events for the notes product of tests/conftest.py."""
+    if is_edge_scoring(request):
+        return model(request)
+    prompt = request.messages[1]["content"]
+    policies = re.findall(r"^- `([^`]+)`", prompt, re.M)
+    written = prompt.split("## Already written")[-1].count("\n- ") if "## Already" in prompt else 0
+    return Reply.json(
+        {
+            "scenario": f"Situation {written} of {'+'.join(policies)}: note a goes.",
+            "persona": "Busy.",
+            "facts": {"note": "a"},
+            "opening": "please delete note a",
+            "expected": [],
+            "policies": policies,
+        }
+    )
+
+
+def generating(product: pytest.Pytester, server: FakeLLMServer, *extra: str) -> list[str]:
+    pack = product.path / "policies" / "notes.yaml"
+    if "generation:" not in pack.read_text(encoding="utf-8"):
+        with pack.open("a", encoding="utf-8") as file:
+            file.write("generation:\n  count: 4\n  complexity: [1, 6]\n")
+    return [
+        "--agentsim",
+        "--agentsim-generate",
+        "--agentsim-generate-model=openai/fake-gen",
+        f"--agentsim-api-base={server.base_url}",
+        *extra,
+    ]
+
+
+def generated_events(product: pytest.Pytester) -> list[Event]:
+    pack = load_pack(product.path / "policies" / "notes.yaml", registry=default_registry())
+    path = product.path / "fixtures" / "events" / "notes.generated.yaml"
+    return load_events(path, packs={"notes": pack}, registry=default_registry()).events
+
+
+def test_generate_model_records_then_replays_the_generation(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = notes_model
+    snapshot = product.path / "fixtures" / "events" / "notes.generated.yaml"
+
+    first = product.runpytest(*generating(product, server, "--agentsim-record-mode=once"))
+    text = snapshot.read_text(encoding="utf-8")
+    assert "generator: llm:openai/fake-gen" in text
+    events = generated_events(product)
+    assert len(events) >= 4
+    made = server.completion_requests
+    assert sum(map(is_edge_scoring, made)) == 2  # 3 policies: n - 1 scoring calls
+    assert len(made) == 2 + len(events)  # every draft was valid the first time
+    first.stdout.fnmatch_lines(
+        [
+            "*wrote fixtures/events/notes.generated.yaml: * notes events; every policy covered",
+            f"  by openai/fake-gen: {len(made)} LLM calls, 0 replayed from cassettes, *",
+        ]
+    )
+    # The hand-written events and the generated ones all ran.
+    assert sum(first.parseoutcomes().get(k, 0) for k in ("passed", "failed")) == 3 + len(events)
+    assert (product.path / "fixtures" / "cassettes" / "notes" / "_generation.yaml").exists()
+
+    # Live again: the edge scores come from pytest's cache, the events from the model.
+    server.reset()
+    product.runpytest(*generating(product, server, "--agentsim-record-mode=all"))
+    assert sum(map(is_edge_scoring, server.completion_requests)) == 0
+    assert len(server.completion_requests) == len(events)
+
+    # Offline, without pytest's cache: everything replays from the cassette.
+    offline = generating(product, server, "-p", "no:cacheprovider")
+    server.stop()
+    again = product.runpytest(*offline)
+    again.stdout.fnmatch_lines(
+        [
+            "*unchanged fixtures/events/notes.generated.yaml: *",
+            f"  by openai/fake-gen: 0 LLM calls, {len(made)} replayed from cassettes, 0 tokens, $0.00",
+        ]
+    )
+    assert snapshot.read_text(encoding="utf-8") == text
+
+
+def test_a_failing_model_is_a_usage_error_and_keeps_the_snapshot(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    # 401: the key is refused (not retried, so the run is quick); each sample tries once.
+    server.reply_function = lambda request: (
+        notes_model(request) if is_edge_scoring(request) else Reply.server_error(status=401)
+    )
+    snapshot = product.path / "fixtures" / "events" / "notes.generated.yaml"
+    result = product.runpytest(*generating(product, server, "--agentsim-record-mode=all"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --agentsim-generate-model: policies/notes.yaml: openai/fake-gen failed on "
+            "* samples (first: LLM error: *); fixtures/events/notes.generated.yaml was not written"
+        ]
+    )
+    assert not snapshot.exists()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_replay_miss_while_generating_says_how_to_record(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    result = product.runpytest(*generating(product, server))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --agentsim-generate-model: policies/notes.yaml: scoring the policy graph's "
+            "edges with openai/fake-gen failed: *_generation.yaml: no recorded * call to "
+            "openai/fake-gen *--agentsim-record-mode=*"
+        ]
+    )
+    assert server.completion_requests == []
+
+
+def test_under_xdist_only_the_controller_generates(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = notes_model
+    result = product.runpytest_subprocess(
+        *generating(product, server, "--agentsim-record-mode=once"), "-n", "2"
+    )
+    events = generated_events(product)
+    assert len(server.completion_requests) == 2 + len(events)
+    assert sum(result.parseoutcomes().get(k, 0) for k in ("passed", "failed")) == 3 + len(events)
+
+
+def test_the_generate_model_needs_generate(product: pytest.Pytester) -> None:
+    result = product.runpytest("--agentsim", "--agentsim-generate-model=openai/x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --agentsim-generate-model: only used with --agentsim-generate*"]
+    )
