@@ -41,6 +41,7 @@ from collections.abc import Coroutine
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone
 from types import ModuleType
@@ -56,6 +57,7 @@ from pydantic import PrivateAttr
 from pydantic import ValidationError
 from pydantic import field_validator
 
+from pytest_agentsim.models import EventResult
 from pytest_agentsim.models import LLMTally
 
 if TYPE_CHECKING:
@@ -344,6 +346,36 @@ def redact_data(data: Any, secrets: Sequence[str] = (), patterns: Sequence[str] 
     if isinstance(data, (list, tuple)):
         return [redact_data(item, secrets, patterns) for item in data]
     return data
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """The run's secrets and patterns, applied to what it reports (not only to cassettes).
+
+    A transcript can carry a secret: an agent reading out a token, a user told a key. The
+    judges see the conversation as it happened; every report (failure text, JSON results,
+    JUnit, Allure, the GitHub summary) is made from the redacted copy.
+    """
+
+    secrets: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def for_config(cls, config: LLMConfig) -> Redactor:
+        return cls(tuple(secret_values(config)), tuple(config.secret_patterns))
+
+    def result(self, result: EventResult) -> EventResult:
+        """``result`` with its conversation and verdicts redacted (the event is the user's own)."""
+        return result.model_copy(
+            update={
+                "conversation": self._model(result.conversation),
+                "policies": [self._model(policy) for policy in result.policies],
+            }
+        )
+
+    def _model(self, model: T) -> T:
+        data = redact_data(model.model_dump(mode="json"), self.secrets, self.patterns)
+        return type(model).model_validate(data)
 
 
 # --------------------------------------------------------------------------- errors from litellm

@@ -198,7 +198,10 @@ class LLMJudge(LLMRole):
                 )
                 continue
             votes: Counter[str] = Counter(judgement.outcome for judgement in given)
-            split = ", ".join(f"{outcome} {count}" for outcome, count in votes.most_common())
+            # Most votes first, ties by name: the same split reads the same whichever
+            # sample answered first.
+            ranked = sorted(votes.items(), key=lambda item: (-item[1], item[0]))
+            split = ", ".join(f"{outcome} {count}" for outcome, count in ranked)
             if len(votes) > 1:
                 verdicts.append(
                     Verdict(

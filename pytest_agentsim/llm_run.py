@@ -20,8 +20,10 @@ import contextvars
 import re
 import threading
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Literal
@@ -29,6 +31,7 @@ from typing import Literal
 from pytest_agentsim.cassettes import RecordMode
 from pytest_agentsim.llm import Gateway
 from pytest_agentsim.llm import LLMConfig
+from pytest_agentsim.llm import ModelPrice
 from pytest_agentsim.llm import Sleep
 from pytest_agentsim.llm import Usage
 
@@ -58,6 +61,9 @@ class LLMSettings:
     agent_prompt: Path | None = None
     generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    secret_env: tuple[str, ...] = ()
+    secret_patterns: tuple[str, ...] = ()
 
     @property
     def any_model(self) -> bool:
@@ -74,6 +80,9 @@ class LLMRun:
             api_base=settings.api_base,
             api_key_env=settings.api_key_env,
             max_cost=settings.max_cost,
+            prices=dict(settings.prices),
+            secret_env=list(settings.secret_env),
+            secret_patterns=list(settings.secret_patterns),
         )
         self.gateway = Gateway(base, sleep=sleep)
 

@@ -251,6 +251,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("agentsim_cassettes", "Directory of LLM cassettes, relative to the ini file"),
     ):
         parser.addini(name, text, default="")
+    parser.addini(
+        "agentsim_prices",
+        "Lines 'model = input, output': USD per million prompt and completion tokens, for "
+        "models litellm does not price (wins over its price map)",
+        type="linelist",
+    )
+    parser.addini(
+        "agentsim_secret_env",
+        "Environment variables whose values are secrets, redacted from everything written "
+        "(besides *_API_KEY, *_TOKEN, *SECRET* and the API key's variable)",
+        type="linelist",
+    )
+    parser.addini(
+        "agentsim_secret_patterns",
+        "Regexes (one per line) of more text to redact from everything written",
+        type="linelist",
+    )
     parser.addini("agentsim_packs", "Policy pack files, relative to the ini file", type="paths")
     parser.addini(
         "agentsim_events", "Events snapshot files, relative to the ini file", type="paths"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from pytest_agentsim.llm import Redactor
 from pytest_agentsim.llm import run_sync
 from pytest_agentsim.llm_run import LLMRun
 from pytest_agentsim.llm_run import active
@@ -210,6 +211,7 @@ class SimulationRunner:
     max_turns: int = 20
     seed: int = 0
     llm: LLMRun | None = None
+    redactor: Redactor | None = None
     # The agent is kept beside its result so that its id() cannot be reused by another.
     _results: dict[tuple[str, str, int, int, str | None], tuple[Any, EventResult]] = field(
         default_factory=dict
@@ -257,7 +259,7 @@ class SimulationRunner:
         result.trial = trial
         if scope is not None:
             result.llm = scope.tally.tally()
-        return result
+        return self.redactor.result(result) if self.redactor is not None else result
 
     def _key(
         self, event: Event, trial: int, agent: Any, user_model: str | None

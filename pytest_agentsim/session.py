@@ -36,6 +36,7 @@ from pytest_agentsim.github import step_summary
 from pytest_agentsim.graph import PolicyGraph
 from pytest_agentsim.judging import Judge
 from pytest_agentsim.judging import judge_event
+from pytest_agentsim.llm import Redactor
 from pytest_agentsim.llm import usd
 from pytest_agentsim.llm_run import LLMRun
 from pytest_agentsim.llm_run import active
@@ -115,6 +116,7 @@ class AgentSimSession:
             self.packs[pack.domain] = pack
         llm_settings = self.settings.llm
         self.llm = LLMRun(llm_settings)
+        self.redactor = Redactor.for_config(self.llm.gateway.config)
         self.snapshot_writes: list[SnapshotWrite] = []
         event_paths = list(self.settings.events)
         if self.settings.generate:
@@ -166,6 +168,7 @@ class AgentSimSession:
             max_turns=self.settings.max_turns,
             seed=self.settings.seed,
             llm=self.llm,
+            redactor=self.redactor,
         )
 
     def regenerate(self, targets: dict[str, Path]) -> list[SnapshotWrite]:
@@ -532,16 +535,15 @@ class AgentSimSession:
                 if write.skipped
                 else ""
             )
-            short = (
-                f" (fewer than the {write.target} asked for: the pack yields no more distinct "
-                "events)"
-                if write.events < write.target
-                else ""
-            )
             lines.append(
-                f"{state} {display_path(write.path)}: {write.events} {write.domain} "
-                f"events{short}; {coverage}{skipped}"
+                f"{state} {display_path(write.path)}: {write.events} {write.domain} events; "
+                f"{coverage}{skipped}"
             )
+            if write.events < write.target:
+                lines.append(
+                    f"  note: {write.events} of the {write.target} events asked for "
+                    "(generation.count): the samples drawn gave no more distinct events"
+                )
             if write.llm is not None:
                 tally = write.llm
                 lines.append(
@@ -718,4 +720,4 @@ class UserDriver:
             )
             result = await judge_event(event, conversation, pack, self.session.judges)
         result.llm = scope.tally.tally()
-        return result
+        return self.session.redactor.result(result)

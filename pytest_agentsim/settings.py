@@ -7,15 +7,18 @@ and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from pytest_agentsim.gates import GateSettings
 from pytest_agentsim.gates import parse_rate
 from pytest_agentsim.gates import parse_thresholds
+from pytest_agentsim.llm import ModelPrice
 from pytest_agentsim.llm_run import INCONCLUSIVE_MODES
 from pytest_agentsim.llm_run import LLMSettings
 from pytest_agentsim.report import RESULTS_SCHEMA
@@ -168,7 +171,49 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         agent_prompt=agent_prompt,
         generate_model=_text_setting(config, "agentsim_generate_model")[0],
         inconclusive=inconclusive or "fail",
+        prices=_prices(config),
+        secret_env=tuple(
+            name for line in config.getini("agentsim_secret_env") for name in line.split()
+        ),
+        secret_patterns=_secret_patterns(config),
     )
+
+
+def _ini_where(config: pytest.Config, name: str) -> str:
+    return f"{name} in {display_path(config.inipath) if config.inipath else 'ini'}"
+
+
+def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
+    """``model = input, output`` lines: USD per million prompt and completion tokens."""
+    where = _ini_where(config, "agentsim_prices")
+    prices = {}
+    for line in config.getini("agentsim_prices"):
+        model, sep, values = line.rpartition("=")
+        parts = [part.strip().lstrip("$") for part in values.split(",")]
+        try:
+            if not sep or not model.strip() or len(parts) != 2:
+                raise ValueError
+            prices[model.strip()] = ModelPrice(
+                input_per_million=float(parts[0]), output_per_million=float(parts[1])
+            )
+        except (ValueError, ValidationError):
+            raise ConfigError(
+                f"{where}: expected 'model = input, output' (USD per million tokens, "
+                f"numbers >= 0), got {line.strip()!r}"
+            ) from None
+    return prices
+
+
+def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:
+    where = _ini_where(config, "agentsim_secret_patterns")
+    patterns = []
+    for line in config.getini("agentsim_secret_patterns"):
+        try:
+            re.compile(line)
+        except re.error as exc:
+            raise ConfigError(f"{where}: {line!r} is not a valid regex: {exc}") from None
+        patterns.append(line)
+    return tuple(patterns)
 
 
 def _rate_setting(config: pytest.Config, option: str) -> float | None:

@@ -21,6 +21,7 @@ from pytest_agentsim.fake_llm import RecordedRequest
 from pytest_agentsim.fake_llm import Reply
 from pytest_agentsim.generate import GenerationError
 from pytest_agentsim.generate import ModelGenerationFailed
+from pytest_agentsim.generate import SnapshotWrite
 from pytest_agentsim.generate import regenerate
 from pytest_agentsim.generate_llm import SYSTEM_PROMPT
 from pytest_agentsim.generate_llm import EventDraft
@@ -345,6 +346,18 @@ def test_a_failing_server_is_an_llm_error_reason(server: FakeLLMServer, pack: Po
 
 
 # ----------------------------------------------------------------------------- snapshots
+def regenerate_shop(
+    pack: PolicyPack, target: Path, gateway: Gateway, cache_dir: Path | None = None
+) -> list[SnapshotWrite]:
+    """The shop pack's snapshot regenerated with ``gateway``, at seed 5."""
+    return regenerate(
+        {"shop": pack},
+        {"shop": target},
+        registry=default_registry(),
+        seed=5,
+        gateway_for=lambda _pack: gateway,
+        cache_dir=cache_dir,
+    )
 
 
 def is_edge_scoring(request: RecordedRequest) -> bool:
@@ -375,14 +388,7 @@ def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
     target = tmp_path / "events" / "shop.generated.yaml"
     cache = tmp_path / "cache"
 
-    [write] = regenerate(
-        {"shop": pack},
-        {"shop": target},
-        registry=default_registry(),
-        seed=5,
-        gateway_for=lambda _pack: gateway,
-        cache_dir=cache,
-    )
+    [write] = regenerate_shop(pack, target, gateway, cache_dir=cache)
     loaded = load_events(target, packs={"shop": pack}, registry=default_registry())
     assert loaded.generated is not None
     assert loaded.generated.generator == f"llm:{MODEL}"
@@ -396,14 +402,7 @@ def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
     assert not any(KEY in json.dumps(r.body) for r in first)
 
     server.reset()
-    [again] = regenerate(
-        {"shop": pack},
-        {"shop": target},
-        registry=default_registry(),
-        seed=5,
-        gateway_for=lambda _pack: gateway,
-        cache_dir=cache,
-    )
+    [again] = regenerate_shop(pack, target, gateway, cache_dir=cache)
     second = server.completion_requests
     assert sum(map(is_edge_scoring, second)) == 0  # the edge scores came from the cache
     assert len(second) == len(first) - (len(pack.policies) - 1)  # the events were refilled
@@ -420,13 +419,7 @@ def test_a_model_outage_writes_nothing_and_says_why(
     target = tmp_path / "shop.generated.yaml"
     target.write_text("# the reviewed snapshot\n", encoding="utf-8")
     with pytest.raises(ModelGenerationFailed) as info:
-        regenerate(
-            {"shop": pack},
-            {"shop": target},
-            registry=default_registry(),
-            seed=5,
-            gateway_for=lambda _pack: gateway_for(server),
-        )
+        regenerate_shop(pack, target, gateway_for(server))
     message = str(info.value)
     assert re.fullmatch(
         r"\S*shop\.yaml: openai/fake-model failed on \d+ of \d+ samples "
@@ -445,13 +438,7 @@ def test_an_edge_scoring_failure_writes_nothing(
     server.reply_function = lambda request: Reply.server_error()
     target = tmp_path / "shop.generated.yaml"
     with pytest.raises(ModelGenerationFailed, match=r"scoring the policy graph's edges with "):
-        regenerate(
-            {"shop": pack},
-            {"shop": target},
-            registry=default_registry(),
-            seed=5,
-            gateway_for=lambda _pack: gateway_for(server),
-        )
+        regenerate_shop(pack, target, gateway_for(server))
     assert not target.exists()
 
 
@@ -470,13 +457,7 @@ def test_invalid_drafts_are_listed_in_the_snapshot(
 
     server.reply_function = stubborn
     target = tmp_path / "shop.generated.yaml"
-    [write] = regenerate(
-        {"shop": pack},
-        {"shop": target},
-        registry=default_registry(),
-        seed=5,
-        gateway_for=lambda _pack: gateway_for(server),
-    )
+    [write] = regenerate_shop(pack, target, gateway_for(server))
     loaded = load_events(target, packs={"shop": pack}, registry=default_registry())
     assert loaded.generated is not None
     assert write.skipped >= 1

@@ -315,3 +315,99 @@ def test_judge_server_failure_is_a_pytest_error(
     result.stdout.fnmatch_lines(
         ["*ERROR polite-greeting*", "*judge 'llm' failed: LLMError: *gave up after 4 attempts*"]
     )
+
+
+def test_configured_secrets_never_reach_a_report(
+    product: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets named in the ini file are redacted from every report, judged all the same."""
+    passphrase = "open-sesame-4242"
+    monkeypatch.setenv("NOTES_PASSPHRASE", passphrase)  # not named like a credential
+    events = product.path / "fixtures" / "events" / "notes.yaml"
+    events.write_text(
+        events.read_text().replace("please delete note a", f"{passphrase}: please delete note a")
+    )
+    ini = product.path / "pytest.ini"
+    ini.write_text(
+        ini.read_text()
+        + "agentsim_secret_env = NOTES_PASSPHRASE\n"
+        + "agentsim_secret_patterns =\n    SECRET plans\n"
+    )
+    inputs = set(product.path.rglob("*"))
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-json=results.json",
+        "--junitxml=junit.xml",
+        "--alluredir=allure-results",
+    )
+    # The judges saw the conversation as it was: the secret note read aloud is a violation.
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*VIOLATED*no-secrets*", "*TOP-[[]REDACTED[]]*"])
+    output = result.stdout.str() + result.stderr.str()
+    assert passphrase not in output and "SECRET plans" not in output
+    written = [path for path in product.path.rglob("*") if path.is_file() and path not in inputs]
+    assert {p.suffix for p in written} >= {".json", ".xml"}
+    assert any("allure-results" in p.parts for p in written)
+    for path in written:
+        text = path.read_text(errors="replace")
+        assert passphrase not in text and "SECRET plans" not in text, path
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        (
+            "agentsim_prices =\n    openai/x = 0.5\n",
+            "agentsim_prices in pytest.ini: expected 'model = input, output' (USD per million "
+            "tokens, numbers >= 0), got 'openai/x = 0.5'",
+        ),
+        (
+            "agentsim_prices =\n    openai/x = 1, -2\n",
+            "agentsim_prices in pytest.ini: expected 'model = input, output' *got 'openai/x = 1, -2'",
+        ),
+        (
+            "agentsim_secret_patterns =\n    acct-(\\d+\n",
+            "agentsim_secret_patterns in pytest.ini: 'acct-(\\\\d+' is not a valid regex: *",
+        ),
+    ],
+)
+def test_bad_price_and_secret_settings_are_usage_errors(
+    product: pytest.Pytester, ini: str, message: str
+) -> None:
+    path = product.path / "pytest.ini"
+    path.write_text(path.read_text() + ini)
+    result = product.runpytest("--agentsim")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_prices_from_the_ini_file_cost_the_calls(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    path = product.path / "pytest.ini"
+    path.write_text(
+        path.read_text()
+        + "agentsim_prices =\n    openai/fake-user = 1, 2\n    openai/fake-judge = $3, $4\n"
+    )
+    play = role_model()
+
+    def metered(request: RecordedRequest) -> Reply:
+        reply = play(request)
+        reply.prompt_tokens, reply.completion_tokens = 1000, 100
+        return reply
+
+    server.reply_function = metered
+    result = product.runpytest(
+        *llm_args(server, "--agentsim-record-mode=all", "--agentsim-json=results.json")
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    assert "LLM cost unknown" not in result.stdout.str()
+    judge_calls = sum(
+        "compliance auditor" in r.messages[0]["content"] for r in server.completion_requests
+    )
+    user_calls = len(server.completion_requests) - judge_calls
+    # USD per million tokens: the user 1 in, 2 out; the judge 3 in, 4 out.
+    expected = user_calls * (1000 * 1 + 100 * 2) / 1e6 + judge_calls * (1000 * 3 + 100 * 4) / 1e6
+    document = json.loads((product.path / "results.json").read_text())
+    assert document["cost"]["usd"] == pytest.approx(expected)
+    assert judge_calls == 3 and user_calls == 6
