@@ -343,8 +343,10 @@ def redact_data(data: Any, secrets: Sequence[str] = (), patterns: Sequence[str] 
             redact_data(key, secrets, patterns): redact_data(value, secrets, patterns)
             for key, value in data.items()
         }
-    if isinstance(data, (list, tuple)):
+    if isinstance(data, list):
         return [redact_data(item, secrets, patterns) for item in data]
+    if isinstance(data, tuple):
+        return tuple(redact_data(item, secrets, patterns) for item in data)
     return data
 
 
@@ -374,7 +376,8 @@ class Redactor:
         )
 
     def _model(self, model: T) -> T:
-        data = redact_data(model.model_dump(mode="json"), self.secrets, self.patterns)
+        # Python mode, not JSON: an int key or a tuple in a tool result stays what it was.
+        data = redact_data(model.model_dump(), self.secrets, self.patterns)
         return type(model).model_validate(data)
 
 

@@ -32,6 +32,7 @@ from pytest_agentsim.llm import LLMError
 from pytest_agentsim.llm import LLMRequest
 from pytest_agentsim.llm import LLMResponse
 from pytest_agentsim.llm import ModelPrice
+from pytest_agentsim.llm import Redactor
 from pytest_agentsim.llm import redact
 from pytest_agentsim.llm import retry_after
 from pytest_agentsim.llm import secret_values
@@ -445,6 +446,47 @@ def test_secret_values_and_redact(monkeypatch: pytest.MonkeyPatch) -> None:
         "key [REDACTED], header Authorization: [REDACTED] and "
         "raw [REDACTED], order [REDACTED], risk-assessment stays"
     )
+
+
+def test_a_redacted_result_keeps_its_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reports see the redacted copy; a test body's assertions on types still hold."""
+    from pytest_agentsim.models import Conversation
+    from pytest_agentsim.models import Event
+    from pytest_agentsim.models import EventResult
+    from pytest_agentsim.models import Message
+    from pytest_agentsim.models import PolicyResult
+    from pytest_agentsim.models import UserProfile
+    from pytest_agentsim.models import Verdict
+
+    monkeypatch.setenv("SHOP_PASSPHRASE", "open-sesame-4242")
+    redactor = Redactor.for_config(
+        LLMConfig(model="m", secret_env=["SHOP_PASSPHRASE"], secret_patterns=[r"ACCT-\d+"])
+    )
+    original = EventResult(
+        event=Event(id="ev-1", domain="shop", policies=["p"], user=UserProfile(script=["hi"])),
+        conversation=Conversation(
+            event_id="ev-1",
+            messages=[Message(role="user", content="pass open-sesame-4242, account ACCT-991")],
+            final_db={"orders": {1: {"items": ("a", "ACCT-991")}}},
+            stop_reason="script_done",
+        ),
+        policies=[
+            PolicyResult(
+                policy_id="p",
+                risk_category="Privacy",
+                severity="high",
+                outcome="violated",
+                listed=True,
+                verdicts=[Verdict(policy_id="p", outcome="violated", reason="said ACCT-991")],
+            )
+        ],
+    )
+    redacted = redactor.result(original)
+    assert redacted.conversation.messages[0].content == "pass [REDACTED], account [REDACTED]"
+    assert redacted.conversation.final_db == {"orders": {1: {"items": ("a", "[REDACTED]")}}}
+    assert redacted.policies[0].verdicts[0].reason == "said [REDACTED]"
+    assert redacted.event == original.event
+    assert "ACCT-991" in str(original.conversation.messages[0].content)  # judged as it was
 
 
 def test_a_bad_secret_pattern_is_a_config_error() -> None:
