@@ -562,6 +562,22 @@ def test_generate_model_records_then_replays_the_generation(
     )
     assert snapshot.read_text(encoding="utf-8") == text
 
+    # Staleness names the model that wrote the snapshot.
+    pack = product.path / "policies" / "notes.yaml"
+    pack.write_text(pack.read_text().replace("complexity: 3", "complexity: 4"))
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "    fixtures/events/notes.generated.yaml\n")
+    stale = product.runpytest("--agentsim")
+    assert stale.ret == pytest.ExitCode.USAGE_ERROR
+    stale.stderr.fnmatch_lines(
+        [
+            "ERROR: fixtures/events/notes.generated.yaml:*: stale snapshot: policies/notes.yaml "
+            "changed since these events were generated; regenerate with `pytest --agentsim "
+            "--agentsim-generate --agentsim-seed 0 --agentsim-generate-model=openai/fake-gen "
+            "--agentsim-record-mode=new_episodes` and review the diff"
+        ]
+    )
+
 
 def test_a_failing_model_is_a_usage_error_and_keeps_the_snapshot(
     product: pytest.Pytester, server: FakeLLMServer
