@@ -161,6 +161,8 @@ class Cassette:
         self._lock = threading.RLock()
         self.existed = self.path.exists()
         self._interactions: dict[str, Interaction] = self._load() if self.existed else {}
+        self._chunks: dict[str, str] = {}
+        self._chunks_redacted_with: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     # -- loading -------------------------------------------------------------------------
 
@@ -265,20 +267,40 @@ class Cassette:
             interaction = Interaction.model_validate({"key": request_key(request), **redacted})
             # In place when re-recorded (mode 'all'), so the file's order stays stable.
             self._interactions[interaction.key] = interaction
+            self._chunks.pop(interaction.key, None)
             self._write(secrets)
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write(self, secrets: Sequence[str]) -> None:
-        interactions = []
-        for interaction in self._interactions.values():
+    def _chunk(self, interaction: Interaction) -> str:
+        """One interaction as the YAML list item it is in the file."""
+        data = interaction.model_dump(mode="json")
+        key = data.pop("key")
+        if data["request"].get("sample") is None:
+            data["request"].pop("sample", None)
+        secrets, patterns = self._chunks_redacted_with
+        return dump_yaml([{"key": key, **redact_data(data, list(secrets), list(patterns))}])
+
+    def _text(self, secrets: Sequence[str]) -> str:
+        """The file's text: what ``dump_yaml`` makes of the whole document, built from one
+        cached chunk per interaction, so recording call n costs one chunk, not n."""
+        if not self._interactions:
+            return dump_yaml({"version": 1, "interactions": []})
+        redacted_with = (tuple(secrets), tuple(self._patterns))
+        if redacted_with != self._chunks_redacted_with:
             # Redacted again: a secret set after an entry was recorded goes too.
-            data = interaction.model_dump(mode="json")
-            key = data.pop("key")
-            if data["request"].get("sample") is None:
-                data["request"].pop("sample", None)
-            interactions.append({"key": key, **redact_data(data, secrets, self._patterns)})
-        text = dump_yaml({"version": 1, "interactions": interactions})
+            self._chunks.clear()
+            self._chunks_redacted_with = redacted_with
+        parts = ["interactions:\n"]
+        for key, interaction in self._interactions.items():
+            if key not in self._chunks:
+                self._chunks[key] = self._chunk(interaction)
+            parts.append(self._chunks[key])
+        parts.append("version: 1\n")
+        return "".join(parts)
+
+    def _write(self, secrets: Sequence[str]) -> None:
+        text = self._text(secrets)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
         handle, temporary = tempfile.mkstemp(

@@ -311,6 +311,44 @@ def test_every_recorded_call_is_written_atomically(
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
+def recording(text: str) -> tuple[LLMRequest, LLMResponse]:
+    """A request and its response, as the gateway hands them to a cassette."""
+    response = LLMResponse(
+        message={"role": "assistant", "content": f"answer to:\n{text}"},
+        model="openai/fake-model",
+        prompt_tokens=3,
+        completion_tokens=4,
+    )
+    return request(f"question\n{text}\n  indented: [1, 2]", model="openai/fake-model"), response
+
+
+def test_the_file_is_the_canonical_dump_however_it_grew(path: Path) -> None:
+    """Each call writes one new chunk; the file stays exactly what dumping it whole gives."""
+    from pytest_agentsim.cassettes import dump_yaml
+
+    cassette = Cassette(path, "all")
+    for n in range(12):
+        cassette.record(*recording(f"call {n}"))
+    cassette.record(*recording("call 3"))  # re-recorded in place
+    text = path.read_text(encoding="utf-8")
+    assert dump_yaml(yaml.safe_load(text)) == text
+    assert [i["request"]["messages"][0]["content"].split("\n")[1] for i in recorded(path)] == [
+        f"call {n}" for n in range(12)
+    ]
+    # A secret known only now is redacted from what was recorded before it, too.
+    cassette.add_secrets(["call 7"])
+    cassette.record(*recording("call 12"))
+    text = path.read_text(encoding="utf-8")
+    assert "call 7" not in text and "call 6" in text
+    assert dump_yaml(yaml.safe_load(text)) == text
+    # A cassette loaded from the file writes it back the same way.
+    again = Cassette(path, "new_episodes")
+    again.record(*recording("call 13"))
+    assert dump_yaml(yaml.safe_load(path.read_text(encoding="utf-8"))) == path.read_text(
+        encoding="utf-8"
+    )
+
+
 def test_concurrent_calls_all_get_recorded(server: FakeLLMServer, path: Path) -> None:
     gw = gateway(server, path, "new_episodes", concurrency=4)
 
