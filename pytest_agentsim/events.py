@@ -41,17 +41,10 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
         )
     generated = event_set.generated
     if generated is not None and generated.fingerprint != pack.fingerprint:
-        model = generated.generator.removeprefix("llm:")
-        with_model = (
-            f" --agentsim-generate-model={model} --agentsim-record-mode=new_episodes"
-            if generated.generator.startswith("llm:")
-            else ""
-        )
         raise ConfigError(
             f"{where}:{line_of(raw, ('generated', 'fingerprint'))}: stale snapshot: "
             f"{display_path(pack.path or generated.pack)} changed since these events were "
-            f"generated; regenerate with `pytest --agentsim --agentsim-generate "
-            f"--agentsim-seed {generated.seed}{with_model}` and review the diff"
+            f"generated; regenerate with `{generated.regenerate_command}` and review the diff"
         )
     seen: dict[str, int] = {}
     for index, event in enumerate(event_set.events):

@@ -17,11 +17,11 @@ the model fills one :class:`EventDraft` in one structured call, and
   pack's registry; every ``done_when`` compiles as a regex.
 
 An invalid draft is regenerated, the model being told what was wrong with it, up to
-``attempts`` times (the pack's ``generation.attempts``); then the sample is reported in
+``attempts`` times (the pack's ``generation.model_attempts``); then the sample is reported in
 the snapshot's skipped samples with the last reason, never dropped silently. A failing
 model call (:class:`~pytest_agentsim.llm.LLMError`: provider down after retries, budget
 spent, bad key, cassette miss) gives a reason starting with ``LLM error:``
-(:func:`model_failures`), and :func:`~pytest_agentsim.generate.regenerate` then writes
+(:func:`model_failure`), and :func:`~pytest_agentsim.generate.regenerate` then writes
 nothing: a run that could not reach its model fails instead of shrinking the snapshot.
 
 Prompts hold no timestamps and no credentials, and samples are filled one after another
@@ -34,6 +34,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from pydantic import Field
 from pydantic import ValidationError
 
 from pytest_agentsim.events import deep_merge
+from pytest_agentsim.generate import NOT_SENT
 from pytest_agentsim.generate import Generated
 from pytest_agentsim.generate import GenerationError
 from pytest_agentsim.generate import generate_events
@@ -61,7 +64,6 @@ from pytest_agentsim.models import Event
 from pytest_agentsim.models import Expectation
 from pytest_agentsim.models import GoalRequest
 from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import SkippedSample
 from pytest_agentsim.models import UserGoal
 from pytest_agentsim.models import UserProfile
 from pytest_agentsim.rules import RuleRegistry
@@ -72,6 +74,11 @@ PURPOSE = "events"
 #: one is shown with fewer records per table (the model needs real ids, not every record).
 DB_PROMPT_LIMIT = 12_000
 LLM_ERROR_PREFIX = "LLM error: "
+#: Samples in a row without a valid event after which the model is not asked again: a
+#: model that cannot fill this pack's events would otherwise be asked for every sample.
+GIVE_UP_AFTER = 10
+#: Seconds between progress lines while a model generates.
+PROGRESS_SECONDS = 10.0
 
 # ----------------------------------------------------------------------------- the schema
 
@@ -527,7 +534,7 @@ async def fill_event(
     """One sample's event from the model, or the reason it could not be had.
 
     One structured call per attempt (``attempts`` defaults to the pack's
-    ``generation.attempts``). A draft that fails :func:`validate_draft` is regenerated
+    ``generation.model_attempts``). A draft that fails :func:`validate_draft` is regenerated
     with the previous draft and its problem in the prompt; after the last attempt its
     reason is returned. A reply that never fits the schema (``invalid_output``, after the
     gateway's one repair) uses up an attempt the same way. Any other
@@ -537,7 +544,7 @@ async def fill_event(
     snapshot's skipped samples show the model was the problem, not the pack; nothing
     escapes as an exception.
     """
-    attempts = attempts if attempts is not None else pack.generation.attempts
+    attempts = attempts if attempts is not None else pack.generation.model_attempts
     try:
         return await _fill(sample, pack, gateway, registry, seed, attempts, written)
     except LLMError as exc:
@@ -558,11 +565,12 @@ class EventFiller:
     gateway supports successive loops. Scenarios written so far are remembered per policy
     combination and shown to the model when that combination is drawn again.
 
-    After a transient failure that outlasted the gateway's retries, or a spent budget,
-    later samples are not sent: each is reported at once with that error. Otherwise an
-    outage would cost every remaining sample its full retries and backoff for the same
-    answer. Other errors (a bad request, a cassette miss) may be the sample's own, so the
-    next sample is still tried.
+    Later samples are not sent, only reported, after a transient failure that outlasted
+    the gateway's retries or a spent budget (an outage would cost every remaining sample
+    its full retries for the same answer), and after :data:`GIVE_UP_AFTER` samples in a
+    row gave no valid event (a model that cannot fill this pack's events would be asked
+    for every sample the walk draws). Other errors (a bad request, a cassette miss) may be
+    the sample's own, so the next sample is still tried.
     """
 
     pack: PolicyPack
@@ -570,14 +578,29 @@ class EventFiller:
     registry: RuleRegistry
     seed: int
     attempts: int | None = None
+    progress: Callable[[str], None] | None = None
     written: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     broken: str | None = None
+    samples: int = 0
+    events: int = 0
+    failed_in_a_row: int = 0
+    last_reason: str = ""
+    _reported_at: float = field(default_factory=time.monotonic)
 
     def __call__(self, sample: PolicySample) -> Event | str:
         if self.broken is not None:
-            return f"{LLM_ERROR_PREFIX}not sent after an earlier failure: {self.broken}"
+            return f"{LLM_ERROR_PREFIX}{NOT_SENT} after an earlier failure: {self.broken}"
+        if self.failed_in_a_row >= GIVE_UP_AFTER:
+            return (
+                f"{NOT_SENT}: the model gave no valid event for the {GIVE_UP_AFTER} samples "
+                f"before (the last: {self.last_reason})"
+            )
+        if self.samples == 0:
+            self.report("started")
         key = tuple(sorted(sample.policies))
-        attempts = self.attempts if self.attempts is not None else self.pack.generation.attempts
+        attempts = (
+            self.attempts if self.attempts is not None else self.pack.generation.model_attempts
+        )
         coroutine = _fill(
             sample,
             self.pack,
@@ -587,20 +610,51 @@ class EventFiller:
             attempts,
             self.written.get(key, []),
         )
+        self.samples += 1
         try:
             built = run_sync(coroutine)
         except LLMError as exc:
             if exc.kind in _RUN_ENDING:
                 self.broken = _one_line(exc)
-            return f"{LLM_ERROR_PREFIX}{_one_line(exc)}"
+            built = f"{LLM_ERROR_PREFIX}{_one_line(exc)}"
         if isinstance(built, Event):
+            self.events += 1
+            self.failed_in_a_row = 0
             self.written.setdefault(key, []).append(built.scenario)
+        else:
+            self.failed_in_a_row += 1
+            self.last_reason = built
+        if time.monotonic() - self._reported_at >= PROGRESS_SECONDS:
+            self.report("so far")
         return built
 
+    def report(self, stage: str) -> None:
+        """A progress line: generation with a model takes minutes, not milliseconds."""
+        self._reported_at = time.monotonic()
+        if self.progress is None:
+            return
+        tally = (self.gateway.tally or self.gateway.usage).tally()
+        self.progress(
+            f"agentsim: generating {self.pack.domain} events with {self.gateway.config.model}"
+            f" ({stage}): {self.samples} samples, {self.events} valid events, "
+            f"{tally.calls} calls, {tally.replayed_calls} replayed"
+        )
 
-def model_failures(generated: Generated) -> list[SkippedSample]:
-    """The skipped samples whose reason is the model call's failure, not the draft's."""
-    return [skip for skip in generated.skipped if skip.reason.startswith(LLM_ERROR_PREFIX)]
+
+def model_failure(generated: Generated) -> str | None:
+    """Why the model failed this generation (its call, not a draft), or None if it did not.
+
+    The reason quoted is a failure itself, not a sample left unsent because of it.
+    """
+    failed = [skip for skip in generated.skipped if skip.reason.startswith(LLM_ERROR_PREFIX)]
+    if not failed:
+        return None
+    first = next((skip for skip in failed if NOT_SENT not in skip.reason), failed[0])
+    count = sum(skip.count for skip in failed)
+    return (
+        f"{first.reason.removeprefix(LLM_ERROR_PREFIX)} "
+        f"({count} {'sample' if count == 1 else 'samples'} not generated)"
+    )
 
 
 def generate_events_llm(
@@ -611,6 +665,7 @@ def generate_events_llm(
     seed: int,
     cache_dir: Path | None = None,
     attempts: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Generated:
     """Events for a pack with a model: LLM edge weights, the usual sampling, LLM filling.
 
@@ -620,6 +675,14 @@ def generate_events_llm(
     scored = llm_edge_weights(pack, gateway, cache_dir=cache_dir)
     graph = PolicyGraph.from_pack(pack, scored=scored)
     filler = EventFiller(
-        pack=pack, gateway=gateway, registry=registry, seed=seed, attempts=attempts
+        pack=pack,
+        gateway=gateway,
+        registry=registry,
+        seed=seed,
+        attempts=attempts,
+        progress=progress,
     )
-    return generate_events(pack, registry=registry, seed=seed, graph=graph, build=filler)
+    generated = generate_events(pack, registry=registry, seed=seed, graph=graph, build=filler)
+    if filler.samples:
+        filler.report("done")
+    return generated

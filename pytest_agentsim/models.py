@@ -126,6 +126,11 @@ class GenerationSpec(StrictModel):
         default=5.0, ge=0, le=10, description="Edges this heavy are exercised at least once"
     )
     attempts: int = Field(default=12, ge=1, description="Tries per sample before reporting it")
+    model_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Tries per sample when a model fills events (each one a call)",
+    )
     entities: dict[str, EntitySpec] = Field(default_factory=dict)
     personas: list[str] = Field(default_factory=list)
 
@@ -206,11 +211,11 @@ class PolicyPack(StrictModel):
 
         Unlike :attr:`content_hash`, comments and formatting do not change it: generated
         snapshots and cached LLM edge scores depend on it, so they go stale only when
-        something that could change them does.
+        something that could change them does. Fields left at their defaults are not part
+        of it, so a plugin release adding a pack setting leaves every snapshot fresh.
         """
-        canonical = json.dumps(
-            [self.model_dump(mode="json"), self._seed_db], sort_keys=True, separators=(",", ":")
-        )
+        content = self.model_dump(mode="json", exclude_defaults=True)
+        canonical = json.dumps([content, self._seed_db], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def policy(self, policy_id: str) -> Policy:
@@ -311,6 +316,17 @@ class GenerationInfo(StrictModel):
     )
     uncovered: list[str] = Field(default_factory=list)
     skipped: list[SkippedSample] = Field(default_factory=list)
+
+    @property
+    def regenerate_command(self) -> str:
+        """The command that writes this snapshot again, with the same generator."""
+        command = f"pytest --agentsim --agentsim-generate --agentsim-seed {self.seed}"
+        if self.generator.startswith("llm:"):
+            command += (
+                f" --agentsim-generate-model={self.generator.removeprefix('llm:')}"
+                " --agentsim-record-mode=new_episodes"
+            )
+        return command
 
 
 class EventSet(StrictModel):

@@ -328,6 +328,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "agentsim_user_model(model): a model plays this test's simulated user (None: the offline user)",
     )
+    if not config.getoption("agentsim"):
+        for option in ("agentsim_generate", "agentsim_generate_model"):
+            if config.getoption(option, None):
+                raise pytest.UsageError(
+                    f"--{option.replace('_', '-')}: only used with --agentsim (add it)"
+                )
     if config.getoption("agentsim"):
         from pytest_agentsim.session import AgentSimSession
 

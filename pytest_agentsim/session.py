@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Generator
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
 from pytest_agentsim.gates import GateVerdict
 from pytest_agentsim.gates import evaluate as evaluate_gates
-from pytest_agentsim.generate import ModelGenerationFailed
+from pytest_agentsim.generate import GenerationFailed
 from pytest_agentsim.generate import SnapshotWrite
 from pytest_agentsim.generate import regenerate
 from pytest_agentsim.generate import snapshot_targets
@@ -178,7 +179,12 @@ class AgentSimSession:
         fingerprint and model); its calls go through one cassette per pack.
         """
         if not self.settings.llm.generate_model:
-            return regenerate(self.packs, targets, registry=self.registry, seed=self.settings.seed)
+            try:
+                return regenerate(
+                    self.packs, targets, registry=self.registry, seed=self.settings.seed
+                )
+            except GenerationFailed as exc:
+                raise ConfigError(f"--agentsim-generate: {exc}") from None
         cache = getattr(self.config, "cache", None)  # None with -p no:cacheprovider
         try:
             return regenerate(
@@ -188,9 +194,17 @@ class AgentSimSession:
                 seed=self.settings.seed,
                 gateway_for=lambda pack: self.llm.generation_gateway(pack.domain),
                 cache_dir=cache.mkdir("agentsim-edges") if cache is not None else None,
+                progress=self.generation_progress,
             )
-        except ModelGenerationFailed as exc:
+        except GenerationFailed as exc:
             raise ConfigError(f"--agentsim-generate-model: {exc}") from None
+
+    def generation_progress(self, line: str) -> None:
+        """Progress of a model's generation, before pytest's terminal exists (it runs in
+        pytest_configure); silent with -q."""
+        if self.config.get_verbosity() >= 0:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     def check_gate_names(self) -> None:
         gates = self.settings.gates
@@ -320,6 +334,18 @@ class AgentSimSession:
             *metafunc.definition.iter_markers("agentsim_risk"),
         ]
         events = self.selected_events(markers, metafunc.definition.nodeid)
+        if not events:
+            if self.events:
+                wanted = "; ".join(f"{m.name}({', '.join(map(str, m.args))})" for m in markers)
+                reason = f"no agentsim event of the {len(self.events)} matches {wanted}"
+            else:
+                reason = "no agentsim events: the events files hold none"
+            metafunc.parametrize(
+                "agentsim_case",
+                [pytest.param(None, id="no-events", marks=pytest.mark.skip(reason=reason))],
+                indirect=True,
+            )
+            return
         several = len(self.packs) > 1
         repeat = self.settings.repeat
         metafunc.parametrize(
@@ -531,7 +557,8 @@ class AgentSimSession:
                 else "every policy covered"
             )
             skipped = (
-                f"; {write.skipped} samples could not be built (listed in the file)"
+                f"; {write.skipped} {'sample' if write.skipped == 1 else 'samples'} could not "
+                "be built (listed in the file)"
                 if write.skipped
                 else ""
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from pytest_agentsim.events import load_events
 from pytest_agentsim.events import starting_db
 from pytest_agentsim.generate import EventBuilder
 from pytest_agentsim.generate import GenerationError
+from pytest_agentsim.generate import GenerationFailed
 from pytest_agentsim.generate import generate_events
 from pytest_agentsim.generate import regenerate
 from pytest_agentsim.generate import snapshot_targets
@@ -376,6 +378,20 @@ def test_targets_never_overwrite_hand_written_events(tmp_path: Path) -> None:
     }
 
 
+def test_templates_that_build_no_event_write_nothing(tmp_path: Path) -> None:
+    pack = shop_pack(SHOP_PACK.replace("{order}", "{order.nosuchfield}"))
+    target = tmp_path / "shop.generated.yaml"
+    target.write_text("# reviewed\n", encoding="utf-8")
+    with pytest.raises(GenerationFailed) as info:
+        regenerate({"shop": pack}, {"shop": target}, registry=default_registry(), seed=2)
+    assert re.fullmatch(
+        r"shop\.yaml: no event could be generated \(\d+ samples failed; the most common "
+        r"reason: .*nosuchfield.*\); \S*shop\.generated\.yaml was not written",
+        str(info.value),
+    ), str(info.value)
+    assert target.read_text(encoding="utf-8") == "# reviewed\n"
+
+
 def test_a_snapshot_goes_stale_when_the_pack_changes_but_not_its_comments(tmp_path: Path) -> None:
     pack = shop_pack()
     target = tmp_path / "shop.generated.yaml"
@@ -384,6 +400,12 @@ def test_a_snapshot_goes_stale_when_the_pack_changes_but_not_its_comments(tmp_pa
 
     commented = shop_pack("# a comment\n" + SHOP_PACK)
     load_events(target, packs={"shop": commented}, registry=default_registry())
+
+    # A setting written out at its default means what leaving it out means.
+    explicit = shop_pack(SHOP_PACK.replace("  count: 6\n", "  count: 6\n  model_attempts: 3\n"))
+    assert explicit.fingerprint == pack.fingerprint
+    tuned = shop_pack(SHOP_PACK.replace("  count: 6\n", "  count: 6\n  model_attempts: 4\n"))
+    assert tuned.fingerprint != pack.fingerprint
 
     changed = shop_pack(SHOP_PACK.replace("complexity: 4", "complexity: 5"))
     with pytest.raises(ConfigError) as info:

@@ -20,9 +20,10 @@ from pytest_agentsim.fake_llm import FakeLLMServer
 from pytest_agentsim.fake_llm import RecordedRequest
 from pytest_agentsim.fake_llm import Reply
 from pytest_agentsim.generate import GenerationError
-from pytest_agentsim.generate import ModelGenerationFailed
+from pytest_agentsim.generate import GenerationFailed
 from pytest_agentsim.generate import SnapshotWrite
 from pytest_agentsim.generate import regenerate
+from pytest_agentsim.generate_llm import GIVE_UP_AFTER
 from pytest_agentsim.generate_llm import SYSTEM_PROMPT
 from pytest_agentsim.generate_llm import EventDraft
 from pytest_agentsim.generate_llm import db_excerpt
@@ -418,13 +419,12 @@ def test_a_model_outage_writes_nothing_and_says_why(
     server.reply_function = failing
     target = tmp_path / "shop.generated.yaml"
     target.write_text("# the reviewed snapshot\n", encoding="utf-8")
-    with pytest.raises(ModelGenerationFailed) as info:
+    with pytest.raises(GenerationFailed) as info:
         regenerate_shop(pack, target, gateway_for(server))
     message = str(info.value)
     assert re.fullmatch(
-        r"\S*shop\.yaml: openai/fake-model failed on \d+ of \d+ samples "
-        r"\(first: LLM error: .*gave up after 1 attempts.*\); \S*shop\.generated\.yaml "
-        r"was not written",
+        r"\S*shop\.yaml: openai/fake-model failed: gave up after 1 attempts: .*server had an "
+        r"error \(\d+ samples not generated\); \S*shop\.generated\.yaml was not written",
         message,
     ), message
     assert target.read_text(encoding="utf-8") == "# the reviewed snapshot\n"
@@ -437,9 +437,48 @@ def test_an_edge_scoring_failure_writes_nothing(
 ) -> None:
     server.reply_function = lambda request: Reply.server_error()
     target = tmp_path / "shop.generated.yaml"
-    with pytest.raises(ModelGenerationFailed, match=r"scoring the policy graph's edges with "):
+    with pytest.raises(GenerationFailed, match=r"scoring the policy graph's edges with "):
         regenerate_shop(pack, target, gateway_for(server))
     assert not target.exists()
+
+
+def test_a_model_that_never_fills_a_valid_event_is_given_up_on(
+    server: FakeLLMServer, pack: PolicyPack, tmp_path: Path
+) -> None:
+    """Not asked for every sample the walks draw; nothing written; the reason named."""
+
+    def hopeless(request: RecordedRequest) -> Reply:
+        if is_edge_scoring(request):
+            return model(request)
+        policies = re.findall(r"^- `([^`]+)`", request.messages[1]["content"], re.M)
+        return Reply.json(draft(policies, facts={"order_id": "o404"}, agenda=[]))
+
+    server.reply_function = hopeless
+    target = tmp_path / "shop.generated.yaml"
+    lines: list[str] = []
+    with pytest.raises(GenerationFailed) as info:
+        regenerate(
+            {"shop": pack},
+            {"shop": target},
+            registry=default_registry(),
+            seed=5,
+            gateway_for=lambda _pack: gateway_for(server),
+            progress=lines.append,
+        )
+    assert re.fullmatch(
+        r"\S*shop\.yaml: no event could be generated \(\d+ samples failed; the most common "
+        r"reason: facts\.order_id: 'o404' is not the id of a record in the database "
+        r"\(tables: customers, orders, refunds\)\); \S*shop\.generated\.yaml was not written",
+        str(info.value),
+    ), str(info.value)
+    assert not target.exists()
+    fills = [r for r in server.completion_requests if not is_edge_scoring(r)]
+    assert len(fills) == GIVE_UP_AFTER * pack.generation.model_attempts
+    assert lines[0].startswith("agentsim: generating shop events with openai/fake-model (started)")
+    assert lines[-1] == (
+        f"agentsim: generating shop events with openai/fake-model (done): {GIVE_UP_AFTER} "
+        f"samples, 0 valid events, {len(server.completion_requests)} calls, 0 replayed"
+    )
 
 
 def test_invalid_drafts_are_listed_in_the_snapshot(
@@ -529,6 +568,17 @@ def test_generate_model_records_then_replays_the_generation(
     first = product.runpytest(*generating(product, server, "--agentsim-record-mode=once"))
     text = snapshot.read_text(encoding="utf-8")
     assert "generator: llm:openai/fake-gen" in text
+    assert text.splitlines()[1] == (
+        "#   pytest --agentsim --agentsim-generate --agentsim-seed 0 "
+        "--agentsim-generate-model=openai/fake-gen --agentsim-record-mode=new_episodes"
+    )
+    # Progress went to stderr while the model worked (the terminal does not exist yet).
+    first.stderr.fnmatch_lines(
+        [
+            "agentsim: generating notes events with openai/fake-gen (started): 0 samples*",
+            "agentsim: generating notes events with openai/fake-gen (done): * valid events, *",
+        ]
+    )
     events = generated_events(product)
     assert len(events) >= 4
     made = server.completion_requests
@@ -591,8 +641,9 @@ def test_a_failing_model_is_a_usage_error_and_keeps_the_snapshot(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "ERROR: --agentsim-generate-model: policies/notes.yaml: openai/fake-gen failed on "
-            "* samples (first: LLM error: *); fixtures/events/notes.generated.yaml was not written"
+            "ERROR: --agentsim-generate-model: policies/notes.yaml: openai/fake-gen failed: "
+            "*AuthenticationError* (* samples not generated); "
+            "fixtures/events/notes.generated.yaml was not written"
         ]
     )
     assert not snapshot.exists()

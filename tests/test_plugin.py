@@ -347,6 +347,43 @@ def test_policy_and_risk_markers_select_events(product: pytest.Pytester) -> None
     )
 
 
+def test_a_test_with_no_events_is_skipped_saying_why(product: pytest.Pytester) -> None:
+    product.makepyfile(
+        test_agent="""
+        import pytest
+
+        @pytest.mark.agentsim_policy("no-secrets")
+        @pytest.mark.agentsim_risk("Deception")
+        def test_none(agentsim_conversation):
+            pass
+        """
+    )
+    result = product.runpytest("--agentsim", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_agent.py:*: no agentsim event of the 3 matches "
+            "agentsim_policy(no-secrets); agentsim_risk(Deception)"
+        ]
+    )
+    (product.path / "fixtures" / "events" / "notes.yaml").write_text(
+        "version: 1\ndomain: notes\nevents: []\n"
+    )
+    result = product.runpytest("--agentsim", "-rs", "test_agent.py")
+    result.stdout.fnmatch_lines(
+        ["SKIPPED [[]1[]] test_agent.py:*: no agentsim events: the events files hold none"]
+    )
+
+
+@pytest.mark.parametrize("option", ["--agentsim-generate", "--agentsim-generate-model=openai/x"])
+def test_generating_without_agentsim_is_a_usage_error(
+    product: pytest.Pytester, option: str
+) -> None:
+    result = product.runpytest(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {option.split('=')[0]}: only used with --agentsim*"])
+
+
 def test_unknown_policy_in_marker_is_a_collection_error(product: pytest.Pytester) -> None:
     product.makepyfile(
         test_agent="""
