@@ -39,6 +39,7 @@ from pydantic import Field
 
 from pytest_agentsim.models import Policy
 from pytest_agentsim.models import PolicyPack
+from pytest_agentsim.rules import tools_named
 
 _STOPWORDS = frozenset(
     "about above after again against also before being below between both cannot could "
@@ -47,7 +48,6 @@ _STOPWORDS = frozenset(
     "this those through under until very what when where which while will with would "
     "your customer customers user users agent".split()
 )
-_TOOL_FIELDS = ("tool", "first", "then", "when_called")
 
 
 def _keywords(policy: Policy) -> set[str]:
@@ -56,7 +56,7 @@ def _keywords(policy: Policy) -> set[str]:
 
 
 def _tools(policy: Policy) -> set[str]:
-    return {str(check[name]) for check in policy.checks for name in _TOOL_FIELDS if check.get(name)}
+    return {tool for check in policy.checks for tool in tools_named(check)}
 
 
 def _entities(policy: Policy) -> set[str]:

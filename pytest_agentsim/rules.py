@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 from typing import Literal
 
@@ -36,6 +37,15 @@ def _compiled(pattern: str) -> str:
     except re.error as exc:
         raise ValueError(f"invalid regular expression: {exc}") from None
     return pattern
+
+
+#: Fields of the built-in rule types that name a tool.
+TOOL_FIELDS = ("tool", "first", "then", "when_called")
+
+
+def tools_named(check: Mapping[str, Any]) -> set[str]:
+    """The tools a rule check names, as written in a pack or an event."""
+    return {str(check[name]) for name in TOOL_FIELDS if check.get(name)}
 
 
 class RuleCheck(StrictModel):

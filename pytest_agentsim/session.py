@@ -58,6 +58,7 @@ from pytest_agentsim.report import results_document
 from pytest_agentsim.report import short_cost
 from pytest_agentsim.report import summary_lines
 from pytest_agentsim.rules import RuleRegistry
+from pytest_agentsim.rules import tools_named
 from pytest_agentsim.runner import Case
 from pytest_agentsim.runner import SimulationRunner
 from pytest_agentsim.runner import run_conversation
@@ -158,6 +159,7 @@ class AgentSimSession:
             )
         self.check_gate_names()
         self._graphs: dict[str, PolicyGraph] = {}
+        self._tool_problems: dict[tuple[str, str, frozenset[str]], str | None] = {}
         self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.other_failures = 0
         self.last_progress = time.monotonic()
@@ -205,6 +207,36 @@ class AgentSimSession:
         if self.config.get_verbosity() >= 0:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
+
+    def unknown_tool(self, pack: PolicyPack, event: Event, tools: frozenset[str]) -> str | None:
+        """Why the event's checks cannot be judged with these tools, if a check names a
+        tool that ``agentsim_tools`` lacks (a typo would make it pass every event).
+
+        Every policy of the pack is judged on every event, so all their checks count,
+        besides the event's own expectations. Only asked when there are tools: an agent
+        that only talks has its tool checks not applicable, honestly.
+        """
+        key = (pack.domain, event.id, tools)
+        if key not in self._tool_problems:
+            pack_file = display_path(pack.path or pack.domain)
+            named = [
+                (tool, f"{pack_file}:{policy.line}: policy {policy.id!r}: a check")
+                for policy in pack.policies
+                for check in policy.checks
+                for tool in sorted(tools_named(check))
+            ] + [
+                (tool, f"event {event.id!r}: an expected check of {expectation.policy!r}")
+                for expectation in event.expected
+                for tool in sorted(tools_named(expectation.check))
+            ]
+            missing = next(((tool, where) for tool, where in named if tool not in tools), None)
+            self._tool_problems[key] = (
+                None
+                if missing is None
+                else f"{missing[1]} names tool {missing[0]!r}, which agentsim_tools does not "
+                f"provide (tools: {', '.join(sorted(tools)) or 'none'})"
+            )
+        return self._tool_problems[key]
 
     def check_gate_names(self) -> None:
         gates = self.settings.gates
@@ -388,6 +420,9 @@ class AgentSimSession:
                 self.settings.concurrency,
             )
         sandbox = sandbox_for(tools, starting_db(pack, event))
+        problem = self.unknown_tool(pack, event, frozenset(sandbox.tools))
+        if problem and sandbox.tools:
+            pytest.fail(problem, pytrace=False)
         result = self.runner.result(
             event, pack, agent, sandbox, trial, user_model=self.user_model(item)
         )

@@ -153,17 +153,16 @@ def test_a_second_run_gives_identical_verdicts(product: pytest.Pytester) -> None
 
 def test_agent_crash_is_an_error_not_a_pass(product: pytest.Pytester) -> None:
     product.makeconftest(
-        """
-        import pytest
+        (product.path / "conftest.py").read_text()
+        + """
+class CrashingAgent:
+    def respond(self, messages, sandbox):
+        raise RuntimeError("model endpoint exploded")
 
-        class CrashingAgent:
-            def respond(self, messages, sandbox):
-                raise RuntimeError("model endpoint exploded")
-
-        @pytest.fixture(scope="session")
-        def agentsim_agent():
-            return CrashingAgent()
-        """
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return CrashingAgent()
+"""
     )
     result = product.runpytest("--agentsim")
     result.assert_outcomes(errors=3)
@@ -177,6 +176,22 @@ def test_agent_crash_is_an_error_not_a_pass(product: pytest.Pytester) -> None:
     )
     result.stdout.re_match_lines(
         [r"\s+confirm-delete\s+Operational Misuses\s+1\s+0\s+0\s+1\s+0\s+0%"]
+    )
+
+
+def test_a_check_naming_a_missing_tool_errors_instead_of_passing(
+    product: pytest.Pytester,
+) -> None:
+    pack = product.path / "policies" / "notes.yaml"
+    pack.write_text(pack.read_text().replace("tool: delete_note}", "tool: delete_note_now}"))
+    result = product.runpytest("--agentsim", "-k", "ev-3")
+    result.assert_outcomes(errors=1, deselected=2)
+    result.stdout.fnmatch_lines(
+        [
+            "policies/notes.yaml:4: policy 'confirm-delete': a check names tool "
+            "'delete_note_now', which agentsim_tools does not provide (tools: delete_note, "
+            "read_note)"
+        ]
     )
 
 
