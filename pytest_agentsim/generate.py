@@ -97,18 +97,24 @@ class GenerationFailed(Exception):
 # ----------------------------------------------------------------------------- templates
 
 
-def placeholders(value: Any) -> set[str]:
-    """The names (entities and choices) a template value refers to."""
-    found: set[str] = set()
+def placeholder_refs(value: Any) -> set[tuple[str, str | None]]:
+    """The (name, field) pairs a template value refers to: ``{order.total}`` is
+    ``("order", "total")``, ``{order}`` is ``("order", None)``."""
+    found: set[tuple[str, str | None]] = set()
     if isinstance(value, str):
-        found.update(m.group(1) for m in PLACEHOLDER.finditer(value) if m.group(1))
+        found.update((m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(value) if m.group(1))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            found |= placeholders(key) | placeholders(item)
+            found |= placeholder_refs(key) | placeholder_refs(item)
     elif isinstance(value, list):
         for item in value:
-            found |= placeholders(item)
+            found |= placeholder_refs(item)
     return found
+
+
+def placeholders(value: Any) -> set[str]:
+    """The names (entities and choices) a template value refers to."""
+    return {name for name, _ in placeholder_refs(value)}
 
 
 @dataclass

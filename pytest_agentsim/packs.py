@@ -7,6 +7,7 @@ the line, the policy and what was expected; unknown keys are errors, not ignored
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,40 @@ def pack_taxonomy(pack: PolicyPack, base: RiskTaxonomy | None = None) -> RiskTax
     return (base or RiskTaxonomy()).extended(pack.risk_taxonomy)
 
 
+def _entity_fields(pack: PolicyPack) -> dict[str, set[str]]:
+    """Entity -> the fields ``{entity.field}`` may name: those of its table's records in
+    the seed database, and those any variant's ``db`` override sets in that table.
+
+    Entities whose table holds no records (or is not a table of records) are left out:
+    nothing is known of their fields, so nothing is rejected.
+    """
+    set_by_variants: dict[str, set[str]] = {}
+    for policy in pack.policies:
+        for variant in policy.scenario.variants:
+            for table, records in variant.db.items():
+                if isinstance(records, Mapping):
+                    for record in records.values():
+                        if isinstance(record, Mapping):
+                            set_by_variants.setdefault(table, set()).update(map(str, record))
+    fields: dict[str, set[str]] = {}
+    for name, spec in pack.generation.entities.items():
+        rows = pack.seed_db.get(spec.table)
+        if isinstance(rows, Mapping):
+            records = list(rows.values())
+        elif isinstance(rows, list):
+            records = rows
+        else:
+            continue
+        known = {str(key) for record in records if isinstance(record, Mapping) for key in record}
+        if known:
+            fields[name] = known | set_by_variants.get(spec.table, set())
+    return fields
+
+
 def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRegistry) -> None:
     """Scenario templates may only name declared entities and choices, and known checks."""
     from pytest_agentsim.generate import TemplateContext
+    from pytest_agentsim.generate import placeholder_refs
     from pytest_agentsim.generate import placeholders
 
     where = display_path(path)
@@ -143,8 +175,16 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                 f"'{{{undeclared}}}' must name an entity declared before it "
                 f"({', '.join(sorted(earlier)) or 'none'})"
             )
+    fields = _entity_fields(pack)
     for p_index, policy in enumerate(pack.policies):
         prefix = f"policy {policy.id!r}: "
+        strangers = [name for name in policy.scenario.entities if name not in entities]
+        if entities and strangers:
+            raise ConfigError(
+                f"{where}:{line_of(raw, ('policies', p_index, 'scenario', 'entities'))}: "
+                f"{prefix}scenario.entities names {strangers[0]!r}, which is not an entity of "
+                f"generation.entities ({', '.join(entities)})"
+            )
         for v_index, variant in enumerate(policy.scenario.variants):
             loc = ("policies", p_index, "scenario", "variants", v_index)
             known = set(entities) | set(variant.choose)
@@ -158,7 +198,16 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                     item.model_dump() if hasattr(item, "model_dump") else item
                     for item in (value if isinstance(value, list) else [value])
                 ]
-                unknown = placeholders(dumped) - known
+                refs = placeholder_refs(dumped)
+                unknown = {name for name, _ in refs} - known
+                for name, attribute in sorted(refs, key=str):
+                    if attribute and name in fields and attribute not in fields[name]:
+                        raise ConfigError(
+                            f"{where}:{line_of(raw, (*loc, field_name))}: {prefix}variant "
+                            f"{variant.name!r}: {field_name} names '{{{name}.{attribute}}}', "
+                            f"but no record of {entities[name].table} has a field "
+                            f"{attribute!r} (fields: {', '.join(sorted(fields[name]))})"
+                        )
                 if field_name == "where":
                     unknown |= set(variant.where) - set(entities)
                 if unknown:

@@ -264,6 +264,24 @@ def test_a_template_naming_an_unknown_entity_is_a_pack_error() -> None:
     )
 
 
+def test_a_template_naming_an_unknown_field_is_a_pack_error() -> None:
+    message = pack_error(SHOP_PACK.replace("(${order.total})", "(${order.totl})"))
+    assert message == (
+        "shop.yaml:14: policy 'refund-limit': variant 'big-order': text names '{order.totl}', "
+        "but no record of orders has a field 'totl' (fields: customer, status, total)"
+    )
+
+
+def test_scenario_entities_must_be_declared() -> None:
+    text = SHOP_PACK.replace(
+        "    scenario:\n", "    scenario:\n      entities: [customer, ordr]\n", 1
+    )
+    assert pack_error(text) == (
+        "shop.yaml:11: policy 'refund-limit': scenario.entities names 'ordr', which is not an "
+        "entity of generation.entities (customer, order)"
+    )
+
+
 def test_an_entity_table_must_exist() -> None:
     message = pack_error(
         SHOP_PACK.replace("customer: {table: customers}", "customer: {table: clients}")
@@ -379,14 +397,14 @@ def test_targets_never_overwrite_hand_written_events(tmp_path: Path) -> None:
 
 
 def test_templates_that_build_no_event_write_nothing(tmp_path: Path) -> None:
-    pack = shop_pack(SHOP_PACK.replace("{order}", "{order.nosuchfield}"))
+    pack = shop_pack(SHOP_PACK.replace('where: {customer: "{customer}"}', "where: {total: -1}"))
     target = tmp_path / "shop.generated.yaml"
     target.write_text("# reviewed\n", encoding="utf-8")
     with pytest.raises(GenerationFailed) as info:
         regenerate({"shop": pack}, {"shop": target}, registry=default_registry(), seed=2)
     assert re.fullmatch(
         r"shop\.yaml: no event could be generated \(\d+ samples failed; the most common "
-        r"reason: .*nosuchfield.*\); \S*shop\.generated\.yaml was not written",
+        r"reason: .*no record.*\); \S*shop\.generated\.yaml was not written",
         str(info.value),
     ), str(info.value)
     assert target.read_text(encoding="utf-8") == "# reviewed\n"
