@@ -689,13 +689,16 @@ def regenerate(
                 )
             tally = (gateway.tally or gateway.usage).tally()
         if not generated.events:
-            tried = sum(skip.count for skip in generated.skipped)
-            tried_reasons = [s for s in generated.skipped if NOT_SENT not in s.reason]
-            common = max(tried_reasons, key=lambda skip: skip.count, default=None)
+            tried = [skip for skip in generated.skipped if NOT_SENT not in skip.reason]
+            failed = sum(skip.count for skip in tried)
+            unsent = sum(skip.count for skip in generated.skipped) - failed
+            common = max(tried, key=lambda skip: skip.count, default=None)
+            counts = f"{failed} {'sample' if failed == 1 else 'samples'} failed" + (
+                f", {unsent} not sent" if unsent else ""
+            )
             why = f"; the most common reason: {common.reason}" if common else ""
             raise GenerationFailed(
-                f"{where}: no event could be generated ({tried} "
-                f"{'sample' if tried == 1 else 'samples'} failed{why}); "
+                f"{where}: no event could be generated ({counts}{why}); "
                 f"{display_path(path)} was not written"
             )
         document = snapshot_document(

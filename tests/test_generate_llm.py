@@ -466,7 +466,8 @@ def test_a_model_that_never_fills_a_valid_event_is_given_up_on(
             progress=lines.append,
         )
     assert re.fullmatch(
-        r"\S*shop\.yaml: no event could be generated \(\d+ samples failed; the most common "
+        r"\S*shop\.yaml: no event could be generated \(\d+ samples failed, \d+ "
+        r"not sent; the most common "
         r"reason: facts\.order_id: 'o404' is not the id of a record in the database "
         r"\(tables: customers, orders, refunds\)\); \S*shop\.generated\.yaml was not written",
         str(info.value),
