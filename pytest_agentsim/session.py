@@ -663,6 +663,13 @@ class AgentSimSession:
         """The run's budget and pricing problems (this process's calls: xdist workers' own)."""
         usage = self.llm.usage
         lines = []
+        generation = [write.llm for write in self.snapshot_writes if write.llm is not None]
+        if generation:
+            total = sum(generation[1:], generation[0])
+            lines.append(
+                f"event generation (not counted above): {usd(total.cost_usd)}, "
+                f"{total.calls} LLM calls, {total.replayed_calls} replayed from cassettes"
+            )
         if usage.budget_refusals:
             lines.append(
                 f"LLM budget: {usd(self.settings.llm.max_cost or 0)} spent after {usage.calls} calls; "

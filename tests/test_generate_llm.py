@@ -591,6 +591,13 @@ def test_generate_model_records_then_replays_the_generation(
             f"  by openai/fake-gen: {len(made)} LLM calls, 0 replayed from cassettes, *",
         ]
     )
+    # The summary's cost is the conversations'; generation's is named apart.
+    first.stdout.fnmatch_lines(
+        [
+            "cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)",
+            f"event generation (not counted above): $0.00, {len(made)} LLM calls, 0 replayed *",
+        ]
+    )
     # The hand-written events and the generated ones all ran.
     assert sum(first.parseoutcomes().get(k, 0) for k in ("passed", "failed")) == 3 + len(events)
     assert (product.path / "fixtures" / "cassettes" / "notes" / "_generation.yaml").exists()
