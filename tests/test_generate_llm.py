@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -348,7 +349,11 @@ def test_a_failing_server_is_an_llm_error_reason(server: FakeLLMServer, pack: Po
 
 # ----------------------------------------------------------------------------- snapshots
 def regenerate_shop(
-    pack: PolicyPack, target: Path, gateway: Gateway, cache_dir: Path | None = None
+    pack: PolicyPack,
+    target: Path,
+    gateway: Gateway,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[SnapshotWrite]:
     """The shop pack's snapshot regenerated with ``gateway``, at seed 5."""
     return regenerate(
@@ -358,7 +363,13 @@ def regenerate_shop(
         seed=5,
         gateway_for=lambda _pack: gateway,
         cache_dir=cache_dir,
+        progress=progress,
     )
+
+
+def prompt_policies(request: RecordedRequest) -> list[str]:
+    """The policy ids an event-filling prompt asks for, in its order."""
+    return re.findall(r"^- `([^`]+)`", request.messages[1]["content"], re.M)
 
 
 def is_edge_scoring(request: RecordedRequest) -> bool:
@@ -372,7 +383,7 @@ def model(request: RecordedRequest) -> Reply:
         return Reply.json({"scores": [{"policy": p, "weight": 7} for p in listed]})
     assert request.messages[0]["content"] == SYSTEM_PROMPT
     prompt = request.messages[1]["content"]
-    policies = re.findall(r"^- `([^`]+)`", prompt, re.M)
+    policies = prompt_policies(request)
     written = prompt.split("## Already written")[-1].count("\n- ") if "## Already" in prompt else 0
     return Reply.json(draft(policies, scenario=f"Situation {written} of {'+'.join(policies)}."))
 
@@ -450,21 +461,14 @@ def test_a_model_that_never_fills_a_valid_event_is_given_up_on(
     def hopeless(request: RecordedRequest) -> Reply:
         if is_edge_scoring(request):
             return model(request)
-        policies = re.findall(r"^- `([^`]+)`", request.messages[1]["content"], re.M)
+        policies = prompt_policies(request)
         return Reply.json(draft(policies, facts={"order_id": "o404"}, agenda=[]))
 
     server.reply_function = hopeless
     target = tmp_path / "shop.generated.yaml"
     lines: list[str] = []
     with pytest.raises(GenerationFailed) as info:
-        regenerate(
-            {"shop": pack},
-            {"shop": target},
-            registry=default_registry(),
-            seed=5,
-            gateway_for=lambda _pack: gateway_for(server),
-            progress=lines.append,
-        )
+        regenerate_shop(pack, target, gateway_for(server), progress=lines.append)
     assert re.fullmatch(
         r"\S*shop\.yaml: no event could be generated \(\d+ samples failed, \d+ "
         r"not sent; the most common "
@@ -490,7 +494,7 @@ def test_invalid_drafts_are_listed_in_the_snapshot(
     def stubborn(request: RecordedRequest) -> Reply:
         if is_edge_scoring(request):
             return model(request)
-        policies = re.findall(r"^- `([^`]+)`", request.messages[1]["content"], re.M)
+        policies = prompt_policies(request)
         if "greet" in policies:
             return Reply.json(draft(policies, facts={"order_id": "o404"}, agenda=[]))
         return model(request)
@@ -526,7 +530,7 @@ def notes_model(request: RecordedRequest) -> Reply:
     if is_edge_scoring(request):
         return model(request)
     prompt = request.messages[1]["content"]
-    policies = re.findall(r"^- `([^`]+)`", prompt, re.M)
+    policies = prompt_policies(request)
     written = prompt.split("## Already written")[-1].count("\n- ") if "## Already" in prompt else 0
     return Reply.json(
         {
