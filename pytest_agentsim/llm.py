@@ -439,10 +439,16 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
+    """``Name: message`` on one line; litellm's own ``litellm.Name: Name:`` prefixes of
+    the message are dropped (they only repeat the name)."""
+    name = type(exc).__name__
     text = " ".join(str(exc).split())
+    for prefix in (f"litellm.{name}: ", f"{name}: "):
+        while text.startswith(prefix):
+            text = text[len(prefix) :]
     if len(text) > 300:
         text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}"
+    return f"{name}: {text}"
 
 
 def _plain(value: Any) -> Any:

@@ -197,8 +197,10 @@ def test_giving_up_after_max_attempts(server: FakeLLMServer) -> None:
         ask(gw)
     assert info.value.kind == "transient"
     message = str(info.value)
-    assert message.startswith("openai/fake-model: gave up after 3 attempts: InternalServerError")
-    assert "\n" not in message
+    assert message == (
+        "openai/fake-model: gave up after 3 attempts: InternalServerError: OpenAIException - "
+        "fake LLM: the server had an error"
+    )
     assert len(server.completion_requests) == 3
     assert len(sleeps.waits) == 2
     assert sleeps.waits[1] > sleeps.waits[0] - 1  # exponential (up to 1 s jitter)
