@@ -411,6 +411,8 @@ def generate_events(
     seed: int,
     graph: PolicyGraph | None = None,
     build: BuildEvent | None = None,
+    prefetch: Callable[[Sequence[PolicySample]], None] | None = None,
+    window: int = 1,
 ) -> Generated:
     """Events for a pack: a coverage set first, then seeded walks up to ``count`` events.
 
@@ -421,7 +423,9 @@ def generate_events(
     ``build`` makes one sample's event (default: the pack's templates,
     :meth:`EventBuilder.try_build`); the model's filler plugs in here, so both generators
     share this sampling. Samples are built one after another, in a seeded order, so the
-    result only depends on what ``build`` answers.
+    result only depends on what ``build`` answers. ``prefetch``, if given, is handed each
+    next ``window`` of coverage and walk samples before they are built (a model fills
+    them concurrently); it must not change what ``build`` answers.
     """
     spec = pack.generation
     graph = graph or PolicyGraph.from_pack(pack)
@@ -454,7 +458,12 @@ def generate_events(
                 reason = built
         _record_skip(skipped, policies, reason)
 
-    for sample in coverage.samples:
+    def ahead(samples: Sequence[PolicySample], index: int) -> None:
+        if prefetch is not None and index % window == 0:
+            prefetch(samples[index : index + window])
+
+    for index, sample in enumerate(coverage.samples):
+        ahead(coverage.samples, index)
         add_shrinking(sample.policies)
     needed = Counter({p: spec.coverage_k for p in pack.policy_ids})
     needed.subtract(p for event in events.values() for p in event.policies)
@@ -467,9 +476,10 @@ def generate_events(
             if add(_sample(graph, [policy_id, *partner])):
                 needed[policy_id] -= 1
     walks = graph.sample(spec.count * 10, seed=f"events:{seed}", complexity=(low, high))
-    for sample in walks:
+    for index, sample in enumerate(walks):
         if len(events) >= spec.count:
             break
+        ahead(walks, index)
         add_shrinking(sample.policies)
     counts = Counter(p for event in events.values() for p in event.policies)
     uncovered = [
@@ -633,6 +643,7 @@ def regenerate(
     gateway_for: Callable[[PolicyPack], Gateway] | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    concurrency: int = 1,
 ) -> list[SnapshotWrite]:
     """Generate every pack's events and write the snapshots.
 
@@ -674,6 +685,7 @@ def regenerate(
                     seed=seed,
                     cache_dir=cache_dir,
                     progress=progress,
+                    concurrency=concurrency,
                 )
             except LLMError as exc:
                 raise GenerationFailed(

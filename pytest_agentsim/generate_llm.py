@@ -24,13 +24,15 @@ spent, bad key, cassette miss) gives a reason starting with ``LLM error:``
 (:func:`model_failure`), and :func:`~pytest_agentsim.generate.regenerate` then writes
 nothing: a run that could not reach its model fails instead of shrinking the snapshot.
 
-Prompts hold no timestamps and no credentials, and samples are filled one after another
-in the seeded sampling order: the same replies give the same snapshot, and recorded
-calls replay from a cassette.
+Prompts hold no timestamps and no credentials, and each sample is asked what it would be
+asked in the seeded sampling order, whether samples are filled one at a time or several
+at once (:meth:`EventFiller.prefetch`): the same replies give the same snapshot, and
+recorded calls replay from a cassette at any concurrency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -579,6 +581,7 @@ class EventFiller:
     seed: int
     attempts: int | None = None
     progress: Callable[[str], None] | None = None
+    concurrency: int = 1
     written: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     broken: str | None = None
     samples: int = 0
@@ -586,6 +589,62 @@ class EventFiller:
     failed_in_a_row: int = 0
     last_reason: str = ""
     _reported_at: float = field(default_factory=time.monotonic)
+    #: sample policies -> (the scenarios its prompt showed, what the model gave)
+    _prefetched: dict[tuple[str, ...], tuple[list[str], Event | str | LLMError]] = field(
+        default_factory=dict
+    )
+
+    def _attempts(self) -> int:
+        return self.attempts if self.attempts is not None else self.pack.generation.model_attempts
+
+    async def _outcome(
+        self, sample: PolicySample, written: Sequence[str]
+    ) -> Event | str | LLMError:
+        try:
+            return await _fill(
+                sample,
+                self.pack,
+                self.gateway,
+                self.registry,
+                self.seed,
+                self._attempts(),
+                written,
+            )
+        except LLMError as exc:
+            return exc
+
+    def prefetch(self, samples: Sequence[PolicySample]) -> None:
+        """Fill upcoming samples ``concurrency`` at a time, ahead of their turn.
+
+        Each is asked exactly what it would be asked in its turn (the scenarios written so
+        far for its combination), and :meth:`__call__` uses the answer only if that is
+        still so; otherwise it asks again. So results do not depend on the concurrency,
+        and a recording replays at any concurrency. At most a window of calls is spent
+        past a point where one at a time would have stopped asking.
+        """
+        if self.broken is not None or self.failed_in_a_row >= GIVE_UP_AFTER:
+            return
+        todo: dict[tuple[str, ...], tuple[PolicySample, list[str]]] = {}
+        for sample in samples:
+            if sample.policies not in self._prefetched and sample.policies not in todo:
+                written = list(self.written.get(tuple(sorted(sample.policies)), []))
+                todo[sample.policies] = (sample, written)
+        if len(todo) < 2:
+            return
+
+        async def fill_all() -> list[Event | str | LLMError]:
+            limit = asyncio.Semaphore(self.concurrency)
+
+            async def one(sample: PolicySample, written: list[str]) -> Event | str | LLMError:
+                async with limit:
+                    return await self._outcome(sample, written)
+
+            return await asyncio.gather(*(one(*item) for item in todo.values()))
+
+        for (policies, (_, written)), outcome in zip(
+            todo.items(), run_sync(fill_all()), strict=True
+        ):
+            self._prefetched[policies] = (written, outcome)
 
     def __call__(self, sample: PolicySample) -> Event | str:
         if self.broken is not None:
@@ -598,25 +657,19 @@ class EventFiller:
         if self.samples == 0:
             self.report("started")
         key = tuple(sorted(sample.policies))
-        attempts = (
-            self.attempts if self.attempts is not None else self.pack.generation.model_attempts
-        )
-        coroutine = _fill(
-            sample,
-            self.pack,
-            self.gateway,
-            self.registry,
-            self.seed,
-            attempts,
-            self.written.get(key, []),
-        )
+        written = self.written.get(key, [])
         self.samples += 1
-        try:
-            built = run_sync(coroutine)
-        except LLMError as exc:
-            if exc.kind in _RUN_ENDING:
-                self.broken = _one_line(exc)
-            built = f"{LLM_ERROR_PREFIX}{_one_line(exc)}"
+        ahead = self._prefetched.pop(sample.policies, None)
+        if ahead is not None and ahead[0] == written:
+            outcome = ahead[1]
+        else:
+            outcome = run_sync(self._outcome(sample, written))
+        if isinstance(outcome, LLMError):
+            if outcome.kind in _RUN_ENDING:
+                self.broken = _one_line(outcome)
+            built: Event | str = f"{LLM_ERROR_PREFIX}{_one_line(outcome)}"
+        else:
+            built = outcome
         if isinstance(built, Event):
             self.events += 1
             self.failed_in_a_row = 0
@@ -666,6 +719,7 @@ def generate_events_llm(
     cache_dir: Path | None = None,
     attempts: int | None = None,
     progress: Callable[[str], None] | None = None,
+    concurrency: int = 1,
 ) -> Generated:
     """Events for a pack with a model: LLM edge weights, the usual sampling, LLM filling.
 
@@ -681,8 +735,17 @@ def generate_events_llm(
         seed=seed,
         attempts=attempts,
         progress=progress,
+        concurrency=concurrency,
     )
-    generated = generate_events(pack, registry=registry, seed=seed, graph=graph, build=filler)
+    generated = generate_events(
+        pack,
+        registry=registry,
+        seed=seed,
+        graph=graph,
+        build=filler,
+        prefetch=filler.prefetch if concurrency > 1 else None,
+        window=concurrency,
+    )
     if filler.samples:
         filler.report("done")
     return generated

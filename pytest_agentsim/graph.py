@@ -18,6 +18,7 @@ same seed gives the same samples across processes and xdist workers.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 import itertools
@@ -390,26 +391,37 @@ def llm_edge_weights(
         if cache.exists():
             stored = json.loads(cache.read_text(encoding="utf-8"))
             return {(a, b): float(w) for a, b, w in stored["edges"]}
-    weights: dict[tuple[str, str], float] = {}
     policies = pack.policies
+    asks = []
     for index, policy in enumerate(policies[:-1]):
         others = policies[index + 1 :]
         listing = "\n".join(f"- {o.id}: {o.description.strip()}" for o in others)
-        messages = [
-            {
-                "role": "system",
-                "content": "You estimate how likely two business policies of a customer-service "
-                "agent come up in the same conversation, from 0 (never) to 10 (almost always). "
-                "Answer with JSON only.",
-            },
-            {
-                "role": "user",
-                "content": f"Policy {policy.id}: {policy.description.strip()}\n\n"
-                f"Score it against each of these policies:\n{listing}\n\n"
-                'Reply as {"scores": [{"policy": "<id>", "weight": <0-10>}, ...]}.',
-            },
-        ]
-        scored, _ = gateway.structured(messages, EdgeScores)
+        asks.append(
+            [
+                {
+                    "role": "system",
+                    "content": "You estimate how likely two business policies of a "
+                    "customer-service agent come up in the same conversation, from 0 (never) "
+                    "to 10 (almost always). Answer with JSON only.",
+                },
+                {
+                    "role": "user",
+                    "content": f"Policy {policy.id}: {policy.description.strip()}\n\n"
+                    f"Score it against each of these policies:\n{listing}\n\n"
+                    'Reply as {"scores": [{"policy": "<id>", "weight": <0-10>}, ...]}.',
+                },
+            ]
+        )
+
+    from pytest_agentsim.llm import run_sync
+
+    async def score_all() -> list[Any]:
+        # The calls are independent: in flight together, up to the gateway's limit.
+        return await asyncio.gather(*(gateway.astructured(m, EdgeScores) for m in asks))
+
+    weights: dict[tuple[str, str], float] = {}
+    for index, (scored, _) in enumerate(run_sync(score_all()) if asks else []):
+        policy, others = policies[index], policies[index + 1 :]
         known = {o.id for o in others}
         for item in scored.scores:
             if item.policy in known:

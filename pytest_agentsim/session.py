@@ -197,6 +197,7 @@ class AgentSimSession:
                 gateway_for=lambda pack: self.llm.generation_gateway(pack.domain),
                 cache_dir=cache.mkdir("agentsim-edges") if cache is not None else None,
                 progress=self.generation_progress,
+                concurrency=self.settings.concurrency,
             )
         except GenerationFailed as exc:
             raise ConfigError(f"--agentsim-generate-model: {exc}") from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,37 @@ def test_llm_edges_cost_at_most_one_call_per_policy_and_none_when_cached(
     # Declared edges still win over scored ones.
     assert graph.weight("refund-window", "confirm-before-write") == 9
     assert graph.weight("human-transfer", "refund-window") == 7
+
+
+def test_llm_edges_are_scored_concurrently_and_kept_apart(
+    server: FakeLLMServer, tmp_path: Path
+) -> None:
+    """The n-1 calls are in flight together; each answer scores its own policy's edges."""
+    pack = load_pack(ROOT / "policies" / "airline.yaml", registry=default_registry())
+    ids = [policy.id for policy in pack.policies]
+
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+
+    def slow_first(request: RecordedRequest) -> Reply:
+        scorer = request.messages[-1]["content"].split(":", 1)[0].removeprefix("Policy ")
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.02 * (len(ids) - ids.index(scorer)))  # the first asked answers last
+        with lock:
+            in_flight[0] -= 1
+        listed = re.findall(r"^- ([^:\s]+):", request.messages[-1]["content"], re.M)
+        weight = len(scorer) % 11  # tells each scorer's answers apart
+        return Reply.json({"scores": [{"policy": p, "weight": weight} for p in listed]})
+
+    server.reply_function = slow_first
+    gateway = Gateway(LLMConfig(model="openai/fake-model", api_base=server.base_url))
+    weights = llm_edge_weights(pack, gateway)
+    for i, scorer in enumerate(ids[:-1]):
+        for other in ids[i + 1 :]:
+            assert weights[tuple(sorted((scorer, other)))] == len(scorer) % 11
+    assert in_flight[1] > 1
 
 
 EXTRACTED = {

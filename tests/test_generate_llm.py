@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,6 +357,7 @@ def regenerate_shop(
     gateway: Gateway,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    concurrency: int = 1,
 ) -> list[SnapshotWrite]:
     """The shop pack's snapshot regenerated with ``gateway``, at seed 5."""
     return regenerate(
@@ -364,6 +368,7 @@ def regenerate_shop(
         gateway_for=lambda _pack: gateway,
         cache_dir=cache_dir,
         progress=progress,
+        concurrency=concurrency,
     )
 
 
@@ -386,6 +391,46 @@ def model(request: RecordedRequest) -> Reply:
     policies = prompt_policies(request)
     written = prompt.split("## Already written")[-1].count("\n- ") if "## Already" in prompt else 0
     return Reply.json(draft(policies, scenario=f"Situation {written} of {'+'.join(policies)}."))
+
+
+def test_concurrent_filling_gives_the_same_snapshot(
+    server: FakeLLMServer, pack: PolicyPack, tmp_path: Path
+) -> None:
+    """Events are filled several at a time, and the snapshot is what one at a time gives."""
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+
+    def slow_model(request: RecordedRequest) -> Reply:
+        if is_edge_scoring(request):  # always several at a time: they are independent
+            return model(request)
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        return model(request)
+
+    server.reply_function = slow_model
+    # Enough events that combinations come up again (their prompts show what was written).
+    (tmp_path / "shop.yaml").write_text(
+        SHOP_PACK.replace("count: 3", "count: 9\n  coverage_k: 2"), encoding="utf-8"
+    )
+    pack = load_pack(tmp_path / "shop.yaml", registry=default_registry())
+    one_at_a_time = tmp_path / "one.yaml"
+    regenerate_shop(pack, one_at_a_time, gateway_for(server))
+    assert in_flight[1] == 1
+    asked_one_at_a_time = [json.dumps(r.messages) for r in server.completion_requests]
+
+    server.reset()
+    in_flight[1] = 0
+    four = tmp_path / "four.yaml"
+    regenerate_shop(pack, four, gateway_for(server), concurrency=4)
+    assert in_flight[1] > 1
+    assert four.read_bytes() == one_at_a_time.read_bytes()
+    asked_four = [json.dumps(r.messages) for r in server.completion_requests]
+    # Every question of the sequential run was asked, the same way (so recordings replay).
+    assert not Counter(asked_one_at_a_time) - Counter(asked_four)
 
 
 def test_regenerate_with_a_model_writes_a_loadable_llm_snapshot(
@@ -639,6 +684,27 @@ def test_generate_model_records_then_replays_the_generation(
             "--agentsim-record-mode=new_episodes` and review the diff"
         ]
     )
+
+
+def test_a_generation_recorded_concurrently_replays_one_at_a_time(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = notes_model
+    recorded = product.runpytest(
+        *generating(product, server, "--agentsim-record-mode=once", "--agentsim-concurrency=3")
+    )
+    recorded.stdout.fnmatch_lines(["wrote fixtures/events/notes.generated.yaml: *"])
+    snapshot = (product.path / "fixtures" / "events" / "notes.generated.yaml").read_bytes()
+    offline = generating(product, server, "-p", "no:cacheprovider")
+    server.stop()
+    replayed = product.runpytest(*offline)
+    replayed.stdout.fnmatch_lines(
+        [
+            "unchanged fixtures/events/notes.generated.yaml: *",
+            "  by openai/fake-gen: 0 LLM calls, * replayed from cassettes, *",
+        ]
+    )
+    assert (product.path / "fixtures" / "events" / "notes.generated.yaml").read_bytes() == snapshot
 
 
 def test_a_failing_model_is_a_usage_error_and_keeps_the_snapshot(
