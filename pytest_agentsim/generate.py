@@ -24,7 +24,7 @@ Everything is seeded with string seeds (same seed, same events in every process)
 the snapshot is written with sorted keys and content-derived ids, so ``--agentsim-generate
 --agentsim-seed 7`` twice gives byte-identical files.
 
-With a model (``regenerate(..., gateway=...)``), the sampling here stays the same and only
+With a model (``regenerate(..., gateway_for=...)``), the sampling here stays the same and only
 the per-sample builder changes: :mod:`pytest_agentsim.generate_llm` has the model fill
 each event and validates it the way this module validates a rendered template.
 """
