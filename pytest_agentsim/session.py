@@ -180,13 +180,7 @@ class AgentSimSession:
         The model's edge scores are cached in pytest's cache directory (by pack
         fingerprint and model); its calls go through one cassette per pack.
         """
-        if not self.settings.llm.generate_model:
-            try:
-                return regenerate(
-                    self.packs, targets, registry=self.registry, seed=self.settings.seed
-                )
-            except GenerationFailed as exc:
-                raise ConfigError(f"--agentsim-generate: {exc}") from None
+        model = self.settings.llm.generate_model
         cache = getattr(self.config, "cache", None)  # None with -p no:cacheprovider
         try:
             return regenerate(
@@ -194,13 +188,16 @@ class AgentSimSession:
                 targets,
                 registry=self.registry,
                 seed=self.settings.seed,
-                gateway_for=lambda pack: self.llm.generation_gateway(pack.domain),
-                cache_dir=cache.mkdir("agentsim-edges") if cache is not None else None,
+                gateway_for=(lambda pack: self.llm.generation_gateway(pack.domain))
+                if model
+                else None,
+                cache_dir=cache.mkdir("agentsim-edges") if model and cache is not None else None,
                 progress=self.generation_progress,
                 concurrency=self.settings.concurrency,
             )
         except GenerationFailed as exc:
-            raise ConfigError(f"--agentsim-generate-model: {exc}") from None
+            option = "--agentsim-generate-model" if model else "--agentsim-generate"
+            raise ConfigError(f"{option}: {exc}") from None
 
     def generation_progress(self, line: str) -> None:
         """Progress of a model's generation, before pytest's terminal exists (it runs in
@@ -214,7 +211,7 @@ class AgentSimSession:
         tool that ``agentsim_tools`` lacks (a typo would make it pass every event).
 
         Every policy of the pack is judged on every event, so all their checks count,
-        besides the event's own expectations. Only asked when there are tools: an agent
+        besides the event's own expectations. Asked only when there are tools: an agent
         that only talks has its tool checks not applicable, honestly.
         """
         key = (pack.domain, event.id, tools)
@@ -421,8 +418,7 @@ class AgentSimSession:
                 self.settings.concurrency,
             )
         sandbox = sandbox_for(tools, starting_db(pack, event))
-        problem = self.unknown_tool(pack, event, frozenset(sandbox.tools))
-        if problem and sandbox.tools:
+        if sandbox.tools and (problem := self.unknown_tool(pack, event, frozenset(sandbox.tools))):
             pytest.fail(problem, pytrace=False)
         result = self.runner.result(
             event, pack, agent, sandbox, trial, user_model=self.user_model(item)

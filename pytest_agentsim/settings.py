@@ -179,13 +179,9 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
     )
 
 
-def _ini_where(config: pytest.Config, name: str) -> str:
-    return f"{name} in {display_path(config.inipath) if config.inipath else 'ini'}"
-
-
 def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
     """``model = input, output`` lines: USD per million prompt and completion tokens."""
-    where = _ini_where(config, "agentsim_prices")
+    where = _where(config, "agentsim_prices", True)
     prices = {}
     for line in config.getini("agentsim_prices"):
         model, sep, values = line.rpartition("=")
@@ -205,7 +201,7 @@ def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
 
 
 def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:
-    where = _ini_where(config, "agentsim_secret_patterns")
+    where = _where(config, "agentsim_secret_patterns", True)
     patterns = []
     for line in config.getini("agentsim_secret_patterns"):
         try:
