@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_agentsim.cassettes import Cassette
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm import LLMResponse
+from pytest_agentsim.llm.cassettes import Cassette
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.messages import LLMResponse
 
 CALLS = 400
 WINDOW = 50

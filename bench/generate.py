@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.generate import regenerate
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
+from pytest_agentsim.generation.snapshots import regenerate
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.packs.loading import load_pack
 
 LATENCY = 0.1
 POLICIES = ["greet", "verify", "refund-limit", "open-orders", "no-codes", "handoff"]

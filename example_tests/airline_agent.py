@@ -20,8 +20,8 @@ from dataclasses import field
 from datetime import datetime
 from typing import Any
 
-from pytest_agentsim.runner import tool_call
-from pytest_agentsim.sandbox import ToolSandbox
+from pytest_agentsim.simulation.runner import tool_call
+from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 REFUND_WINDOW_HOURS = 72  # BUG (refund-window): the policy's window is 24 hours.
 

@@ -9,7 +9,7 @@ import pytest
 from airline_agent import AirlineAgent
 from airline_tools import TOOLS
 
-from pytest_agentsim.llm_agent import LLMAgent
+from pytest_agentsim.simulation.llm_agent import LLMAgent
 
 PROMPT = Path(__file__).parent / "prompts" / "airline_agent.md"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_agentsim.models import Outcome
+from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.session import UserDriver
 
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic import Field
 
-from pytest_agentsim.taxonomy import RiskTaxonomy
+from pytest_agentsim.core.taxonomy import RiskTaxonomy
 
 
 class ExtractedPolicy(BaseModel):
@@ -92,12 +92,12 @@ def extract_policies(
 
 
 def _extract_command(args: argparse.Namespace) -> int:
-    from pytest_agentsim.llm import Gateway
-    from pytest_agentsim.llm import LLMConfig
-    from pytest_agentsim.llm import LLMError
-    from pytest_agentsim.packs import load_pack
-    from pytest_agentsim.rules import default_registry
-    from pytest_agentsim.sources import ConfigError
+    from pytest_agentsim.core.errors import ConfigError
+    from pytest_agentsim.judging.rules import default_registry
+    from pytest_agentsim.llm.gateway import Gateway
+    from pytest_agentsim.llm.messages import LLMConfig
+    from pytest_agentsim.llm.messages import LLMError
+    from pytest_agentsim.packs.loading import load_pack
 
     prompt_path = Path(args.prompt)
     try:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_agentsim.judging import Judge
-    from pytest_agentsim.models import Event
-    from pytest_agentsim.models import EventResult
-    from pytest_agentsim.rules import RuleRegistry
+    from pytest_agentsim.core.checks import RuleRegistry
+    from pytest_agentsim.core.models import Event
+    from pytest_agentsim.core.models import EventResult
+    from pytest_agentsim.judging.judges import Judge
 
 
 @pytest.hookspec

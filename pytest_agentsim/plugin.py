@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_agentsim.graph import PolicyGraph
-    from pytest_agentsim.models import Event
-    from pytest_agentsim.models import EventResult
-    from pytest_agentsim.models import PolicyPack
-    from pytest_agentsim.sandbox import ToolSandbox
+    from pytest_agentsim.core.models import Event
+    from pytest_agentsim.core.models import EventResult
+    from pytest_agentsim.core.models import PolicyPack
+    from pytest_agentsim.generation.graph import PolicyGraph
     from pytest_agentsim.session import AgentSimSession
     from pytest_agentsim.session import UserDriver
+    from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 SESSION = pytest.StashKey["AgentSimSession"]()
 PLUGIN_NAME = "agentsim-session"
@@ -337,18 +337,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("agentsim"):
         from pytest_agentsim.session import AgentSimSession
 
-        # import_module, not ``from pytest_agentsim import rules``: the latter returns a
+        # import_module, not ``from pytest_agentsim import builtins``: the latter returns a
         # stale submodule when sys.modules was restored in between (pytester inline runs).
-        for module in ("rules", "judging"):
-            config.pluginmanager.register(
-                importlib.import_module(f"pytest_agentsim.{module}"), f"agentsim-{module}"
-            )
+        config.pluginmanager.register(
+            importlib.import_module("pytest_agentsim.builtins"), "agentsim-builtins"
+        )
         session = AgentSimSession(config)
         config.stash[SESSION] = session
         config.pluginmanager.register(session, PLUGIN_NAME)
         alluredir = getattr(config.option, "allure_report_dir", None)
         if alluredir and config.pluginmanager.hasplugin("allure_pytest"):
-            from pytest_agentsim.allure_report import AllureReporter
+            from pytest_agentsim.reporting.allure import AllureReporter
 
             config.pluginmanager.register(
                 AllureReporter(session, Path(alluredir)), "agentsim-allure"
@@ -389,7 +388,7 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Any:
     session = request.config.stash.get(SESSION, None)
     llm = session.settings.llm if session is not None else None
     if llm is not None and llm.agent_prompt is not None and llm.agent_model:
-        from pytest_agentsim.llm_agent import LLMAgent
+        from pytest_agentsim.simulation.llm_agent import LLMAgent
 
         return LLMAgent(llm.agent_prompt, llm.agent_model)
     pytest.fail(
@@ -442,7 +441,7 @@ def agentsim_sandbox(
     agentsim_tools: Sequence[Any], agentsim_pack: PolicyPack, agentsim_event: Event | None
 ) -> ToolSandbox:
     """A fresh sandbox of the agent's tools over the event's (or the pack's seed) database."""
-    from pytest_agentsim.events import starting_db
+    from pytest_agentsim.packs.events import starting_db
     from pytest_agentsim.session import sandbox_for
 
     db = starting_db(agentsim_pack, agentsim_event) if agentsim_event else agentsim_pack.seed_db
@@ -490,7 +489,7 @@ def simulated_user(
 @pytest.fixture
 def agentsim_fake_llm() -> Iterator[Any]:
     """A fake OpenAI-compatible LLM server on 127.0.0.1 with scripted replies, for offline tests."""
-    from pytest_agentsim.fake_llm import FakeLLMServer
+    from pytest_agentsim.llm.fake_server import FakeLLMServer
 
     with FakeLLMServer() as server:
         yield server

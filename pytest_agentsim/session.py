@@ -24,52 +24,52 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.events import load_events
-from pytest_agentsim.events import starting_db
-from pytest_agentsim.gates import GateVerdict
-from pytest_agentsim.gates import evaluate as evaluate_gates
-from pytest_agentsim.generate import GenerationFailed
-from pytest_agentsim.generate import SnapshotWrite
-from pytest_agentsim.generate import regenerate
-from pytest_agentsim.generate import snapshot_targets
-from pytest_agentsim.github import error_annotations
-from pytest_agentsim.github import step_summary
-from pytest_agentsim.graph import PolicyGraph
-from pytest_agentsim.judging import Judge
-from pytest_agentsim.judging import judge_event
-from pytest_agentsim.llm import Redactor
-from pytest_agentsim.llm import usd
-from pytest_agentsim.llm_run import LLMRun
-from pytest_agentsim.llm_run import active
-from pytest_agentsim.models import ConversationError
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import PolicyViolation
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.packs import pack_taxonomy
-from pytest_agentsim.report import RESULT_KEY
-from pytest_agentsim.report import failure_report
-from pytest_agentsim.report import junit_properties
-from pytest_agentsim.report import result_record
-from pytest_agentsim.report import results_document
-from pytest_agentsim.report import short_cost
-from pytest_agentsim.report import summary_lines
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.rules import tools_named
-from pytest_agentsim.runner import Case
-from pytest_agentsim.runner import SimulationRunner
-from pytest_agentsim.runner import run_conversation
-from pytest_agentsim.sandbox import ToolDefinitionError
-from pytest_agentsim.sandbox import ToolSandbox
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.checks import tools_named
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.errors import ConversationError
+from pytest_agentsim.core.errors import PolicyViolation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.generation.filling import GenerationFailed
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.generation.snapshots import SnapshotWrite
+from pytest_agentsim.generation.snapshots import regenerate
+from pytest_agentsim.generation.snapshots import snapshot_targets
+from pytest_agentsim.judging.judges import Judge
+from pytest_agentsim.judging.judges import judge_event
+from pytest_agentsim.llm.messages import usd
+from pytest_agentsim.llm.redaction import Redactor
+from pytest_agentsim.llm.run import LLMRun
+from pytest_agentsim.llm.run import active
+from pytest_agentsim.packs.events import load_events
+from pytest_agentsim.packs.events import starting_db
+from pytest_agentsim.packs.loading import load_pack
+from pytest_agentsim.packs.loading import pack_taxonomy
+from pytest_agentsim.reporting.failure import failure_report
+from pytest_agentsim.reporting.failure import junit_properties
+from pytest_agentsim.reporting.gates import GateVerdict
+from pytest_agentsim.reporting.gates import evaluate as evaluate_gates
+from pytest_agentsim.reporting.github import error_annotations
+from pytest_agentsim.reporting.github import step_summary
+from pytest_agentsim.reporting.results import RESULT_KEY
+from pytest_agentsim.reporting.results import result_record
+from pytest_agentsim.reporting.results import results_document
+from pytest_agentsim.reporting.tables import short_cost
+from pytest_agentsim.reporting.tables import summary_lines
 from pytest_agentsim.settings import resolve_settings
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import display_path
-from pytest_agentsim.users import ScriptedUser
-from pytest_agentsim.users import SimulatedUser
-from pytest_agentsim.users import user_for
+from pytest_agentsim.simulation.runner import Case
+from pytest_agentsim.simulation.runner import SimulationRunner
+from pytest_agentsim.simulation.runner import run_conversation
+from pytest_agentsim.simulation.sandbox import ToolDefinitionError
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.users import ScriptedUser
+from pytest_agentsim.simulation.users import SimulatedUser
+from pytest_agentsim.simulation.users import user_for
 
 EVENT_RESULT = pytest.StashKey["EventResult"]()
 VIOLATION_ONLY = pytest.StashKey[bool]()
@@ -152,7 +152,7 @@ class AgentSimSession:
             for judge in judges
         ]
         if llm_settings.judge_model:
-            from pytest_agentsim.llm_judge import LLMJudge
+            from pytest_agentsim.judging.llm_judge import LLMJudge
 
             self.judges.append(
                 LLMJudge(llm_settings.judge_model, samples=llm_settings.judge_samples)
@@ -732,7 +732,7 @@ class UserDriver:
         ones this dialogue exercises (default: every policy with rule checks). From an
         ``async`` test, ``await simulated_user.arun(...)`` instead.
         """
-        from pytest_agentsim.llm import run_sync
+        from pytest_agentsim.llm.gateway import run_sync
 
         return run_sync(
             self.arun(user, db=db, policies=policies, domain=domain, max_turns=max_turns)
@@ -756,7 +756,7 @@ class UserDriver:
         if isinstance(user, UserProfile):
             profile = user
             if self.user_model and user.script is None:
-                from pytest_agentsim.llm_user import LLMUser
+                from pytest_agentsim.simulation.llm_user import LLMUser
 
                 simulated = LLMUser(user, self.user_model)
             else:

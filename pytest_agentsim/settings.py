@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pytest_agentsim.gates import GateSettings
-from pytest_agentsim.gates import parse_rate
-from pytest_agentsim.gates import parse_thresholds
-from pytest_agentsim.llm import ModelPrice
-from pytest_agentsim.llm_run import INCONCLUSIVE_MODES
-from pytest_agentsim.llm_run import LLMSettings
-from pytest_agentsim.report import RESULTS_SCHEMA
-from pytest_agentsim.report import RESULTS_VERSION
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import display_path
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.run import INCONCLUSIVE_MODES
+from pytest_agentsim.llm.run import LLMSettings
+from pytest_agentsim.reporting.gates import GateSettings
+from pytest_agentsim.reporting.gates import parse_rate
+from pytest_agentsim.reporting.gates import parse_thresholds
+from pytest_agentsim.reporting.results import RESULTS_SCHEMA
+from pytest_agentsim.reporting.results import RESULTS_VERSION
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _text_setting(config: pytest.Config, option: str) -> tuple[str | None, str]:
 
 
 def _llm_settings(config: pytest.Config) -> LLMSettings:
-    from pytest_agentsim.cassettes import RECORD_MODES
+    from pytest_agentsim.llm.cassettes import RECORD_MODES
 
     record_mode, where = _text_setting(config, "agentsim_record_mode")
     if record_mode is not None and record_mode not in RECORD_MODES:

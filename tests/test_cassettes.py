@@ -11,19 +11,19 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_agentsim.cassettes import Cassette
-from pytest_agentsim.cassettes import RecordMode
-from pytest_agentsim.cassettes import request_key
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.llm import CassetteMiss
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.llm import LLMError
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm import LLMResponse
-from pytest_agentsim.llm import ModelPrice
+from pytest_agentsim.llm.cassettes import Cassette
+from pytest_agentsim.llm.cassettes import RecordMode
+from pytest_agentsim.llm.cassettes import request_key
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import CassetteMiss
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.llm.messages import LLMError
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import ModelPrice
 
 KEY = "sk-live-abcdef123456"
 
@@ -324,7 +324,7 @@ def recording(text: str) -> tuple[LLMRequest, LLMResponse]:
 
 def test_the_file_is_the_canonical_dump_however_it_grew(path: Path) -> None:
     """Each call writes one new chunk; the file stays exactly what dumping it whole gives."""
-    from pytest_agentsim.cassettes import dump_yaml
+    from pytest_agentsim.llm.cassettes import dump_yaml
 
     cassette = Cassette(path, "all")
     for n in range(12):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from test_example import run_example
 
-from pytest_agentsim.fake_llm import FakeLLMServer
+from pytest_agentsim.llm.fake_server import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = ROOT / "fixtures" / "cassettes" / "airline"

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from pytest_agentsim.cli import main
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.graph import PolicyGraph
-from pytest_agentsim.graph import llm_edge_weights
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.generation.graph import llm_edge_weights
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.packs.loading import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 

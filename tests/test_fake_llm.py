@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
 
 HI = [{"role": "user", "content": "hi"}]
 BODY = {"model": "gpt-test", "messages": HI}

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.gates import GateSettings
-from pytest_agentsim.gates import evaluate
-from pytest_agentsim.gates import parse_rate
-from pytest_agentsim.gates import parse_thresholds
+from pytest_agentsim.reporting.gates import GateSettings
+from pytest_agentsim.reporting.gates import evaluate
+from pytest_agentsim.reporting.gates import parse_rate
+from pytest_agentsim.reporting.gates import parse_thresholds
 
 
 def record(event: str, outcomes: dict[str, str], trial: int = 0) -> dict[str, Any]:
@@ -119,13 +119,13 @@ def counts(policy: str, violated: int, judged: int) -> list[dict[str, Any]]:
 
 
 def baseline_of(*groups: list[dict[str, Any]]) -> dict[str, Any]:
-    from pytest_agentsim.report import results_document
+    from pytest_agentsim.reporting.results import results_document
 
     return results_document([r for group in groups for r in group], run={})
 
 
 def test_fisher_tail_against_a_hand_computed_case() -> None:
-    from pytest_agentsim.gates import _tail
+    from pytest_agentsim.reporting.gates import _tail
 
     # 3 of 3 violated now, 0 of 3 before: C(3,3)·C(3,0) / C(6,3) = 1/20.
     assert _tail(3, 3, 0, 3) == pytest.approx(0.05)
@@ -133,7 +133,7 @@ def test_fisher_tail_against_a_hand_computed_case() -> None:
 
 
 def test_significant_regression_fails_noise_does_not_improvements_are_reported() -> None:
-    from pytest_agentsim.gates import compare_to_baseline
+    from pytest_agentsim.reporting.gates import compare_to_baseline
 
     baseline = baseline_of(counts("worse", 0, 40), counts("noisy", 2, 40), counts("better", 12, 40))
     current = counts("worse", 10, 40) + counts("noisy", 4, 40) + counts("better", 0, 40)
@@ -157,7 +157,7 @@ def test_the_baseline_run_itself_passes() -> None:
 
 
 def test_holm_correction_keeps_many_borderline_policies_from_failing() -> None:
-    from pytest_agentsim.gates import compare_to_baseline
+    from pytest_agentsim.reporting.gates import compare_to_baseline
 
     # Each alone is p ~ 0.03; among twenty policies that is what noise looks like.
     names = [f"p{n}" for n in range(20)]

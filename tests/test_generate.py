@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_agentsim.events import load_events
-from pytest_agentsim.events import starting_db
-from pytest_agentsim.generate import EventBuilder
-from pytest_agentsim.generate import GenerationError
-from pytest_agentsim.generate import GenerationFailed
-from pytest_agentsim.generate import generate_events
-from pytest_agentsim.generate import regenerate
-from pytest_agentsim.generate import snapshot_targets
-from pytest_agentsim.graph import PolicySample
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
-from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.generation.filling import EventBuilder
+from pytest_agentsim.generation.filling import GenerationFailed
+from pytest_agentsim.generation.filling import generate_events
+from pytest_agentsim.generation.graph import PolicySample
+from pytest_agentsim.generation.snapshots import regenerate
+from pytest_agentsim.generation.snapshots import snapshot_targets
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.packs.events import load_events
+from pytest_agentsim.packs.events import starting_db
+from pytest_agentsim.packs.loading import load_pack
+from pytest_agentsim.packs.templates import GenerationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -359,9 +359,9 @@ def test_generation_is_the_same_in_another_process(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from pytest_agentsim.generate import regenerate
-        from pytest_agentsim.packs import load_pack
-        from pytest_agentsim.rules import default_registry
+        from pytest_agentsim.generation.snapshots import regenerate
+        from pytest_agentsim.packs.loading import load_pack
+        from pytest_agentsim.judging.rules import default_registry
         pack = load_pack(Path({str(ROOT / "policies" / "airline.yaml")!r}), registry=default_registry())
         regenerate({{"airline": pack}}, {{"airline": Path("out.yaml")}}, registry=default_registry(), seed=11)
         """

@@ -18,30 +18,30 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.events import load_events
-from pytest_agentsim.events import starting_db
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.generate import GenerationError
-from pytest_agentsim.generate import GenerationFailed
-from pytest_agentsim.generate import SnapshotWrite
-from pytest_agentsim.generate import regenerate
-from pytest_agentsim.generate_llm import GIVE_UP_AFTER
-from pytest_agentsim.generate_llm import SYSTEM_PROMPT
-from pytest_agentsim.generate_llm import EventDraft
-from pytest_agentsim.generate_llm import db_excerpt
-from pytest_agentsim.generate_llm import event_prompt
-from pytest_agentsim.generate_llm import fill_event
-from pytest_agentsim.generate_llm import validate_draft
-from pytest_agentsim.graph import PolicySample
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.llm import run_sync
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.generation.filling import GenerationFailed
+from pytest_agentsim.generation.graph import PolicySample
+from pytest_agentsim.generation.model import GIVE_UP_AFTER
+from pytest_agentsim.generation.model import SYSTEM_PROMPT
+from pytest_agentsim.generation.model import EventDraft
+from pytest_agentsim.generation.model import db_excerpt
+from pytest_agentsim.generation.model import event_prompt
+from pytest_agentsim.generation.model import fill_event
+from pytest_agentsim.generation.model import validate_draft
+from pytest_agentsim.generation.snapshots import SnapshotWrite
+from pytest_agentsim.generation.snapshots import regenerate
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.packs.events import load_events
+from pytest_agentsim.packs.events import starting_db
+from pytest_agentsim.packs.loading import load_pack
+from pytest_agentsim.packs.templates import GenerationError
 
 # litellm's streaming types trip a harmless pydantic warning the first time they load.
 pytestmark = pytest.mark.filterwarnings(
@@ -565,7 +565,7 @@ def test_invalid_drafts_are_listed_in_the_snapshot(
 def litellm_loaded() -> None:
     """pytester runs below are in-process: litellm is loaded before pytester saves
     sys.modules, or the end of a run would unload it with parts of importlib.metadata."""
-    from pytest_agentsim.llm import load_litellm
+    from pytest_agentsim.llm.gateway import load_litellm
 
     load_litellm()
 

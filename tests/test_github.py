@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_agentsim.github import ANNOTATION_LIMIT
-from pytest_agentsim.github import SUMMARY_LIMIT
-from pytest_agentsim.github import error_annotations
-from pytest_agentsim.github import step_summary
+from pytest_agentsim.reporting.github import ANNOTATION_LIMIT
+from pytest_agentsim.reporting.github import SUMMARY_LIMIT
+from pytest_agentsim.reporting.github import error_annotations
+from pytest_agentsim.reporting.github import step_summary
 
 
 def record(event: str, reason: str, outcome: str = "violated") -> dict[str, Any]:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_agentsim.graph import PolicyGraph
-from pytest_agentsim.graph import derived_weight
-from pytest_agentsim.graph import difficulty_histogram
-from pytest_agentsim.graph import policies_of
-from pytest_agentsim.graph import random_graph
-from pytest_agentsim.models import Policy
-from pytest_agentsim.models import PolicyScenario
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
+from pytest_agentsim.core.models import Policy
+from pytest_agentsim.core.models import PolicyScenario
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.generation.graph import derived_weight
+from pytest_agentsim.generation.graph import difficulty_histogram
+from pytest_agentsim.generation.graph import policies_of
+from pytest_agentsim.generation.graph import random_graph
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.packs.loading import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,7 +146,7 @@ def test_same_seed_same_samples_in_another_process() -> None:
     code = textwrap.dedent(
         """
         import json
-        from pytest_agentsim.graph import random_graph
+        from pytest_agentsim.generation.graph import random_graph
         graph = random_graph(60, density=0.2, seed=3)
         print(json.dumps([list(s.policies) for s in graph.sample(200, seed=42, complexity=(5, 12))]))
         """

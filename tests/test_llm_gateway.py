@@ -23,19 +23,19 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.llm import LLMError
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm import LLMResponse
-from pytest_agentsim.llm import ModelPrice
-from pytest_agentsim.llm import Redactor
-from pytest_agentsim.llm import redact
-from pytest_agentsim.llm import retry_after
-from pytest_agentsim.llm import secret_values
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import retry_after
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.llm.messages import LLMError
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.redaction import Redactor
+from pytest_agentsim.llm.redaction import redact
+from pytest_agentsim.llm.redaction import secret_values
 
 HI = [{"role": "user", "content": "hi"}]
 KEY = "sk-live-abcdef123456"
@@ -452,13 +452,13 @@ def test_secret_values_and_redact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_redacted_result_keeps_its_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reports see the redacted copy; a test body's assertions on types still hold."""
-    from pytest_agentsim.models import Conversation
-    from pytest_agentsim.models import Event
-    from pytest_agentsim.models import EventResult
-    from pytest_agentsim.models import Message
-    from pytest_agentsim.models import PolicyResult
-    from pytest_agentsim.models import UserProfile
-    from pytest_agentsim.models import Verdict
+    from pytest_agentsim.core.models import Conversation
+    from pytest_agentsim.core.models import Event
+    from pytest_agentsim.core.models import EventResult
+    from pytest_agentsim.core.models import Message
+    from pytest_agentsim.core.models import PolicyResult
+    from pytest_agentsim.core.models import UserProfile
+    from pytest_agentsim.core.models import Verdict
 
     monkeypatch.setenv("SHOP_PASSPHRASE", "open-sesame-4242")
     redactor = Redactor.for_config(
@@ -514,9 +514,9 @@ def test_litellm_is_imported_lazily_and_offline(tmp_path: Path) -> None:
         "import os, sys\n"
         "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'\n"
         "os.environ.pop('LITELLM_MODE', None)\n"
-        "import pytest_agentsim.plugin, pytest_agentsim.llm, pytest_agentsim.cassettes\n"
+        "import pytest_agentsim.plugin, pytest_agentsim.llm.gateway, pytest_agentsim.llm.cassettes\n"
         "assert 'litellm' not in sys.modules, 'imported too early'\n"
-        "from pytest_agentsim.llm import load_litellm\n"
+        "from pytest_agentsim.llm.gateway import load_litellm\n"
         "litellm = load_litellm()\n"
         "assert load_litellm() is litellm\n"
         "print(*litellm.SEEN, litellm.telemetry, litellm.suppress_debug_info)\n"

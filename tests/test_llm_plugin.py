@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.llm_user import STOP_SIGNAL
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.simulation.llm_user import STOP_SIGNAL
 
 
 def policies_to_judge(request: RecordedRequest) -> list[str]:
@@ -61,7 +61,7 @@ def role_model(judge_outcome: Callable[[str, int], str] | None = None) -> Callab
 
 @pytest.fixture(scope="module", autouse=True)
 def litellm_loaded() -> None:
-    from pytest_agentsim.llm import load_litellm
+    from pytest_agentsim.llm.gateway import load_litellm
 
     load_litellm()
 

@@ -9,31 +9,31 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.cassettes import Cassette
-from pytest_agentsim.fake_llm import FakeLLMServer
-from pytest_agentsim.fake_llm import RecordedRequest
-from pytest_agentsim.fake_llm import Reply
-from pytest_agentsim.judging import RuleJudge
-from pytest_agentsim.judging import judge_event
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.llm import run_sync
-from pytest_agentsim.llm_agent import LLMAgent
-from pytest_agentsim.llm_agent import OpenAICompatibleAgent
-from pytest_agentsim.llm_judge import LLMJudge
-from pytest_agentsim.llm_user import STOP_SIGNAL
-from pytest_agentsim.llm_user import LLMUser
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.rules import default_registry
-from pytest_agentsim.runner import run_conversation
-from pytest_agentsim.sandbox import ToolSandbox
-from pytest_agentsim.users import ScriptedUser
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.judging.judges import RuleJudge
+from pytest_agentsim.judging.judges import judge_event
+from pytest_agentsim.judging.llm_judge import LLMJudge
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.llm.cassettes import Cassette
+from pytest_agentsim.llm.fake_server import FakeLLMServer
+from pytest_agentsim.llm.fake_server import RecordedRequest
+from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.simulation.llm_agent import LLMAgent
+from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent
+from pytest_agentsim.simulation.llm_user import STOP_SIGNAL
+from pytest_agentsim.simulation.llm_user import LLMUser
+from pytest_agentsim.simulation.runner import run_conversation
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.users import ScriptedUser
 
 PACK = PolicyPack.model_validate(
     {
@@ -196,7 +196,7 @@ def test_judge_verdicts_are_parsed_and_disagreement_with_rules_is_flagged(
             }
         ),
     )
-    from pytest_agentsim.models import ToolCall
+    from pytest_agentsim.core.models import ToolCall
 
     conversation.tool_calls = [
         ToolCall(id="c", name="delete_note", arguments={"name": "a"}, turn=1)
@@ -366,9 +366,9 @@ def test_openai_compatible_agent_posts_to_its_endpoint(server: FakeLLMServer) ->
 
 def test_roles_share_the_simulation_scope(server: FakeLLMServer, tmp_path: Path) -> None:
     """Inside a scope, every role records into the event's cassette and tally."""
-    from pytest_agentsim.llm_run import LLMRun
-    from pytest_agentsim.llm_run import LLMSettings
-    from pytest_agentsim.llm_run import active
+    from pytest_agentsim.llm.run import LLMRun
+    from pytest_agentsim.llm.run import LLMSettings
+    from pytest_agentsim.llm.run import active
 
     server.script("hi", "Hello!", f"bye {STOP_SIGNAL}")
     run = LLMRun(LLMSettings(cassette_dir=tmp_path, record_mode="once", api_base=server.base_url))

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_agentsim.events import deep_merge
-from pytest_agentsim.events import load_events
-from pytest_agentsim.events import starting_db
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import Severity
-from pytest_agentsim.packs import load_pack
-from pytest_agentsim.rules import default_registry
-from pytest_agentsim.sources import ConfigError
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import Severity
+from pytest_agentsim.judging.rules import default_registry
+from pytest_agentsim.packs.events import deep_merge
+from pytest_agentsim.packs.events import load_events
+from pytest_agentsim.packs.events import starting_db
+from pytest_agentsim.packs.loading import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.report import pass_hat_k
-from pytest_agentsim.report import pass_k
+from pytest_agentsim.reporting.tables import pass_hat_k
+from pytest_agentsim.reporting.tables import pass_k
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def test_plain_run_imports_nothing_heavy(product: pytest.Pytester) -> None:
         import sys
 
         def test_nothing_heavy_loaded():
-            heavy = {"litellm", "pytest_agentsim.session", "pytest_agentsim.models", "yaml", "deepdiff"}
+            heavy = {"litellm", "pytest_agentsim.session", "pytest_agentsim.core.models", "yaml", "deepdiff"}
             assert heavy.isdisjoint(sys.modules), heavy & set(sys.modules)
         """
     )
@@ -423,8 +423,10 @@ def test_custom_rule_type_and_judge_through_hooks(product: pytest.Pytester) -> N
         + """
 
 from typing import Literal
-from pytest_agentsim.models import Outcome, Verdict
-from pytest_agentsim.rules import CheckResult, RuleCheck
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.core.checks import CheckResult
+from pytest_agentsim.core.checks import RuleCheck
 
 class MaxToolCalls(RuleCheck):
     type: Literal["max_tool_calls"] = "max_tool_calls"
@@ -476,7 +478,7 @@ def test_unknown_custom_rule_type_without_hook_is_a_usage_error(product: pytest.
 def test_simulated_user_drives_a_scripted_dialogue(product: pytest.Pytester) -> None:
     product.makepyfile(
         test_dialogue="""
-        from pytest_agentsim.models import Outcome
+        from pytest_agentsim.core.models import Outcome
 
         def test_delete_then_check(simulated_user, agentsim_sandbox):
             result = simulated_user.run(["please delete note a"], policies=["confirm-delete"])

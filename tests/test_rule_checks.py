@@ -9,23 +9,23 @@ from typing import Literal
 
 import pytest
 
-from pytest_agentsim.judging import RuleJudge
-from pytest_agentsim.judging import judge_event
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import FunctionCall
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import ToolCall
-from pytest_agentsim.models import ToolCallRequest
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.models import Verdict
-from pytest_agentsim.rules import CheckResult
-from pytest_agentsim.rules import RuleCheck
-from pytest_agentsim.rules import UnknownRuleType
-from pytest_agentsim.rules import default_registry
+from pytest_agentsim.core.checks import CheckResult
+from pytest_agentsim.core.checks import RuleCheck
+from pytest_agentsim.core.errors import UnknownRuleType
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import FunctionCall
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import ToolCall
+from pytest_agentsim.core.models import ToolCallRequest
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.judging.judges import RuleJudge
+from pytest_agentsim.judging.judges import judge_event
+from pytest_agentsim.judging.rules import default_registry
 
 
 def conversation(*steps: Any, final_db: dict[str, Any] | None = None) -> Conversation:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.sandbox import ToolDefinitionError
-from pytest_agentsim.sandbox import ToolSandbox
-from pytest_agentsim.sandbox import make_tool
+from pytest_agentsim.simulation.sandbox import ToolDefinitionError
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.sandbox import make_tool
 
 
 def update_baggage(

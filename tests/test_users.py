@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.runner import run_conversation
-from pytest_agentsim.runner import tool_call
-from pytest_agentsim.sandbox import ToolSandbox
-from pytest_agentsim.users import AgendaUser
-from pytest_agentsim.users import ScriptedUser
-from pytest_agentsim.users import SimulatedUser
-from pytest_agentsim.users import UserReply
-from pytest_agentsim.users import user_for
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.simulation.runner import run_conversation
+from pytest_agentsim.simulation.runner import tool_call
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.users import AgendaUser
+from pytest_agentsim.simulation.users import ScriptedUser
+from pytest_agentsim.simulation.users import SimulatedUser
+from pytest_agentsim.simulation.users import UserReply
+from pytest_agentsim.simulation.users import user_for
 
 FACTS = {"user_id": "mia_li_3668", "zip_code": "94110", "reservation_id": "ZFA04Y"}
 

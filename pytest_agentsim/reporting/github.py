@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_agentsim.report import Tally
-from pytest_agentsim.report import aggregate
+from pytest_agentsim.reporting.tables import Tally
+from pytest_agentsim.reporting.tables import aggregate
 
 SUMMARY_LIMIT = 1024 * 1024 - 4096
 ANNOTATION_LIMIT = 10

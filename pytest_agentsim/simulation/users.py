@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
-from pytest_agentsim.models import DialogueAct
-from pytest_agentsim.models import GoalRequest
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import UserProfile
+from pytest_agentsim.core.models import DialogueAct
+from pytest_agentsim.core.models import GoalRequest
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import UserProfile
 
 
 @dataclass(frozen=True)

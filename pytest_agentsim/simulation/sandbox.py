@@ -26,7 +26,7 @@ from pydantic import Field
 from pydantic import ValidationError
 from pydantic import create_model
 
-from pytest_agentsim.models import ToolCall
+from pytest_agentsim.core.models import ToolCall
 
 ToolFunction = Callable[..., Any]
 

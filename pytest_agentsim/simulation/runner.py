@@ -24,22 +24,22 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from pytest_agentsim.llm import Redactor
-from pytest_agentsim.llm import run_sync
-from pytest_agentsim.llm_run import LLMRun
-from pytest_agentsim.llm_run import active
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import FunctionCall
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import ToolCallRequest
-from pytest_agentsim.sandbox import ToolSandbox
-from pytest_agentsim.sandbox import state_diff
-from pytest_agentsim.users import SimulatedUser
-from pytest_agentsim.users import user_for
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import FunctionCall
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import ToolCallRequest
+from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.redaction import Redactor
+from pytest_agentsim.llm.run import LLMRun
+from pytest_agentsim.llm.run import active
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.sandbox import state_diff
+from pytest_agentsim.simulation.users import SimulatedUser
+from pytest_agentsim.simulation.users import user_for
 
 
 def tool_call(
@@ -224,7 +224,7 @@ class SimulationRunner:
 
     def make_user(self, event: Event, trial: int, user_model: str | None) -> SimulatedUser:
         if user_model:
-            from pytest_agentsim.llm_user import LLMUser
+            from pytest_agentsim.simulation.llm_user import LLMUser
 
             return LLMUser(event.user, user_model)
         return user_for(event.user, seed=self.user_seed(event, trial))
@@ -239,7 +239,7 @@ class SimulationRunner:
         *,
         user_model: str | None = None,
     ) -> EventResult:
-        from pytest_agentsim.judging import judge_event
+        from pytest_agentsim.judging.judges import judge_event
 
         scope = (
             self.llm.scope(self.llm.cassette_path(event.domain, event.id, trial))

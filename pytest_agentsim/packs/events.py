@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import EventSet
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.packs import validate_check
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import display_path
-from pytest_agentsim.sources import line_of
-from pytest_agentsim.sources import load_model
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventSet
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.core.sources import line_of
+from pytest_agentsim.core.sources import load_model
+from pytest_agentsim.packs.loading import validate_check
 
 
 def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRegistry) -> EventSet:

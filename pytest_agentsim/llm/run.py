@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Literal
 
-from pytest_agentsim.cassettes import RecordMode
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMConfig
-from pytest_agentsim.llm import ModelPrice
-from pytest_agentsim.llm import Sleep
-from pytest_agentsim.llm import Usage
+from pytest_agentsim.llm.cassettes import RecordMode
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import Sleep
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import Usage
 
 if TYPE_CHECKING:
-    from pytest_agentsim.cassettes import Cassette
+    from pytest_agentsim.llm.cassettes import Cassette
 
 #: The cassette of a domain's event generation (event cassettes are named after event ids).
 GENERATION_CASSETTE = "_generation.yaml"
@@ -107,7 +107,7 @@ class LLMRun:
         One cassette per pack: edge scoring and every event's filling replay together, so a
         regeneration from an unchanged pack and unchanged prompts costs no call.
         """
-        from pytest_agentsim.cassettes import Cassette
+        from pytest_agentsim.llm.cassettes import Cassette
 
         model = self.settings.generate_model
         if not model:
@@ -138,7 +138,7 @@ class EventLLM:
         ``api_base`` and ``api_key_env`` default to the run's (``agentsim_api_base``,
         ``agentsim_api_key_env``); an agent served elsewhere passes its own.
         """
-        from pytest_agentsim.cassettes import Cassette
+        from pytest_agentsim.llm.cassettes import Cassette
 
         key = (model, api_base, api_key_env)
         with self._lock:

@@ -34,9 +34,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import random
-import re
 from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -44,44 +42,29 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
-from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-import yaml
-
-from pytest_agentsim.events import deep_merge
-from pytest_agentsim.graph import PolicyGraph
-from pytest_agentsim.graph import PolicySample
-from pytest_agentsim.graph import difficulty_histogram
-from pytest_agentsim.models import DialogueAct
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import EventSet
-from pytest_agentsim.models import Expectation
-from pytest_agentsim.models import GenerationInfo
-from pytest_agentsim.models import GoalRequest
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import SkippedSample
-from pytest_agentsim.models import UserGoal
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.models import Variant
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.sources import display_path
-from pytest_agentsim.sources import load_document
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.models import DialogueAct
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Expectation
+from pytest_agentsim.core.models import GoalRequest
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import SkippedSample
+from pytest_agentsim.core.models import UserGoal
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.core.models import Variant
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.generation.graph import PolicySample
+from pytest_agentsim.packs.events import deep_merge
+from pytest_agentsim.packs.templates import GenerationError
+from pytest_agentsim.packs.templates import TemplateContext
+from pytest_agentsim.packs.templates import placeholders
 
 if TYPE_CHECKING:
-    from pytest_agentsim.llm import Gateway
-    from pytest_agentsim.models import LLMTally
+    pass
 
-PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_]+))?\}")
-
-
-class GenerationError(Exception):
-    """One attempt at an event failed; the message says why (in one line)."""
-
-
-#: Begins the reason of a sample a generator did not try (after failures that made
-#: trying pointless); such a reason explains nothing about the sample itself.
 NOT_SENT = "not sent"
 
 
@@ -95,76 +78,6 @@ class GenerationFailed(Exception):
 
 
 # ----------------------------------------------------------------------------- templates
-
-
-def placeholder_refs(value: Any) -> set[tuple[str, str | None]]:
-    """The (name, field) pairs a template value refers to: ``{order.total}`` is
-    ``("order", "total")``, ``{order}`` is ``("order", None)``."""
-    found: set[tuple[str, str | None]] = set()
-    if isinstance(value, str):
-        found.update((m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(value) if m.group(1))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            found |= placeholder_refs(key) | placeholder_refs(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= placeholder_refs(item)
-    return found
-
-
-def placeholders(value: Any) -> set[str]:
-    """The names (entities and choices) a template value refers to."""
-    return {name for name, _ in placeholder_refs(value)}
-
-
-@dataclass
-class TemplateContext:
-    """What placeholders resolve to while one event is built."""
-
-    entities: dict[str, str] = field(default_factory=dict)
-    tables: dict[str, str] = field(default_factory=dict)
-    choices: dict[str, Any] = field(default_factory=dict)
-    db: Mapping[str, Any] = field(default_factory=dict)
-    stand_in: str | None = None  # fills every placeholder, to validate a template's shape
-
-    def lookup(self, name: str, attribute: str | None) -> Any:
-        if self.stand_in is not None:
-            return self.stand_in
-        if name in self.choices and attribute is None:
-            return self.choices[name]
-        if name not in self.entities:
-            raise GenerationError(f"template refers to {{{name}}}, which is not chosen")
-        key = self.entities[name]
-        if attribute is None:
-            return key
-        record = self.db.get(self.tables[name], {}).get(key)
-        if not isinstance(record, Mapping) or attribute not in record:
-            raise GenerationError(
-                f"template refers to {{{name}.{attribute}}}, but {self.tables[name]}.{key} "
-                f"has no field {attribute!r}"
-            )
-        return record[attribute]
-
-    def render(self, value: Any) -> Any:
-        if isinstance(value, str):
-            whole = PLACEHOLDER.fullmatch(value)
-            if whole and whole.group(1):
-                return copy.deepcopy(self.lookup(whole.group(1), whole.group(2)))
-
-            def substitute(match: re.Match[str]) -> str:
-                if match.group(0) in ("{{", "}}"):
-                    return match.group(0)[0]
-                return str(self.lookup(match.group(1), match.group(2)))
-
-            return PLACEHOLDER.sub(substitute, value)
-        if isinstance(value, Mapping):
-            return {str(self.render(key)): self.render(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self.render(item) for item in value]
-        return value
-
-
-# ----------------------------------------------------------------------------- merging
 
 
 def _merge_strict(target: dict[str, Any], source: Mapping[str, Any], where: str) -> None:
@@ -504,234 +417,3 @@ def _sample(graph: PolicyGraph, policies: Sequence[str]) -> PolicySample:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-class _SnapshotDumper(yaml.SafeDumper):
-    """Block style for multi-line strings, so snapshot diffs read like prose."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_SnapshotDumper.add_representer(str, _str_representer)
-
-
-def snapshot_document(
-    pack: PolicyPack, generated: Generated, *, seed: int, snapshot_path: Path, generator: str
-) -> EventSet:
-    """The EventSet a snapshot file holds, header included."""
-    pack_path = Path(pack.path or f"{pack.domain}.yaml").resolve()
-    relative_pack = os.path.relpath(pack_path, snapshot_path.resolve().parent)
-    return EventSet(
-        domain=pack.domain,
-        generated=GenerationInfo(
-            pack=relative_pack.replace(os.sep, "/"),
-            fingerprint=pack.fingerprint,
-            seed=seed,
-            generator=generator,
-            covered=generated.covered,
-            uncovered=generated.uncovered,
-            skipped=generated.skipped,
-        ),
-        events=generated.events,
-    )
-
-
-def snapshot_text(event_set: EventSet) -> str:
-    """The snapshot file's text: a comment, the header, then the events (keys sorted)."""
-    head: dict[str, Any] = {"version": event_set.version, "domain": event_set.domain}
-    if event_set.generated is not None:
-        head["generated"] = event_set.generated.model_dump(mode="json", exclude_defaults=True)
-    events = [
-        event.model_dump(mode="json", exclude_defaults=True, exclude={"domain"})
-        for event in event_set.events
-    ]
-    comment = "# Generated by pytest-agentsim: review changes like a snapshot. Regenerate with\n"
-    if event_set.generated is not None:
-        comment += f"#   {event_set.generated.regenerate_command}"
-    else:
-        comment += "#   pytest --agentsim --agentsim-generate"
-    return "\n".join(
-        [
-            comment,
-            _dump(head, sort_keys=False),
-            _dump({"events": events}, sort_keys=True),
-        ]
-    )
-
-
-def _dump(data: Any, *, sort_keys: bool) -> str:
-    return yaml.dump(
-        data, Dumper=_SnapshotDumper, sort_keys=sort_keys, allow_unicode=True, width=100
-    )
-
-
-def write_snapshot(path: Path, text: str) -> bool:
-    """Write ``text`` atomically; False when the file already holds exactly that."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-    return True
-
-
-@dataclass
-class SnapshotWrite:
-    """What regenerating one pack's snapshot did, for the terminal."""
-
-    path: Path
-    domain: str
-    events: int
-    changed: bool
-    uncovered: list[str]
-    skipped: int
-    histogram: list[str]
-    target: int = 0
-    generator: str = "templates"
-    llm: LLMTally | None = None
-
-
-def _snapshot_domain(path: Path) -> tuple[str, bool] | None:
-    """(domain, is generated) of an existing events file; None if it does not exist."""
-    if not path.exists():
-        return None
-    raw = load_document(path, what="events file")
-    domain = raw.get("domain") if isinstance(raw, Mapping) else None
-    generated = isinstance(raw, Mapping) and raw.get("generated") is not None
-    return (str(domain) if domain else path.name.split(".")[0]), generated
-
-
-def snapshot_targets(
-    event_paths: Sequence[Path], packs: Mapping[str, PolicyPack], default_dir: Path
-) -> dict[str, Path]:
-    """Where each pack's generated snapshot goes.
-
-    A configured events file that is a generated snapshot, or does not exist yet, is the
-    target of its domain (a missing file's domain is its name up to the first dot).
-    Hand-written events files are never overwritten: a domain with only those gets
-    ``<domain>.generated.yaml`` beside them, or in ``default_dir``.
-    """
-    targets: dict[str, Path] = {}
-    beside: dict[str, Path] = {}
-    for path in event_paths:
-        found = _snapshot_domain(path)
-        if found is None:
-            targets.setdefault(path.name.split(".")[0], path)
-            continue
-        domain, generated = found
-        if generated:
-            targets.setdefault(domain, path)
-        else:
-            beside.setdefault(domain, path.parent)
-    for domain in packs:
-        if domain not in targets:
-            folder = beside.get(domain, default_dir)
-            targets[domain] = folder / f"{domain}.generated.yaml"
-    return {domain: path for domain, path in targets.items() if domain in packs}
-
-
-def regenerate(
-    packs: Mapping[str, PolicyPack],
-    targets: Mapping[str, Path],
-    *,
-    registry: RuleRegistry,
-    seed: int,
-    gateway_for: Callable[[PolicyPack], Gateway] | None = None,
-    cache_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-    concurrency: int = 1,
-) -> list[SnapshotWrite]:
-    """Generate every pack's events and write the snapshots.
-
-    Without ``gateway_for`` the events come from the pack's templates (offline, free).
-    With it, each pack gets its gateway (its own cassette); edge weights are scored by the
-    model (cached in ``cache_dir`` by pack fingerprint and model, so an unchanged pack
-    costs no scoring calls) and each event is filled by the model
-    (:mod:`pytest_agentsim.generate_llm`); the snapshot's generator says ``llm:<model>``.
-
-    A sample the model filled invalidly after every attempt is listed under the
-    snapshot's skipped samples, like a template that cannot be built. Nothing is written,
-    and :class:`GenerationFailed` says why, when no event at all could be built, and when
-    the model could not be reached or replayed (an
-    :class:`~pytest_agentsim.llm.LLMError`: provider down after retries, budget spent,
-    cassette miss): neither must replace a reviewed snapshot with a shrunken one.
-    ``progress`` gets a line now and then while a model generates (it takes minutes).
-    """
-    writes = []
-    for domain, path in sorted(targets.items()):
-        pack = packs[domain]
-        where = display_path(pack.path or domain)
-        tally = None
-        if gateway_for is None:
-            generated = generate_events(pack, registry=registry, seed=seed)
-            generator = "templates"
-        else:
-            # Imported here: generate_llm builds on this module (and imports litellm's gateway).
-            from pytest_agentsim.generate_llm import generate_events_llm
-            from pytest_agentsim.generate_llm import model_failure
-            from pytest_agentsim.llm import LLMError
-
-            gateway = gateway_for(pack)
-            generator = f"llm:{gateway.config.model}"
-            try:
-                generated = generate_events_llm(
-                    pack,
-                    gateway,
-                    registry=registry,
-                    seed=seed,
-                    cache_dir=cache_dir,
-                    progress=progress,
-                    concurrency=concurrency,
-                )
-            except LLMError as exc:
-                raise GenerationFailed(
-                    f"{where}: scoring the policy graph's edges with {gateway.config.model} "
-                    f"failed: {' '.join(str(exc).split())}; {display_path(path)} was not written"
-                ) from None
-            failure = model_failure(generated)
-            if failure is not None:
-                model = gateway.config.model
-                raise GenerationFailed(
-                    f"{where}: {model} failed: {failure.removeprefix(f'{model}: ')}; "
-                    f"{display_path(path)} was not written"
-                )
-            tally = (gateway.tally or gateway.usage).tally()
-        if not generated.events:
-            tried = [skip for skip in generated.skipped if NOT_SENT not in skip.reason]
-            failed = sum(skip.count for skip in tried)
-            unsent = sum(skip.count for skip in generated.skipped) - failed
-            common = max(tried, key=lambda skip: skip.count, default=None)
-            counts = f"{failed} {'sample' if failed == 1 else 'samples'} failed" + (
-                f", {unsent} not sent" if unsent else ""
-            )
-            why = f"; the most common reason: {common.reason}" if common else ""
-            raise GenerationFailed(
-                f"{where}: no event could be generated ({counts}{why}); "
-                f"{display_path(path)} was not written"
-            )
-        document = snapshot_document(
-            pack, generated, seed=seed, snapshot_path=path, generator=generator
-        )
-        changed = write_snapshot(path, snapshot_text(document))
-        writes.append(
-            SnapshotWrite(
-                path=path,
-                domain=domain,
-                events=len(generated.events),
-                changed=changed,
-                uncovered=generated.uncovered,
-                skipped=sum(s.count for s in generated.skipped),
-                histogram=difficulty_histogram(
-                    PolicySample(tuple(e.policies), e.complexity or 0, e.complexity or 0)
-                    for e in generated.events
-                ),
-                target=pack.generation.count,
-                generator=generator,
-                llm=tally,
-            )
-        )
-    return writes

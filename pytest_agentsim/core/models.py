@@ -20,6 +20,8 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PrivateAttr
 
+from pytest_agentsim.core.errors import PolicyViolation
+
 
 class StrictModel(BaseModel):
     """Base for models read from user files: unknown keys are errors, not ignored."""
@@ -492,18 +494,6 @@ class PolicyResult(BaseModel):
     )
 
 
-class ConversationError(Exception):
-    """An event could not be judged to the end (agent or user crashed, a judge failed).
-
-    Not an AssertionError: pytest reports it as an error and Allure as broken, never as a
-    plain failure and never as a pass.
-    """
-
-
-class PolicyViolation(AssertionError):
-    """A test failed because the agent violated policies (what quality gates may tolerate)."""
-
-
 class LLMTally(BaseModel):
     """The model calls one event (or a whole run) made, and what they cost."""
 
@@ -559,7 +549,7 @@ class EventResult(BaseModel):
         """Fail with the full report (violations, turns, reasons, transcript) unless clean."""
         __tracebackhide__ = True
         if self.violated or self.errors or self.with_outcome(Outcome.inconclusive):
-            from pytest_agentsim.report import failure_report
+            from pytest_agentsim.reporting.failure import failure_report
 
             raise PolicyViolation(failure_report(self))
 

@@ -38,45 +38,37 @@ import weakref
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
-from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone
 from types import ModuleType
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import Literal
 from typing import TypeVar
 
 from pydantic import BaseModel
-from pydantic import ConfigDict
-from pydantic import Field
-from pydantic import PrivateAttr
 from pydantic import ValidationError
-from pydantic import field_validator
 
-from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import LLMTally
+from pytest_agentsim.llm.messages import LLMConfig
+from pytest_agentsim.llm.messages import LLMError
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import Usage
+from pytest_agentsim.llm.redaction import redact
+from pytest_agentsim.llm.redaction import secret_values
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-    from pytest_agentsim.cassettes import Cassette
+    from pytest_agentsim.llm.cassettes import Cassette
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
-ErrorKind = Literal["transient", "invalid_output", "budget", "cassette_miss", "fatal"]
 Sleep = Callable[[float], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
-REDACTED = "[REDACTED]"
-# Shapes of credentials that must never reach a cassette even when no env var names them.
-# ``\b`` keeps words like "risk-assessment" intact.
-DEFAULT_SECRET_PATTERNS = (r"\bsk-[A-Za-z0-9_-]{8,}", r"(?i)\bbearer\s+\S+")
-_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
 _NO_KEY = "sk-no-key"  # local servers (Ollama, vLLM, the fake server) accept any key
 
 _litellm: ModuleType | None = None
@@ -101,284 +93,6 @@ def load_litellm() -> ModuleType:
             litellm.suppress_debug_info = True
             _litellm = litellm
     return _litellm
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class LLMError(Exception):
-    """A model call that did not produce a usable answer; ``kind`` says why.
-
-    ``transient``: the provider kept failing after every retry; ``invalid_output``: the
-    reply did not fit the schema even after a repair; ``budget``: ``max_cost`` is spent;
-    ``cassette_miss``: replay-only and nothing was recorded; ``fatal``: retrying cannot
-    help (bad key, bad request, unknown model).
-    """
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-
-
-class BudgetExceeded(LLMError):
-    def __init__(self, message: str) -> None:
-        super().__init__("budget", message)
-
-
-class CassetteMiss(LLMError):
-    def __init__(self, message: str) -> None:
-        super().__init__("cassette_miss", message)
-
-
-# --------------------------------------------------------------------------- models
-
-
-class ModelPrice(BaseModel):
-    """USD per million tokens, for models litellm's price map does not know."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-
-
-class LLMConfig(BaseModel):
-    """How to reach one model. The API key is named by an env var, never stored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini")
-    api_base: str | None = None
-    api_key_env: str | None = Field(default=None, description="Env var holding the API key")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP attempt")
-    max_attempts: int = Field(default=4, ge=1, description="Tries per call, the first included")
-    max_wait: float = Field(default=30.0, ge=0, description="Cap of one backoff sleep, seconds")
-    concurrency: int = Field(default=4, ge=1, description="Calls in flight per event loop")
-    max_cost: float | None = Field(default=None, ge=0, description="USD budget of the run")
-    prices: dict[str, ModelPrice] = Field(
-        default_factory=dict, description="model -> price; wins over litellm's price map"
-    )
-    temperature: float | None = Field(default=0.0, description="None: the provider's default")
-    secret_env: list[str] = Field(
-        default_factory=list, description="More env vars whose values are secrets"
-    )
-    secret_patterns: list[str] = Field(
-        default_factory=list, description="Regexes of more text to redact from cassettes"
-    )
-
-    @field_validator("secret_patterns")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
-        return patterns
-
-
-class LLMRequest(BaseModel):
-    """One chat completion to make; ``None`` model/temperature take the config's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None
-    messages: list[dict[str, Any]] = Field(description="OpenAI chat format")
-    tools: list[dict[str, Any]] | None = None
-    response_format: dict[str, Any] | None = Field(
-        default=None, description='OpenAI format, e.g. {"type": "json_schema", ...}'
-    )
-    temperature: float | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    purpose: str = Field(
-        default="other", description="judge, user, agent, edges...: for reports, not the key"
-    )
-    sample: int | None = Field(
-        default=None,
-        ge=1,
-        description="The n-th repeat of an identical request (judge voting): part of the "
-        "key, so each sample has its own recording",
-    )
-
-
-class LLMResponse(BaseModel):
-    """One answered call: the assistant message (OpenAI format) and what it cost."""
-
-    message: dict[str, Any] = Field(description="tool_calls carry JSON-string arguments")
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    replayed: bool = Field(default=False, description="Served from a cassette, no HTTP call")
-    latency_seconds: float = 0.0
-    attempts: int = Field(default=1, description="HTTP tries it took (0 when replayed)")
-
-    @property
-    def content(self) -> str:
-        return str(self.message.get("content") or "")
-
-    @property
-    def tool_calls(self) -> list[dict[str, Any]]:
-        calls = self.message.get("tool_calls")
-        return list(calls) if isinstance(calls, list) else []
-
-
-class Usage(BaseModel):
-    """What a gateway spent. Updated under a lock: asyncio tasks and threads share it."""
-
-    calls: int = Field(default=0, description="Real HTTP calls that succeeded")
-    replayed_calls: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_models: set[str] = Field(default_factory=set)
-    budget_refusals: int = 0
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    def add_call(self, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
-        with self._lock:
-            self.calls += 1
-            self.prompt_tokens += prompt_tokens
-            self.completion_tokens += completion_tokens
-            self.cost_usd += cost_usd
-
-    def add_replay(self) -> None:
-        with self._lock:
-            self.replayed_calls += 1
-
-    def add_failure(self) -> None:
-        with self._lock:
-            self.failed_calls += 1
-
-    def add_unpriced(self, model: str) -> None:
-        with self._lock:
-            self.unpriced_models.add(model)
-
-    def tally(self) -> LLMTally:
-        """A plain copy for results and reports."""
-        with self._lock:
-            return LLMTally(
-                calls=self.calls,
-                replayed_calls=self.replayed_calls,
-                failed_calls=self.failed_calls,
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=self.completion_tokens,
-                cost_usd=self.cost_usd,
-            )
-
-    def refuse_if_spent(self, limit: float | None) -> None:
-        """Raise BudgetExceeded (and count it) when ``limit`` is set and reached."""
-        if limit is None:
-            return
-        with self._lock:
-            if self.cost_usd < limit:
-                return
-            self.budget_refusals += 1
-            spent = self.cost_usd
-        raise BudgetExceeded(
-            f"LLM budget spent: {usd(spent)} of {usd(limit)} "
-            "(--agentsim-max-cost); no new calls are made"
-        )
-
-
-def usd(amount: float) -> str:
-    """'$0.25', '$0.0000031': cents for ordinary sums, every digit for tiny budgets."""
-    if amount >= 0.01 or amount == 0:
-        return f"${amount:.2f}"
-    return "$" + f"{amount:.10f}".rstrip("0")
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-def _secret_name(name: str) -> bool:
-    upper = name.upper()
-    return upper.endswith(("_API_KEY", "_TOKEN", "_SECRET")) or "SECRET" in upper
-
-
-def env_secret_values(names: Iterable[str] = ()) -> list[str]:
-    """Values of ``names`` and of every env var that looks like a credential.
-
-    A credential is a name ending in ``_API_KEY``, ``_TOKEN`` or ``_SECRET`` or containing
-    ``SECRET``; values shorter than 6 characters are ignored.
-    """
-    wanted = set(names)
-    values = {
-        value
-        for name, value in os.environ.items()
-        if (name in wanted or _secret_name(name)) and len(value) >= _MIN_SECRET_LENGTH
-    }
-    return sorted(values, key=lambda value: (-len(value), value))
-
-
-def secret_values(config: LLMConfig) -> list[str]:
-    """Every secret the config can reach: its key, ``secret_env`` and credential-like vars."""
-    names = [*config.secret_env]
-    if config.api_key_env:
-        names.append(config.api_key_env)
-    return env_secret_values(names)
-
-
-def redact(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
-    """``text`` with each secret value and each pattern match replaced by ``[REDACTED]``.
-
-    The default patterns (``sk-...`` keys, ``Bearer ...`` tokens) always apply.
-    """
-    # Longest first, so a secret containing another is replaced whole.
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(secret, REDACTED)
-    for pattern in (*DEFAULT_SECRET_PATTERNS, *patterns):
-        text = re.sub(pattern, REDACTED, text)
-    return text
-
-
-def redact_data(data: Any, secrets: Sequence[str] = (), patterns: Sequence[str] = ()) -> Any:
-    """:func:`redact` applied to every string (keys included) of JSON-like data."""
-    if isinstance(data, str):
-        return redact(data, secrets, patterns)
-    if isinstance(data, Mapping):
-        return {
-            redact_data(key, secrets, patterns): redact_data(value, secrets, patterns)
-            for key, value in data.items()
-        }
-    if isinstance(data, list):
-        return [redact_data(item, secrets, patterns) for item in data]
-    if isinstance(data, tuple):
-        return tuple(redact_data(item, secrets, patterns) for item in data)
-    return data
-
-
-@dataclass(frozen=True)
-class Redactor:
-    """The run's secrets and patterns, applied to what it reports (not only to cassettes).
-
-    A transcript can carry a secret: an agent reading out a token, a user told a key. The
-    judges see the conversation as it happened; every report (failure text, JSON results,
-    JUnit, Allure, the GitHub summary) is made from the redacted copy.
-    """
-
-    secrets: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-
-    @classmethod
-    def for_config(cls, config: LLMConfig) -> Redactor:
-        return cls(tuple(secret_values(config)), tuple(config.secret_patterns))
-
-    def result(self, result: EventResult) -> EventResult:
-        """``result`` with its conversation and verdicts redacted (the event is the user's own)."""
-        return result.model_copy(
-            update={
-                "conversation": self._model(result.conversation),
-                "policies": [self._model(policy) for policy in result.policies],
-            }
-        )
-
-    def _model(self, model: T) -> T:
-        # Python mode, not JSON: an int key or a tuple in a tool result stays what it was.
-        data = redact_data(model.model_dump(), self.secrets, self.patterns)
-        return type(model).model_validate(data)
 
 
 # --------------------------------------------------------------------------- errors from litellm

@@ -15,19 +15,14 @@ from pathlib import Path
 from typing import Any
 from typing import TypeVar
 
-import pytest
 import yaml
 from pydantic import BaseModel
 from pydantic import ValidationError
 
+from pytest_agentsim.core.errors import ConfigError
+
 Loc = tuple[int | str, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-# A user file or option is wrong; the message names where and what was expected.
-# It is pytest's UsageError (a final class, so not subclassed): pytest prints it as one
-# ``ERROR:`` line and exits with code 4 instead of a traceback.
-ConfigError = pytest.UsageError
 
 
 class LineDict(dict[Any, Any]):

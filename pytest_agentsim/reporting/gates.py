@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from pytest_agentsim.report import BAD_OUTCOMES
-from pytest_agentsim.report import aggregate
-from pytest_agentsim.report import pass_k
+from pytest_agentsim.reporting.tables import BAD_OUTCOMES
+from pytest_agentsim.reporting.tables import aggregate
+from pytest_agentsim.reporting.tables import pass_k
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import Field
 
-from pytest_agentsim.models import Policy
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.rules import tools_named
+from pytest_agentsim.core.checks import tools_named
+from pytest_agentsim.core.models import Policy
+from pytest_agentsim.core.models import PolicyPack
 
 _STOPWORDS = frozenset(
     "about above after again against also before being below between both cannot could "
@@ -413,7 +413,7 @@ def llm_edge_weights(
             ]
         )
 
-    from pytest_agentsim.llm import run_sync
+    from pytest_agentsim.llm.gateway import run_sync
 
     async def score_all() -> list[Any]:
         # The calls are independent: in flight together, up to the gateway's limit.

@@ -15,20 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 from typing import Protocol
 
-import pytest
-
-from pytest_agentsim.models import OUTCOME_PRECEDENCE
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import PolicyResult
-from pytest_agentsim.models import Verdict
-from pytest_agentsim.packs import pack_taxonomy
-from pytest_agentsim.rules import RuleCheck
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.taxonomy import RiskTaxonomy
+from pytest_agentsim.core.checks import RuleCheck
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.models import OUTCOME_PRECEDENCE
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import PolicyResult
+from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.core.taxonomy import RiskTaxonomy
+from pytest_agentsim.packs.loading import pack_taxonomy
 
 
 class Judge(Protocol):
@@ -181,8 +179,3 @@ async def judge_event(
             )
         )
     return EventResult(event=event, conversation=conversation, policies=results)
-
-
-@pytest.hookimpl
-def pytest_agentsim_make_judges(registry: RuleRegistry) -> list[Judge]:
-    return [RuleJudge(registry)]

@@ -19,12 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm_run import LLMRole
-from pytest_agentsim.sandbox import ToolSandbox
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import display_path
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.run import LLMRole
+from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 
 def read_prompt(path: Path) -> str:

@@ -13,19 +13,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.rules import UnknownRuleType
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import Loc
-from pytest_agentsim.sources import display_path
-from pytest_agentsim.sources import field_path
-from pytest_agentsim.sources import line_of
-from pytest_agentsim.sources import load_document
-from pytest_agentsim.sources import load_model
-from pytest_agentsim.sources import to_plain
-from pytest_agentsim.sources import validation_error_message
-from pytest_agentsim.taxonomy import RiskTaxonomy
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.errors import UnknownRuleType
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.sources import Loc
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.core.sources import field_path
+from pytest_agentsim.core.sources import line_of
+from pytest_agentsim.core.sources import load_document
+from pytest_agentsim.core.sources import load_model
+from pytest_agentsim.core.sources import to_plain
+from pytest_agentsim.core.sources import validation_error_message
+from pytest_agentsim.core.taxonomy import RiskTaxonomy
 
 
 def validate_check(
@@ -154,9 +154,9 @@ def _entity_fields(pack: PolicyPack) -> dict[str, set[str]]:
 
 def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRegistry) -> None:
     """Scenario templates may only name declared entities and choices, and known checks."""
-    from pytest_agentsim.generate import TemplateContext
-    from pytest_agentsim.generate import placeholder_refs
-    from pytest_agentsim.generate import placeholders
+    from pytest_agentsim.packs.templates import TemplateContext
+    from pytest_agentsim.packs.templates import placeholder_refs
+    from pytest_agentsim.packs.templates import placeholders
 
     where = display_path(path)
     entities = pack.generation.entities

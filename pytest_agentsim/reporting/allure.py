@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.report import render_transcript
-from pytest_agentsim.sandbox import pretty_diff
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.reporting.failure import render_transcript
+from pytest_agentsim.simulation.sandbox import pretty_diff
 
 if TYPE_CHECKING:
-    from pytest_agentsim.models import Event
-    from pytest_agentsim.models import EventResult
+    from pytest_agentsim.core.models import Event
+    from pytest_agentsim.core.models import EventResult
     from pytest_agentsim.session import AgentSimSession
 
 SEVERITY = {"low": "minor", "medium": "normal", "high": "critical", "critical": "blocker"}

@@ -29,14 +29,14 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic import Field
 
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm_run import LLMRole
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import Verdict
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.run import LLMRole
 
 
 class PolicyJudgement(BaseModel):

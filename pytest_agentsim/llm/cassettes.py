@@ -31,20 +31,20 @@ import yaml
 from pydantic import Field
 from pydantic import ValidationError
 
-from pytest_agentsim.llm import CassetteMiss
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm import LLMResponse
-from pytest_agentsim.llm import env_secret_values
-from pytest_agentsim.llm import redact
-from pytest_agentsim.llm import redact_data
-from pytest_agentsim.models import StrictModel
-from pytest_agentsim.sources import ConfigError
-from pytest_agentsim.sources import LineDict
-from pytest_agentsim.sources import describe_error
-from pytest_agentsim.sources import display_path
-from pytest_agentsim.sources import line_of
-from pytest_agentsim.sources import load_document
-from pytest_agentsim.sources import to_plain
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.models import StrictModel
+from pytest_agentsim.core.sources import LineDict
+from pytest_agentsim.core.sources import describe_error
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.core.sources import line_of
+from pytest_agentsim.core.sources import load_document
+from pytest_agentsim.core.sources import to_plain
+from pytest_agentsim.llm.messages import CassetteMiss
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.redaction import env_secret_values
+from pytest_agentsim.llm.redaction import redact
+from pytest_agentsim.llm.redaction import redact_data
 
 RecordMode = Literal["none", "once", "new_episodes", "all"]
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")

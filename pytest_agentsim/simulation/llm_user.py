@@ -17,13 +17,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMRequest
-from pytest_agentsim.llm_run import LLMRole
-from pytest_agentsim.models import Message
-from pytest_agentsim.models import StopReason
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.users import UserReply
+from pytest_agentsim.core.models import Message
+from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.messages import LLMRequest
+from pytest_agentsim.llm.run import LLMRole
+from pytest_agentsim.simulation.users import UserReply
 
 STOP_SIGNAL = "###STOP###"
 

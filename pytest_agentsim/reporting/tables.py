@@ -1,13 +1,7 @@
-"""What people read: failure reports, transcripts and the per-policy / per-risk tables.
-
-Results cross from xdist workers to the controller as plain JSON records (see
-:func:`result_record`), so the summary is computed the same way with or without xdist.
-"""
+"""The per-policy and per-risk tables, pass^k and the cost lines of a run."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -16,126 +10,10 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from pytest_agentsim.judging import combine
-from pytest_agentsim.models import Conversation
-from pytest_agentsim.models import EventResult
-from pytest_agentsim.models import LLMTally
-from pytest_agentsim.models import Outcome
-from pytest_agentsim.models import PolicyResult
-
-RESULT_KEY = "agentsim_result"
-
-
-def _short(text: str, limit: int = 240) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def render_transcript(conversation: Conversation, *, limit: int = 300) -> list[str]:
-    """The conversation as numbered lines; the numbers are the turns verdicts refer to."""
-    lines = []
-    for index, message in enumerate(conversation.messages):
-        if message.role == "tool":
-            lines.append(f"[{index}] tool {message.name}: {_short(message.content or '', limit)}")
-            continue
-        if message.content:
-            lines.append(f"[{index}] {message.role}: {_short(message.content, limit)}")
-        for call in message.tool_calls or []:
-            lines.append(
-                f"[{index}] {message.role} calls {call.function.name}({call.function.arguments})"
-            )
-    return lines
-
-
-def _policy_lines(result: PolicyResult) -> list[str]:
-    lines = [
-        f"{result.outcome.value.upper()} {result.policy_id} "
-        f"[{result.risk_level1} > {result.risk_category}, severity {result.severity.value}]"
-    ]
-    for verdict in result.verdicts:
-        if verdict.outcome is not result.outcome:
-            continue
-        where = f"turn {verdict.turn}" if verdict.turn is not None else "conversation"
-        lines.append(f"    {where}: {verdict.reason}")
-        if verdict.quote:
-            lines.append(f"      quote: {_short(verdict.quote, 160)!r}")
-        lines.append(
-            f"      ({verdict.judge}: {verdict.check})"
-            if verdict.check
-            else f"      ({verdict.judge})"
-        )
-    if result.disagreement:
-        lines.append(f"    judges disagree: {result.disagreement}")
-    return lines
-
-
-def failure_report(result: EventResult) -> str:
-    """The text of a failing or erroring test: what went wrong, where, why, and the transcript."""
-    from pytest_agentsim.sandbox import pretty_diff
-
-    event = result.event
-    conversation = result.conversation
-    counts = {outcome: len(result.with_outcome(outcome)) for outcome in Outcome}
-    summary = ", ".join(f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o])
-    lines = [f"agentsim event {event.id} ({', '.join(event.policies)}): {summary}"]
-    if event.scenario:
-        lines.append(f"scenario: {_short(event.scenario)}")
-    for policy_result in result.policies:
-        if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
-            lines.extend(_policy_lines(policy_result))
-    lines.append(f"stop reason: {conversation.stop_reason.value}")
-    if conversation.error:
-        lines.append("error:")
-        lines.extend("    " + line for line in conversation.error.splitlines())
-    lines.append("transcript:")
-    lines.extend("    " + line for line in render_transcript(conversation))
-    db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
-    if db_diff:
-        lines.append("database changes:")
-        lines.extend("    " + line for line in db_diff.splitlines())
-    return "\n".join(lines)
-
-
-def result_record(result: EventResult) -> dict[str, Any]:
-    """A JSON-safe summary of one judged event, small enough to ride on a test report."""
-    return {
-        "event": result.event.id,
-        "domain": result.event.domain,
-        "stop_reason": result.conversation.stop_reason.value,
-        "error": result.conversation.error,
-        "messages": len(result.conversation.messages),
-        "tool_calls": len(result.conversation.tool_calls),
-        "duration_seconds": result.conversation.duration_seconds,
-        "trial": result.trial,
-        # Identical transcripts across trials mean the trials were not independent samples.
-        "llm": result.llm.model_dump(),
-        "transcript_sha256": hashlib.sha256(
-            json.dumps(
-                [m.to_openai() for m in result.conversation.messages], sort_keys=True
-            ).encode()
-        ).hexdigest(),
-        "policies": [
-            {
-                "policy": r.policy_id,
-                "risk_category": r.risk_category,
-                "risk_level1": r.risk_level1,
-                "severity": r.severity.value,
-                "outcome": r.outcome.value,
-                "listed": r.listed,
-                "turn": next((v.turn for v in r.verdicts if v.outcome is r.outcome), None),
-                "reason": next((v.reason for v in r.verdicts if v.outcome is r.outcome), ""),
-                "judges": {v.judge: v.outcome.value for v in r.verdicts if v.check is None}
-                | _rule_outcome(r),
-                "disagreement": r.disagreement,
-            }
-            for r in result.policies
-        ],
-    }
-
-
-def _rule_outcome(result: PolicyResult) -> dict[str, str]:
-    rules = [v.outcome for v in result.verdicts if v.check is not None]
-    return {"rules": combine(rules).value} if rules else {}
+from pytest_agentsim.core.models import LLMTally
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.judging.judges import combine
+from pytest_agentsim.reporting.failure import _short
 
 
 def llm_totals(records: Sequence[dict[str, Any]]) -> LLMTally:
@@ -437,69 +315,3 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]
     return lines
-
-
-RESULTS_SCHEMA = "pytest-agentsim/results"
-RESULTS_VERSION = 1
-
-
-def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) -> dict[str, Any]:
-    """The ``--agentsim-json`` file (schema ``pytest-agentsim/results``, version 1).
-
-    Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
-    seed, max turns, packs with content hashes, events files, start time, duration, exit
-    status), ``totals`` (events, and events with a violation / an error / all compliant),
-    ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
-    terminal tables), ``events`` (one record per judged event: outcome, turn and reason
-    per policy, stop reason, size, duration, trial, transcript hash, the tests that
-    asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
-    risk category, and events whose trials were identical; else null) and ``cost`` (USD,
-    tokens, LLM calls made and replayed from cassettes, summed over the events).
-    """
-    totals = aggregate(records)
-    outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
-    return {
-        "schema": RESULTS_SCHEMA,
-        "version": RESULTS_VERSION,
-        "run": run,
-        "totals": {
-            "events": len(records),
-            "violated_events": sum("violated" in found for found in outcomes),
-            "error_events": sum("error" in found for found in outcomes),
-            "inconclusive_events": sum("inconclusive" in found for found in outcomes),
-            "compliant_events": sum(
-                not found & {"violated", "error", "inconclusive"} for found in outcomes
-            ),
-        },
-        "policies": {
-            policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}
-            for policy, tally in sorted(totals.policies.items())
-        },
-        "risk_categories": {
-            risk: {"level1": totals.risk_level1[risk], **tally.as_dict()}
-            for risk, tally in sorted(totals.risks.items())
-        },
-        "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
-        "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
-        "cost": {
-            "usd": (total := llm_totals(records)).cost_usd,
-            "tokens": total.tokens,
-            "prompt_tokens": total.prompt_tokens,
-            "completion_tokens": total.completion_tokens,
-            "llm_calls": total.calls,
-            "replayed_calls": total.replayed_calls,
-            "failed_calls": total.failed_calls,
-        },
-    }
-
-
-def junit_properties(result: EventResult) -> list[tuple[str, str]]:
-    """Properties a JUnit XML consumer sees on the test: the event, policies, outcomes."""
-    listed = [r for r in result.policies if r.listed]
-    return [
-        ("agentsim_event", result.event.id),
-        ("agentsim_policies", ",".join(result.event.policies)),
-        ("agentsim_risk_categories", ",".join(sorted({r.risk_category for r in listed}))),
-        ("agentsim_stop_reason", result.conversation.stop_reason.value),
-        *((f"agentsim_outcome:{r.policy_id}", r.outcome.value) for r in result.policies),
-    ]

@@ -49,27 +49,27 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import ValidationError
 
-from pytest_agentsim.events import deep_merge
-from pytest_agentsim.generate import NOT_SENT
-from pytest_agentsim.generate import Generated
-from pytest_agentsim.generate import GenerationError
-from pytest_agentsim.generate import generate_events
-from pytest_agentsim.generate import stamp
-from pytest_agentsim.graph import PolicyGraph
-from pytest_agentsim.graph import PolicySample
-from pytest_agentsim.graph import llm_edge_weights
-from pytest_agentsim.llm import Gateway
-from pytest_agentsim.llm import LLMError
-from pytest_agentsim.llm import run_sync
-from pytest_agentsim.models import DialogueAct
-from pytest_agentsim.models import Event
-from pytest_agentsim.models import Expectation
-from pytest_agentsim.models import GoalRequest
-from pytest_agentsim.models import PolicyPack
-from pytest_agentsim.models import UserGoal
-from pytest_agentsim.models import UserProfile
-from pytest_agentsim.rules import RuleRegistry
-from pytest_agentsim.rules import UnknownRuleType
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.errors import UnknownRuleType
+from pytest_agentsim.core.models import DialogueAct
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Expectation
+from pytest_agentsim.core.models import GoalRequest
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import UserGoal
+from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.generation.filling import NOT_SENT
+from pytest_agentsim.generation.filling import Generated
+from pytest_agentsim.generation.filling import generate_events
+from pytest_agentsim.generation.filling import stamp
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.generation.graph import PolicySample
+from pytest_agentsim.generation.graph import llm_edge_weights
+from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.messages import LLMError
+from pytest_agentsim.packs.events import deep_merge
+from pytest_agentsim.packs.templates import GenerationError
 
 PURPOSE = "events"
 #: The seed database is shown in full up to this many characters of compact JSON; a bigger

@@ -1,0 +1,90 @@
+"""The text of a failing test: what went wrong, where, why, and the transcript."""
+
+from __future__ import annotations
+
+from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyResult
+
+
+def _short(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_transcript(conversation: Conversation, *, limit: int = 300) -> list[str]:
+    """The conversation as numbered lines; the numbers are the turns verdicts refer to."""
+    lines = []
+    for index, message in enumerate(conversation.messages):
+        if message.role == "tool":
+            lines.append(f"[{index}] tool {message.name}: {_short(message.content or '', limit)}")
+            continue
+        if message.content:
+            lines.append(f"[{index}] {message.role}: {_short(message.content, limit)}")
+        for call in message.tool_calls or []:
+            lines.append(
+                f"[{index}] {message.role} calls {call.function.name}({call.function.arguments})"
+            )
+    return lines
+
+
+def _policy_lines(result: PolicyResult) -> list[str]:
+    lines = [
+        f"{result.outcome.value.upper()} {result.policy_id} "
+        f"[{result.risk_level1} > {result.risk_category}, severity {result.severity.value}]"
+    ]
+    for verdict in result.verdicts:
+        if verdict.outcome is not result.outcome:
+            continue
+        where = f"turn {verdict.turn}" if verdict.turn is not None else "conversation"
+        lines.append(f"    {where}: {verdict.reason}")
+        if verdict.quote:
+            lines.append(f"      quote: {_short(verdict.quote, 160)!r}")
+        lines.append(
+            f"      ({verdict.judge}: {verdict.check})"
+            if verdict.check
+            else f"      ({verdict.judge})"
+        )
+    if result.disagreement:
+        lines.append(f"    judges disagree: {result.disagreement}")
+    return lines
+
+
+def failure_report(result: EventResult) -> str:
+    """The text of a failing or erroring test: what went wrong, where, why, and the transcript."""
+    from pytest_agentsim.simulation.sandbox import pretty_diff
+
+    event = result.event
+    conversation = result.conversation
+    counts = {outcome: len(result.with_outcome(outcome)) for outcome in Outcome}
+    summary = ", ".join(f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o])
+    lines = [f"agentsim event {event.id} ({', '.join(event.policies)}): {summary}"]
+    if event.scenario:
+        lines.append(f"scenario: {_short(event.scenario)}")
+    for policy_result in result.policies:
+        if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
+            lines.extend(_policy_lines(policy_result))
+    lines.append(f"stop reason: {conversation.stop_reason.value}")
+    if conversation.error:
+        lines.append("error:")
+        lines.extend("    " + line for line in conversation.error.splitlines())
+    lines.append("transcript:")
+    lines.extend("    " + line for line in render_transcript(conversation))
+    db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
+    if db_diff:
+        lines.append("database changes:")
+        lines.extend("    " + line for line in db_diff.splitlines())
+    return "\n".join(lines)
+
+
+def junit_properties(result: EventResult) -> list[tuple[str, str]]:
+    """Properties a JUnit XML consumer sees on the test: the event, policies, outcomes."""
+    listed = [r for r in result.policies if r.listed]
+    return [
+        ("agentsim_event", result.event.id),
+        ("agentsim_policies", ",".join(result.event.policies)),
+        ("agentsim_risk_categories", ",".join(sorted({r.risk_category for r in listed}))),
+        ("agentsim_stop_reason", result.conversation.stop_reason.value),
+        *((f"agentsim_outcome:{r.policy_id}", r.outcome.value) for r in result.policies),
+    ]

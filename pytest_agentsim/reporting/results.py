@@ -1,0 +1,113 @@
+"""The record of one judged event, and the ``--agentsim-json`` results document."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import PolicyResult
+from pytest_agentsim.judging.judges import combine
+from pytest_agentsim.reporting.tables import aggregate
+from pytest_agentsim.reporting.tables import llm_totals
+from pytest_agentsim.reporting.tables import pass_k
+
+RESULT_KEY = "agentsim_result"
+
+
+def result_record(result: EventResult) -> dict[str, Any]:
+    """A JSON-safe summary of one judged event, small enough to ride on a test report."""
+    return {
+        "event": result.event.id,
+        "domain": result.event.domain,
+        "stop_reason": result.conversation.stop_reason.value,
+        "error": result.conversation.error,
+        "messages": len(result.conversation.messages),
+        "tool_calls": len(result.conversation.tool_calls),
+        "duration_seconds": result.conversation.duration_seconds,
+        "trial": result.trial,
+        # Identical transcripts across trials mean the trials were not independent samples.
+        "llm": result.llm.model_dump(),
+        "transcript_sha256": hashlib.sha256(
+            json.dumps(
+                [m.to_openai() for m in result.conversation.messages], sort_keys=True
+            ).encode()
+        ).hexdigest(),
+        "policies": [
+            {
+                "policy": r.policy_id,
+                "risk_category": r.risk_category,
+                "risk_level1": r.risk_level1,
+                "severity": r.severity.value,
+                "outcome": r.outcome.value,
+                "listed": r.listed,
+                "turn": next((v.turn for v in r.verdicts if v.outcome is r.outcome), None),
+                "reason": next((v.reason for v in r.verdicts if v.outcome is r.outcome), ""),
+                "judges": {v.judge: v.outcome.value for v in r.verdicts if v.check is None}
+                | _rule_outcome(r),
+                "disagreement": r.disagreement,
+            }
+            for r in result.policies
+        ],
+    }
+
+
+def _rule_outcome(result: PolicyResult) -> dict[str, str]:
+    rules = [v.outcome for v in result.verdicts if v.check is not None]
+    return {"rules": combine(rules).value} if rules else {}
+
+
+RESULTS_SCHEMA = "pytest-agentsim/results"
+RESULTS_VERSION = 1
+
+
+def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) -> dict[str, Any]:
+    """The ``--agentsim-json`` file (schema ``pytest-agentsim/results``, version 1).
+
+    Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
+    seed, max turns, packs with content hashes, events files, start time, duration, exit
+    status), ``totals`` (events, and events with a violation / an error / all compliant),
+    ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
+    terminal tables), ``events`` (one record per judged event: outcome, turn and reason
+    per policy, stop reason, size, duration, trial, transcript hash, the tests that
+    asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
+    risk category, and events whose trials were identical; else null) and ``cost`` (USD,
+    tokens, LLM calls made and replayed from cassettes, summed over the events).
+    """
+    totals = aggregate(records)
+    outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
+    return {
+        "schema": RESULTS_SCHEMA,
+        "version": RESULTS_VERSION,
+        "run": run,
+        "totals": {
+            "events": len(records),
+            "violated_events": sum("violated" in found for found in outcomes),
+            "error_events": sum("error" in found for found in outcomes),
+            "inconclusive_events": sum("inconclusive" in found for found in outcomes),
+            "compliant_events": sum(
+                not found & {"violated", "error", "inconclusive"} for found in outcomes
+            ),
+        },
+        "policies": {
+            policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}
+            for policy, tally in sorted(totals.policies.items())
+        },
+        "risk_categories": {
+            risk: {"level1": totals.risk_level1[risk], **tally.as_dict()}
+            for risk, tally in sorted(totals.risks.items())
+        },
+        "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
+        "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
+        "cost": {
+            "usd": (total := llm_totals(records)).cost_usd,
+            "tokens": total.tokens,
+            "prompt_tokens": total.prompt_tokens,
+            "completion_tokens": total.completion_tokens,
+            "llm_calls": total.calls,
+            "replayed_calls": total.replayed_calls,
+            "failed_calls": total.failed_calls,
+        },
+    }
