@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+ExampleRun = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--agentsim",
+            "example_tests",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_example() -> ExampleRun:
+    """The README's main job, ``pytest --agentsim example_tests``, with extra arguments."""
+    return _run_example
+
 
 PACK = """\
 domain: notes

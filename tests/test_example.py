@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ExampleRun
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = {
@@ -17,27 +18,8 @@ PLANTED = {
 }
 
 
-def run_example(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--agentsim",
-            "example_tests",
-            "-p",
-            "no:cacheprovider",
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
-def main_job() -> subprocess.CompletedProcess[str]:
+def main_job(run_example: ExampleRun) -> subprocess.CompletedProcess[str]:
     return run_example()
 
 
@@ -91,7 +73,9 @@ def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
         assert re.search(rf"^\s+{risk}\s+.*\s+[1-9]\d*\s+0\s+\d+\s+\d+%$", out, re.M), risk
 
 
-def test_second_run_gives_identical_verdicts(main_job: subprocess.CompletedProcess[str]) -> None:
+def test_second_run_gives_identical_verdicts(
+    main_job: subprocess.CompletedProcess[str], run_example: ExampleRun
+) -> None:
     def verdicts(out: str) -> str:
         return out[out.index("agentsim summary") : out.index("short test summary")]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_example import run_example
+from conftest import ExampleRun
 
 from pytest_agentsim.llm.fake_server import FakeLLMServer
 
@@ -34,7 +34,9 @@ def interactions(path: Path) -> int:
     return len(yaml.safe_load(path.read_text())["interactions"])
 
 
-def test_llm_configuration_replays_offline_with_zero_requests(scripted_model: Any) -> None:
+def test_llm_configuration_replays_offline_with_zero_requests(
+    scripted_model: Any, run_example: ExampleRun
+) -> None:
     with FakeLLMServer() as server:  # reachable, so a request would be seen, not refused
         run = run_example(*scripted_model.llm_options(server.base_url))
         assert server.requests == []
@@ -50,7 +52,7 @@ def test_llm_configuration_replays_offline_with_zero_requests(scripted_model: An
 
 
 def test_llm_configuration_live_makes_the_recorded_requests(
-    scripted_model: Any, tmp_path: Path
+    scripted_model: Any, run_example: ExampleRun, tmp_path: Path
 ) -> None:
     events = ["ev-0002", "ev-0007"]
     with FakeLLMServer(reply=scripted_model.reply) as server:

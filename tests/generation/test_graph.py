@@ -22,7 +22,7 @@ from pytest_agentsim.generation.graph import random_graph
 from pytest_agentsim.judging.rules import default_registry
 from pytest_agentsim.packs.loading import load_pack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def policy(

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_example import run_example
+from conftest import ExampleRun
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLANTED = {
     ("Societal Risks", "Economic Harm", "refund-window"): "ev-0002",
     ("System & Operational Risks", "Operational Misuses", "confirm-before-write"): "ev-0004",
@@ -34,7 +34,7 @@ def allure_cli() -> str:
     pytest.skip("the Allure 3 CLI is not installed (npm install allure@3; .ci/run does)")
 
 
-def test_behaviors_tree_is_risk_category_policy(tmp_path: Path) -> None:
+def test_behaviors_tree_is_risk_category_policy(tmp_path: Path, run_example: ExampleRun) -> None:
     cli = allure_cli()
     results = tmp_path / "allure-results"
     run = run_example(

@@ -18,7 +18,7 @@ from pytest_agentsim.packs.events import load_events
 from pytest_agentsim.packs.events import starting_db
 from pytest_agentsim.packs.loading import load_pack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Line numbers below refer to this layout: the policy starts on line 3.
 POLICY = """\

@@ -26,7 +26,7 @@ from pytest_agentsim.packs.events import starting_db
 from pytest_agentsim.packs.loading import load_pack
 from pytest_agentsim.packs.templates import GenerationError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SHOP_DB = {
     "customers": {
