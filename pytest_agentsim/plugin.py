@@ -350,7 +350,13 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_agentsim.reporting.allure import AllureReporter
 
             config.pluginmanager.register(
-                AllureReporter(session, Path(alluredir)), "agentsim-allure"
+                AllureReporter(
+                    Path(alluredir),
+                    seed=session.settings.seed,
+                    models=session.models_description(),
+                    environment=session.allure_environment(),
+                ),
+                "agentsim-allure",
             )
 
 

@@ -28,11 +28,11 @@ from pytest_agentsim.core.checks import RuleRegistry
 from pytest_agentsim.core.checks import tools_named
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.errors import ConversationError
-from pytest_agentsim.core.errors import PolicyViolation
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import PolicyViolation
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.generation.filling import GenerationFailed
@@ -338,6 +338,19 @@ class AgentSimSession:
         ]
         return ", ".join(roles) if roles else "offline (agenda user, rule judges)"
 
+    def allure_environment(self) -> dict[str, Any]:
+        """What Allure's environment widget shows of the run."""
+        from pytest_agentsim import __version__
+
+        return {
+            "pytest_agentsim": __version__,
+            "packs": ",".join(f"{p.domain}@{p.content_hash[:12]}" for p in self.packs.values()),
+            "seed": self.settings.seed,
+            "max_turns": self.settings.max_turns,
+            "repeat": self.settings.repeat,
+            "models": self.models_description(),
+        }
+
     def user_model(self, item: pytest.Item) -> str | None:
         """The simulated user's model: the test's agentsim_user_model mark, else the run's."""
         mark = item.get_closest_marker("agentsim_user_model")
@@ -451,7 +464,9 @@ class AgentSimSession:
         result = item.stash.get(EVENT_RESULT, None)
         try:
             yield
-        except PolicyViolation:
+        except PolicyViolation as exc:
+            if exc.result is not None:  # the headline becomes the full report, as a test needs
+                exc.args = (failure_report(exc.result),)
             # assert_compliant() in the body: a verdict that is only inconclusive follows
             # agentsim_inconclusive like the automatic check below.
             if (

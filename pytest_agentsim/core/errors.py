@@ -19,9 +19,5 @@ class ConversationError(Exception):
     """
 
 
-class PolicyViolation(AssertionError):
-    """A test failed because the agent violated policies (what quality gates may tolerate)."""
-
-
 class UnknownRuleType(ValueError):
     pass

@@ -20,8 +20,6 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PrivateAttr
 
-from pytest_agentsim.core.errors import PolicyViolation
-
 
 class StrictModel(BaseModel):
     """Base for models read from user files: unknown keys are errors, not ignored."""
@@ -545,13 +543,25 @@ class EventResult(BaseModel):
         outcomes = {r.policy_id: r.outcome.value for r in self.policies}
         return f"<EventResult {self.event.id} {self.conversation.stop_reason.value} {outcomes}>"
 
+    @property
+    def headline(self) -> str:
+        """'agentsim event ev-1 (a, b): 2 compliant, 1 violated': the first line of a report."""
+        counts = {outcome: len(self.with_outcome(outcome)) for outcome in Outcome}
+        summary = ", ".join(
+            f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]
+        )
+        return f"agentsim event {self.event.id} ({', '.join(self.event.policies)}): {summary}"
+
     def assert_compliant(self) -> None:
-        """Fail with the full report (violations, turns, reasons, transcript) unless clean."""
+        """Fail unless every policy is compliant or not applicable.
+
+        In a test, the plugin gives the failure the full report (violations, turns,
+        reasons, transcript, database changes); elsewhere the message is the headline and
+        the exception's ``result`` holds the evidence.
+        """
         __tracebackhide__ = True
         if self.violated or self.errors or self.with_outcome(Outcome.inconclusive):
-            from pytest_agentsim.reporting.failure import failure_report
-
-            raise PolicyViolation(failure_report(self))
+            raise PolicyViolation(self.headline, self)
 
     def with_outcome(self, outcome: Outcome) -> list[PolicyResult]:
         return [result for result in self.policies if result.outcome is outcome]
@@ -563,3 +573,11 @@ class EventResult(BaseModel):
     @property
     def errors(self) -> list[PolicyResult]:
         return self.with_outcome(Outcome.error)
+
+
+class PolicyViolation(AssertionError):
+    """A test failed because the agent violated policies (what quality gates may tolerate)."""
+
+    def __init__(self, message: str, result: EventResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -20,6 +20,7 @@ controller writes ``categories.json`` and ``environment.properties``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -33,7 +34,6 @@ from pytest_agentsim.simulation.sandbox import pretty_diff
 if TYPE_CHECKING:
     from pytest_agentsim.core.models import Event
     from pytest_agentsim.core.models import EventResult
-    from pytest_agentsim.session import AgentSimSession
 
 SEVERITY = {"low": "minor", "medium": "normal", "high": "critical", "critical": "blocker"}
 SEVERITY_ORDER = ["low", "medium", "high", "critical"]
@@ -76,9 +76,13 @@ def _allure() -> Any:
 class AllureReporter:
     """Adds agentsim's labels, steps and attachments to allure-pytest's results."""
 
-    def __init__(self, session: AgentSimSession, results_dir: Path) -> None:
-        self.session = session
+    def __init__(
+        self, results_dir: Path, *, seed: int, models: str, environment: Mapping[str, Any]
+    ) -> None:
         self.results_dir = results_dir
+        self.seed = seed
+        self.models = models
+        self.environment = dict(environment)
 
     @pytest.hookimpl
     def pytest_agentsim_event_judged(
@@ -103,9 +107,9 @@ class AllureReporter:
         allure.dynamic.severity(SEVERITY[worst])
         allure.dynamic.parameter("agentsim_case", event.id, mode=allure.parameter_mode.HIDDEN)
         allure.dynamic.parameter("event", event.id)
-        allure.dynamic.parameter("seed", self.session.settings.seed)
+        allure.dynamic.parameter("seed", self.seed)
         allure.dynamic.parameter("trial", result.trial + 1)
-        allure.dynamic.parameter("models", self.session.models_description())
+        allure.dynamic.parameter("models", self.models)
         item.stash[JUDGED] = result
         if result.errors or result.conversation.stop_reason.is_error:
             self.evidence(result)  # setup will fail: there is no call phase to attach to
@@ -165,19 +169,5 @@ class AllureReporter:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         (self.results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
         (self.results_dir / "environment.properties").write_text(
-            "\n".join(f"{key}={value}" for key, value in self.environment().items()) + "\n"
+            "\n".join(f"{key}={value}" for key, value in self.environment.items()) + "\n"
         )
-
-    def environment(self) -> dict[str, Any]:
-        from pytest_agentsim import __version__
-
-        settings = self.session.settings
-        packs = self.session.packs.values()
-        return {
-            "pytest_agentsim": __version__,
-            "packs": ",".join(f"{p.domain}@{p.content_hash[:12]}" for p in packs),
-            "seed": settings.seed,
-            "max_turns": settings.max_turns,
-            "repeat": settings.repeat,
-            "models": self.session.models_description(),
-        }

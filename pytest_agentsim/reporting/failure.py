@@ -57,9 +57,7 @@ def failure_report(result: EventResult) -> str:
 
     event = result.event
     conversation = result.conversation
-    counts = {outcome: len(result.with_outcome(outcome)) for outcome in Outcome}
-    summary = ", ".join(f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o])
-    lines = [f"agentsim event {event.id} ({', '.join(event.policies)}): {summary}"]
+    lines = [result.headline]
     if event.scenario:
         lines.append(f"scenario: {_short(event.scenario)}")
     for policy_result in result.policies:
