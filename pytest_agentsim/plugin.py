@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import EventResult
     from pytest_agentsim.core.models import PolicyPack
     from pytest_agentsim.generation.graph import PolicyGraph
-    from pytest_agentsim.session import AgentSimSession
-    from pytest_agentsim.session import UserDriver
+    from pytest_agentsim.runtest import ConversationTests
+    from pytest_agentsim.simulation.driver import UserDriver
     from pytest_agentsim.simulation.sandbox import ToolSandbox
 
-SESSION = pytest.StashKey["AgentSimSession"]()
-PLUGIN_NAME = "agentsim-session"
+TESTS = pytest.StashKey["ConversationTests"]()
+REGISTERED = pytest.StashKey[list[str]]()
 AGENTSIM_FIXTURES = frozenset(
     {
         "agentsim_conversation",
@@ -335,40 +335,57 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--{option.replace('_', '-')}: only used with --agentsim (add it)"
                 )
     if config.getoption("agentsim"):
-        from pytest_agentsim.session import AgentSimSession
+        _register_plugins(config)
 
-        # import_module, not ``from pytest_agentsim import builtins``: the latter returns a
-        # stale submodule when sys.modules was restored in between (pytester inline runs).
-        config.pluginmanager.register(
-            importlib.import_module("pytest_agentsim.builtins"), "agentsim-builtins"
+
+def _register_plugins(config: pytest.Config) -> None:
+    """The run's plugin objects, each registered only where it has work to do."""
+    registered = config.stash[REGISTERED] = []
+
+    def register(plugin: object, name: str) -> None:
+        config.pluginmanager.register(plugin, name)
+        registered.append(name)
+
+    # import_module, not ``from pytest_agentsim import builtins``: the latter returns a
+    # stale submodule when sys.modules was restored in between (pytester inline runs).
+    register(importlib.import_module("pytest_agentsim.builtins"), "agentsim-builtins")
+    from pytest_agentsim.runtest import ConversationTests
+    from pytest_agentsim.session import AgentSimSession
+    from pytest_agentsim.session import is_worker
+
+    session = AgentSimSession(config)
+    tests = config.stash[TESTS] = ConversationTests(session)
+    register(tests, "agentsim-tests")
+    if not is_worker(config):
+        from pytest_agentsim.summary import SummaryReporter
+
+        register(SummaryReporter(session), "agentsim-summary")
+    alluredir = getattr(config.option, "allure_report_dir", None)
+    if alluredir and config.pluginmanager.hasplugin("allure_pytest"):
+        from pytest_agentsim.reporting.allure import AllureReporter
+
+        reporter = AllureReporter(
+            Path(alluredir),
+            seed=session.settings.seed,
+            models=session.models_description(),
+            environment=session.allure_environment(),
         )
-        session = AgentSimSession(config)
-        config.stash[SESSION] = session
-        config.pluginmanager.register(session, PLUGIN_NAME)
-        alluredir = getattr(config.option, "allure_report_dir", None)
-        if alluredir and config.pluginmanager.hasplugin("allure_pytest"):
-            from pytest_agentsim.reporting.allure import AllureReporter
-
-            config.pluginmanager.register(
-                AllureReporter(
-                    Path(alluredir),
-                    seed=session.settings.seed,
-                    models=session.models_description(),
-                    environment=session.allure_environment(),
-                ),
-                "agentsim-allure",
-            )
+        register(reporter, "agentsim-allure")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    session = config.stash.get(SESSION, None)
-    if session is not None:
-        config.pluginmanager.unregister(session, PLUGIN_NAME)
-        del config.stash[SESSION]
+    for name in config.stash.get(REGISTERED, []):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin, name)
+    if REGISTERED in config.stash:
+        del config.stash[REGISTERED]
+    if TESTS in config.stash:
+        del config.stash[TESTS]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SESSION in config.stash:
+    if TESTS in config.stash:
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
@@ -377,11 +394,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def _session(request: pytest.FixtureRequest) -> AgentSimSession:
-    session = request.config.stash.get(SESSION, None)
-    if session is None:
+def _tests(request: pytest.FixtureRequest) -> ConversationTests:
+    tests = request.config.stash.get(TESTS, None)
+    if tests is None:
         pytest.skip(SKIP_REASON)
-    return session
+    return tests
 
 
 @pytest.fixture(scope="session")
@@ -391,8 +408,8 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Any:
     Without an override, the built-in LLM agent when ``agentsim_agent_prompt`` and
     ``agentsim_agent_model`` are configured.
     """
-    session = request.config.stash.get(SESSION, None)
-    llm = session.settings.llm if session is not None else None
+    tests = request.config.stash.get(TESTS, None)
+    llm = tests.settings.llm if tests is not None else None
     if llm is not None and llm.agent_prompt is not None and llm.agent_model:
         from pytest_agentsim.simulation.llm_agent import LLMAgent
 
@@ -414,7 +431,7 @@ def agentsim_tools() -> Sequence[Any]:
 @pytest.fixture
 def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int] | None:
     """(event, trial) of a test parametrized over events; None otherwise."""
-    _session(request)
+    _tests(request)
     return getattr(request, "param", None)
 
 
@@ -433,13 +450,13 @@ def agentsim_trial(agentsim_case: tuple[Event, int] | None) -> int:
 @pytest.fixture
 def agentsim_pack(request: pytest.FixtureRequest, agentsim_event: Event | None) -> PolicyPack:
     """The policy pack of the current event's domain (or the only pack loaded)."""
-    return _session(request).pack_for(agentsim_event)
+    return _tests(request).pack_for(agentsim_event)
 
 
 @pytest.fixture
 def agentsim_policy_graph(request: pytest.FixtureRequest, agentsim_pack: PolicyPack) -> PolicyGraph:
     """The policy graph of the current pack: ``.sample(n, seed=...)``, ``.coverage(k=...)``."""
-    return _session(request).policy_graph(agentsim_pack.domain)
+    return _tests(request).catalog.policy_graph(agentsim_pack.domain)
 
 
 @pytest.fixture
@@ -448,7 +465,7 @@ def agentsim_sandbox(
 ) -> ToolSandbox:
     """A fresh sandbox of the agent's tools over the event's (or the pack's seed) database."""
     from pytest_agentsim.packs.events import starting_db
-    from pytest_agentsim.session import sandbox_for
+    from pytest_agentsim.runtest import sandbox_for
 
     db = starting_db(agentsim_pack, agentsim_event) if agentsim_event else agentsim_pack.seed_db
     return sandbox_for(agentsim_tools, db)
@@ -467,10 +484,10 @@ def agentsim_conversation(
     Its setup errors when the conversation could not be judged (the agent crashed, a
     judge failed); after the test body, any violated policy fails the test with a report.
     """
-    session = _session(request)
+    tests = _tests(request)
     if agentsim_event is None:
         pytest.fail("agentsim: agentsim_conversation needs a parametrized event", pytrace=False)
-    return session.conversation(
+    return tests.conversation(
         request.node, agentsim_event, agentsim_trial, agentsim_agent, agentsim_tools
     )
 
@@ -480,16 +497,7 @@ def simulated_user(
     request: pytest.FixtureRequest, agentsim_agent: Any, agentsim_tools: Sequence[Any]
 ) -> UserDriver:
     """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
-    from pytest_agentsim.session import UserDriver
-
-    session = _session(request)
-    return UserDriver(
-        session,
-        agentsim_agent,
-        agentsim_tools,
-        request.node.name,
-        user_model=session.user_model(request.node),
-    )
+    return _tests(request).user_driver(request.node, agentsim_agent, agentsim_tools)
 
 
 @pytest.fixture

@@ -8,11 +8,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.generation.snapshots import SnapshotWrite
 from pytest_agentsim.judging.judges import combine
+from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.failure import _short
 
 
@@ -314,4 +318,46 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     if problems:
         lines.append("violations and errors:")
         lines += ["  " + line for line in problems]
+    return lines
+
+
+def generation_lines(writes: Sequence[SnapshotWrite], configured: Sequence[Path]) -> list[str]:
+    """What --agentsim-generate wrote: files, counts, coverage, difficulty."""
+    lines: list[str] = []
+    for write in writes:
+        state = "wrote" if write.changed else "unchanged"
+        coverage = (
+            f"NOT COVERED: {'; '.join(write.uncovered)}"
+            if write.uncovered
+            else "every policy covered"
+        )
+        skipped = (
+            f"; {write.skipped} {'sample' if write.skipped == 1 else 'samples'} could not "
+            "be built (listed in the file)"
+            if write.skipped
+            else ""
+        )
+        lines.append(
+            f"{state} {display_path(write.path)}: {write.events} {write.domain} events; "
+            f"{coverage}{skipped}"
+        )
+        if write.events < write.target:
+            lines.append(
+                f"  note: {write.events} of the {write.target} events asked for "
+                "(generation.count): the samples drawn gave no more distinct events"
+            )
+        if write.llm is not None:
+            tally = write.llm
+            lines.append(
+                f"  by {write.generator.removeprefix('llm:')}: {tally.calls} LLM calls, "
+                f"{tally.replayed_calls} replayed from cassettes, "
+                f"{tally.prompt_tokens + tally.completion_tokens:,} tokens, "
+                f"{usd(tally.cost_usd)}"
+            )
+        lines.extend(f"  {line}" for line in write.histogram)
+        if write.path not in configured:
+            lines.append(
+                f"  note: {display_path(write.path)} is not among the configured events "
+                "files; add it to agentsim_events to run it without --agentsim-generate"
+            )
     return lines

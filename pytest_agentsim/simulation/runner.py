@@ -32,6 +32,7 @@ from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import ToolCallRequest
+from pytest_agentsim.judging.judges import judge_event
 from pytest_agentsim.llm.gateway import run_sync
 from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.run import LLMRun
@@ -238,9 +239,14 @@ class SimulationRunner:
         trial: int = 0,
         *,
         user_model: str | None = None,
+        user: SimulatedUser | None = None,
+        max_turns: int | None = None,
     ) -> EventResult:
-        from pytest_agentsim.judging.judges import judge_event
+        """Simulate one trial of ``event`` and judge it: the one code path of every conversation.
 
+        ``user`` replaces the simulated user the event's profile would make (the
+        ``simulated_user`` fixture passes the test's own), ``max_turns`` the run's limit.
+        """
         scope = (
             self.llm.scope(self.llm.cassette_path(event.domain, event.id, trial))
             if self.llm is not None
@@ -249,10 +255,10 @@ class SimulationRunner:
         with active(scope):
             conversation = await run_conversation(
                 event_id=event.id,
-                user=self.make_user(event, trial, user_model),
+                user=user or self.make_user(event, trial, user_model),
                 agent=agent,
                 sandbox=sandbox,
-                max_turns=self.max_turns,
+                max_turns=max_turns or self.max_turns,
                 seed=self.seed,
             )
             result = await judge_event(event, conversation, pack, self.judges)

@@ -1,0 +1,146 @@
+"""The packs and events of a run: loaded once, validated, looked up by every test.
+
+It needs no running pytest: the pytest glue asks it which events a test's marks select,
+which pack an event belongs to, and whether an event's checks name tools the agent lacks;
+a script or a unit test builds one from file paths alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.checks import tools_named
+from pytest_agentsim.core.errors import ConfigError
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.generation.graph import PolicyGraph
+from pytest_agentsim.packs.events import load_events
+from pytest_agentsim.packs.loading import load_pack
+from pytest_agentsim.packs.loading import pack_taxonomy
+
+
+def load_packs(paths: Iterable[Path], registry: RuleRegistry) -> dict[str, PolicyPack]:
+    """Packs by domain; two packs of one domain are a configuration error."""
+    packs: dict[str, PolicyPack] = {}
+    for path in paths:
+        pack = load_pack(path, registry=registry)
+        if pack.domain in packs:
+            raise ConfigError(
+                f"{display_path(path)}: domain {pack.domain!r} is also the domain of "
+                f"{display_path(packs[pack.domain].path or '')}"
+            )
+        packs[pack.domain] = pack
+    return packs
+
+
+def load_event_files(
+    paths: Iterable[Path], packs: dict[str, PolicyPack], registry: RuleRegistry
+) -> list[Event]:
+    """Every event of the files, validated against its pack; an id twice in a domain is
+    a configuration error naming both places."""
+    events: list[Event] = []
+    seen: dict[tuple[str, str], str] = {}
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(
+                f"{display_path(path)}: events file not found; write it with "
+                "`pytest --agentsim --agentsim-generate` (from the pack's templates)"
+            )
+        for event in load_events(path, packs=packs, registry=registry).events:
+            key = (event.domain, event.id)
+            if key in seen:
+                raise ConfigError(
+                    f"{display_path(path)}:{event.line}: event {event.id!r} is also in {seen[key]}"
+                )
+            seen[key] = display_path(path)
+            events.append(event)
+    return events
+
+
+class Catalog:
+    """The run's packs (by domain) and events, and the questions tests ask of them."""
+
+    def __init__(self, packs: dict[str, PolicyPack], events: Sequence[Event]) -> None:
+        self.packs = packs
+        self.events = list(events)
+        self._graphs: dict[str, PolicyGraph] = {}
+        self._tool_problems: dict[tuple[str, str, frozenset[str]], str | None] = {}
+
+    def policy_graph(self, domain: str) -> PolicyGraph:
+        """The pack's policy graph (declared and derived edges), built once per domain."""
+        if domain not in self._graphs:
+            self._graphs[domain] = PolicyGraph.from_pack(self.packs[domain])
+        return self._graphs[domain]
+
+    @property
+    def policy_ids(self) -> set[str]:
+        return {pid for pack in self.packs.values() for pid in pack.policy_ids}
+
+    @property
+    def risk_names(self) -> set[str]:
+        """Every level-2 and level-1 risk category of the packs' taxonomies."""
+        return {
+            name
+            for pack in self.packs.values()
+            for name in (*pack_taxonomy(pack).names, *pack_taxonomy(pack).parent.values())
+        }
+
+    def risks_of(self, event: Event) -> set[str]:
+        """The level-2 and level-1 risk categories of the policies an event exercises."""
+        pack = self.packs[event.domain]
+        taxonomy = pack_taxonomy(pack)
+        level2 = {pack.policy(policy_id).risk_category for policy_id in event.policies}
+        return level2 | {taxonomy.level1(name) for name in level2}
+
+    def with_policies(self, events: Sequence[Event], wanted: set[str]) -> list[Event]:
+        return [event for event in events if wanted & set(event.policies)]
+
+    def with_risks(self, events: Sequence[Event], wanted: set[str]) -> list[Event]:
+        return [event for event in events if wanted & self.risks_of(event)]
+
+    def unknown_tool(self, pack: PolicyPack, event: Event, tools: frozenset[str]) -> str | None:
+        """Why the event's checks cannot be judged with these tools, if a check names a
+        tool that ``agentsim_tools`` lacks (a typo would make it pass every event).
+
+        Every policy of the pack is judged on every event, so all their checks count,
+        besides the event's own expectations. Asked only when there are tools: an agent
+        that only talks has its tool checks not applicable, honestly.
+        """
+        key = (pack.domain, event.id, tools)
+        if key not in self._tool_problems:
+            pack_file = display_path(pack.path or pack.domain)
+            named = [
+                (tool, f"{pack_file}:{policy.line}: policy {policy.id!r}: a check")
+                for policy in pack.policies
+                for check in policy.checks
+                for tool in sorted(tools_named(check))
+            ] + [
+                (tool, f"event {event.id!r}: an expected check of {expectation.policy!r}")
+                for expectation in event.expected
+                for tool in sorted(tools_named(expectation.check))
+            ]
+            missing = next(((tool, where) for tool, where in named if tool not in tools), None)
+            self._tool_problems[key] = (
+                None
+                if missing is None
+                else f"{missing[1]} names tool {missing[0]!r}, which agentsim_tools does not "
+                f"provide (tools: {', '.join(sorted(tools)) or 'none'})"
+            )
+        return self._tool_problems[key]
+
+    def check_gate_names(self, per_risk: Iterable[str], per_policy: Iterable[str]) -> None:
+        """A per-risk or per-policy gate naming nothing the packs know is a usage error."""
+        for names, known, option in (
+            (per_risk, {n for p in self.packs.values() for n in pack_taxonomy(p).names}, "risk"),
+            (per_policy, self.policy_ids, "policy"),
+        ):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ConfigError(
+                    f"agentsim_max_violation_rate_per_{option}: unknown {unknown} "
+                    f"(expected one of: {', '.join(sorted(known))})"
+                )

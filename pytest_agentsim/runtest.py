@@ -1,0 +1,285 @@
+"""The per-test hooks: tests parametrized over events, each event simulated and judged for
+its test, and outcomes turned into pass, fail, error or xfail.
+
+Registered in every process (controller and xdist workers alike) by
+``plugin.pytest_configure`` with ``--agentsim``; what crosses back to the controller is the
+record attached to each test report, which :mod:`pytest_agentsim.summary` reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Generator
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.core.errors import ConversationError
+from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import PolicyViolation
+from pytest_agentsim.packs.events import starting_db
+from pytest_agentsim.reporting.failure import failure_report
+from pytest_agentsim.reporting.failure import junit_properties
+from pytest_agentsim.reporting.results import RESULT_KEY
+from pytest_agentsim.reporting.results import result_record
+from pytest_agentsim.session import AgentSimSession
+from pytest_agentsim.simulation.driver import UserDriver
+from pytest_agentsim.simulation.runner import Case
+from pytest_agentsim.simulation.sandbox import ToolDefinitionError
+from pytest_agentsim.simulation.sandbox import ToolSandbox
+
+EVENT_RESULT = pytest.StashKey[EventResult]()
+VIOLATION_ONLY = pytest.StashKey[bool]()
+VIOLATION_ONLY_KEY = "agentsim_violation_only"
+
+
+def sandbox_for(tools: Sequence[Any], db: dict[str, Any]) -> ToolSandbox:
+    """A sandbox of the user's tools; a tool that cannot be described fails with its source."""
+    try:
+        return ToolSandbox(tools, db)
+    except ToolDefinitionError as exc:
+        pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
+
+
+def _session_scoped(item: pytest.Item, *fixtures: str) -> bool:
+    """Whether the item's fixtures of these names are session-scoped: one value for all."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return all(
+        name in definitions and definitions[name][-1].scope == "session" for name in fixtures
+    )
+
+
+class ConversationTests:
+    """Parametrizes tests over the catalog's events and gives each its judged result."""
+
+    def __init__(self, session: AgentSimSession) -> None:
+        self.session = session
+        self.settings = session.settings
+        self.catalog = session.catalog
+        self.planned: list[tuple[pytest.Item, Event, int]] = []
+
+    # -- lookups for fixtures ------------------------------------------------------------
+
+    def pack_for(self, event: Event | None, domain: str | None = None) -> PolicyPack:
+        """The event's pack, the named domain's, or the only pack loaded."""
+        packs = self.catalog.packs
+        if event is not None:
+            return packs[event.domain]
+        if domain is not None:
+            if domain not in packs:
+                pytest.fail(
+                    f"agentsim: no policy pack of domain {domain!r} (loaded: {', '.join(packs)})",
+                    pytrace=False,
+                )
+            return packs[domain]
+        if len(packs) == 1:
+            return next(iter(packs.values()))
+        pytest.fail(
+            "agentsim: several policy packs are loaded and this test has no event to choose one "
+            f"({', '.join(packs)}); pass domain=... or parametrize it over events",
+            pytrace=False,
+        )
+
+    def user_model(self, item: pytest.Item) -> str | None:
+        """The simulated user's model: the test's agentsim_user_model mark, else the run's."""
+        mark = item.get_closest_marker("agentsim_user_model")
+        if mark is None:
+            return self.settings.llm.user_model
+        if len(mark.args) != 1 or not (mark.args[0] is None or isinstance(mark.args[0], str)):
+            pytest.fail(
+                f"{item.nodeid}: @pytest.mark.agentsim_user_model takes one model string "
+                "(or None for the offline user)",
+                pytrace=False,
+            )
+        return mark.args[0] or None
+
+    def user_driver(self, item: pytest.Item, agent: Any, tools: Sequence[Any]) -> UserDriver:
+        """The ``simulated_user`` fixture's value for ``item``."""
+        return UserDriver(
+            self.session.runner,
+            agent=agent,
+            pack_for=lambda domain: self.pack_for(None, domain),
+            sandbox_for=lambda pack, event: sandbox_for(tools, starting_db(pack, event)),
+            name=item.name,
+            seed=self.settings.seed,
+            user_model=self.user_model(item),
+        )
+
+    def selected_events(self, markers: Sequence[pytest.Mark], where: str) -> list[Event]:
+        """The events a test runs on, narrowed by its agentsim_policy / agentsim_risk marks."""
+        known = {
+            "agentsim_policy": self.catalog.policy_ids,
+            "agentsim_risk": self.catalog.risk_names,
+        }
+        events = self.catalog.events
+        for mark in markers:
+            wanted = {str(arg) for arg in mark.args}
+            unknown = wanted - known[mark.name]
+            if not wanted or unknown:
+                what = "policies" if mark.name == "agentsim_policy" else "risk categories"
+                problem = (
+                    f"names unknown {what} {sorted(unknown)}" if wanted else "needs an argument"
+                )
+                pytest.fail(
+                    f"{where}: @pytest.mark.{mark.name} {problem} "
+                    f"(known: {', '.join(sorted(known[mark.name]))})",
+                    pytrace=False,
+                )
+            if mark.name == "agentsim_policy":
+                events = self.catalog.with_policies(events, wanted)
+            else:
+                events = self.catalog.with_risks(events, wanted)
+        return events
+
+    # -- collection ----------------------------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # Tests over events: those taking the conversation, or asking for the event itself.
+        own_args = inspect.signature(metafunc.function).parameters
+        if (
+            "agentsim_conversation" not in metafunc.fixturenames
+            and "agentsim_event" not in own_args
+        ):
+            return
+        markers = [
+            *metafunc.definition.iter_markers("agentsim_policy"),
+            *metafunc.definition.iter_markers("agentsim_risk"),
+        ]
+        events = self.selected_events(markers, metafunc.definition.nodeid)
+        if not events:
+            if self.catalog.events:
+                wanted = "; ".join(f"{m.name}({', '.join(map(str, m.args))})" for m in markers)
+                reason = f"no agentsim event of the {len(self.catalog.events)} matches {wanted}"
+            else:
+                reason = "no agentsim events: the events files hold none"
+            metafunc.parametrize(
+                "agentsim_case",
+                [pytest.param(None, id="no-events", marks=pytest.mark.skip(reason=reason))],
+                indirect=True,
+            )
+            return
+        several = len(self.catalog.packs) > 1
+        repeat = self.settings.repeat
+        metafunc.parametrize(
+            "agentsim_case",
+            [
+                pytest.param(
+                    (event, trial),
+                    id=(f"{event.domain}-" if several else "")
+                    + event.test_id
+                    + (f"-r{trial + 1}" if repeat > 1 else ""),
+                )
+                for event in events
+                for trial in range(repeat)
+            ],
+            indirect=True,
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Remember the (test, event, trial) cases left after selection, for prefetching."""
+        self.planned = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            case = callspec.params.get("agentsim_case") if callspec is not None else None
+            if isinstance(case, tuple):
+                self.planned.append((item, case[0], case[1]))
+
+    # -- running -------------------------------------------------------------------------
+
+    def conversation(
+        self, item: pytest.Item, event: Event, trial: int, agent: Any, tools: Sequence[Any]
+    ) -> EventResult:
+        """The judged result of ``event`` for the test ``item``; errors fail its setup."""
+        pack = self.catalog.packs[event.domain]
+        runner = self.session.runner
+        if self.settings.concurrency > 1 and _session_scoped(
+            item, "agentsim_agent", "agentsim_tools"
+        ):
+            runner.prefetch(
+                [
+                    Case(
+                        event=planned_event,
+                        pack=self.catalog.packs[planned_event.domain],
+                        sandbox=sandbox_for(
+                            tools,
+                            starting_db(self.catalog.packs[planned_event.domain], planned_event),
+                        ),
+                        trial=planned_trial,
+                        user_model=self.user_model(planned_item),
+                    )
+                    for planned_item, planned_event, planned_trial in self.planned
+                ],
+                agent,
+                self.settings.concurrency,
+            )
+        sandbox = sandbox_for(tools, starting_db(pack, event))
+        if sandbox.tools and (
+            problem := self.catalog.unknown_tool(pack, event, frozenset(sandbox.tools))
+        ):
+            pytest.fail(problem, pytrace=False)
+        result = runner.result(event, pack, agent, sandbox, trial, user_model=self.user_model(item))
+        item.stash[EVENT_RESULT] = result
+        item.user_properties.extend(junit_properties(result))
+        item.config.hook.pytest_agentsim_event_judged(
+            item=item, event=event, result=result, config=item.config
+        )
+        inconclusive_is_error = self.settings.llm.inconclusive == "error" and result.with_outcome(
+            Outcome.inconclusive
+        )
+        if result.errors or result.conversation.stop_reason.is_error or inconclusive_is_error:
+            # Could not be judged to the end: an error, even if a violation was found first.
+            raise ConversationError(failure_report(result))
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        result = item.stash.get(EVENT_RESULT, None)
+        inconclusive = self.settings.llm.inconclusive
+        try:
+            yield
+        except PolicyViolation as exc:
+            if exc.result is not None:  # the headline becomes the full report, as a test needs
+                exc.args = (failure_report(exc.result),)
+            # assert_compliant() in the body: a verdict that is only inconclusive follows
+            # agentsim_inconclusive like the automatic check below.
+            if (
+                result is not None
+                and inconclusive == "xfail"
+                and result.with_outcome(Outcome.inconclusive)
+                and not result.violated
+            ):
+                pytest.xfail(failure_report(result))
+            raise
+        if result is None:
+            return
+        if result.violated or (
+            result.with_outcome(Outcome.inconclusive) and inconclusive == "fail"
+        ):
+            item.stash[VIOLATION_ONLY] = not result.with_outcome(Outcome.inconclusive)
+            pytest.fail(failure_report(result), pytrace=False)
+        if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
+            pytest.xfail(failure_report(result))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        result = item.stash.get(EVENT_RESULT, None)
+        if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+            # Reports are the one channel xdist carries back to the controller.
+            report.__dict__[RESULT_KEY] = result_record(result)
+        if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
+            report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
+        if call.when == "call" and report.failed:
+            # Quality gates may tolerate these failures, and only these.
+            violation_only = item.stash.get(VIOLATION_ONLY, False) or bool(
+                call.excinfo and call.excinfo.errisinstance(PolicyViolation)
+            )
+            report.__dict__[VIOLATION_ONLY_KEY] = violation_only
+        return report

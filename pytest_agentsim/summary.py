@@ -1,0 +1,236 @@
+"""The run's summary, on the process that writes it: tables, results file, gates, GitHub.
+
+Registered by ``plugin.pytest_configure`` only where it writes (the controller, or the
+only process without xdist), like pytest's junitxml, and unregistered in
+``pytest_unconfigure``. It reads the records that the per-test hooks attach to test
+reports, so its numbers are the same with or without xdist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.llm.messages import usd
+from pytest_agentsim.reporting.gates import GateVerdict
+from pytest_agentsim.reporting.gates import evaluate as evaluate_gates
+from pytest_agentsim.reporting.github import error_annotations
+from pytest_agentsim.reporting.github import step_summary
+from pytest_agentsim.reporting.results import RESULT_KEY
+from pytest_agentsim.reporting.results import results_document
+from pytest_agentsim.reporting.tables import generation_lines
+from pytest_agentsim.reporting.tables import short_cost
+from pytest_agentsim.reporting.tables import summary_lines
+from pytest_agentsim.runtest import VIOLATION_ONLY_KEY
+from pytest_agentsim.session import AgentSimSession
+
+
+def relative_to(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+class SummaryReporter:
+    """Collects the judged events' records and reports the run once it ends."""
+
+    def __init__(self, session: AgentSimSession) -> None:
+        self.session = session
+        self.config = session.config
+        self.settings = session.settings
+        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.other_failures = 0
+        self.gate_verdict: GateVerdict | None = None
+        self.started = time.time()
+        self.last_progress = time.monotonic()
+
+    def pytest_report_header(self) -> list[str]:
+        catalog = self.session.catalog
+        packs = ", ".join(f"{d} ({len(p.policies)} policies)" for d, p in catalog.packs.items())
+        lines = [
+            f"agentsim: packs {packs}; {len(catalog.events)} events; seed {self.settings.seed}; "
+            f"max turns {self.settings.max_turns}"
+        ]
+        llm = self.settings.llm
+        if llm.any_model:
+            budget = f"; budget {usd(llm.max_cost)}" if llm.max_cost is not None else ""
+            lines.append(
+                f"agentsim llm: {self.session.models_description()}; "
+                f"cassettes {display_path(llm.cassette_dir)} "
+                f"(record mode {llm.record_mode}){budget}"
+            )
+        return lines
+
+    def pytest_sessionstart(self) -> None:
+        self.started = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and not report.__dict__.get(VIOLATION_ONLY_KEY, False):
+            self.other_failures += 1
+        record = report.__dict__.get(RESULT_KEY)
+        if not isinstance(record, dict):
+            return
+        # Several tests may assert on one event's (shared) conversation: count it once.
+        key = (record["domain"], record["event"], record["trial"])
+        entry = self.records.setdefault(key, {**record, "tests": []})
+        if report.nodeid not in entry["tests"]:
+            entry["tests"].append(report.nodeid)
+        self.progress()
+
+    def progress(self) -> None:
+        """Every few seconds on long runs, one line of how the run is going (not with -q)."""
+        now = time.monotonic()
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if (
+            reporter is None
+            or self.config.get_verbosity() < 0
+            or now - self.last_progress < self.settings.progress_seconds
+        ):
+            return
+        self.last_progress = now
+        records = self.records.values()
+        violated = sum(any(i["outcome"] == "violated" for i in r["policies"]) for r in records)
+        errors = sum(any(i["outcome"] == "error" for i in r["policies"]) for r in records)
+        reporter.write_line(
+            f"agentsim: {len(self.records)} events judged, {violated} with violations, "
+            f"{errors} with errors, {short_cost(list(records))}"
+        )
+
+    def sorted_records(self) -> list[dict[str, Any]]:
+        return [self.records[key] for key in sorted(self.records)]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.apply_gates(session)
+        path = self.settings.json_path
+        if path is None:
+            return
+        document = results_document(list(self.records.values()), run=self.run_info(int(exitstatus)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        partial.replace(path)
+
+    def apply_gates(self, session: pytest.Session) -> None:
+        """With a gate configured, the gate decides whether violations fail the run."""
+        if not self.settings.gates.configured:
+            return
+        self.gate_verdict = evaluate_gates(self.sorted_records(), self.settings.gates)
+        status = session.exitstatus
+        if self.gate_verdict.passed:
+            if status == pytest.ExitCode.TESTS_FAILED and self.other_failures == 0:
+                session.exitstatus = pytest.ExitCode.OK
+        elif status == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def run_info(self, exitstatus: int) -> dict[str, Any]:
+        from pytest_agentsim import __version__
+
+        return {
+            "plugin_version": __version__,
+            "pytest_version": pytest.__version__,
+            "python_version": platform.python_version(),
+            "seed": self.settings.seed,
+            "max_turns": self.settings.max_turns,
+            "packs": [
+                {
+                    "domain": pack.domain,
+                    "path": display_path(pack.path or ""),
+                    "content_hash": pack.content_hash,
+                    "policies": len(pack.policies),
+                }
+                for pack in self.session.packs.values()
+            ],
+            "events_files": [display_path(path) for path in self.settings.events],
+            "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "duration_seconds": round(time.time() - self.started, 3),
+            "exit_status": exitstatus,
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        writes = self.session.snapshot_writes
+        if writes:
+            terminalreporter.write_sep("=", "agentsim events generated")
+            for line in generation_lines(writes, self.settings.events):
+                terminalreporter.write_line(line)
+        if not self.records:
+            return
+        records = self.sorted_records()
+        terminalreporter.write_sep("=", "agentsim summary")
+        for line in summary_lines(records):
+            terminalreporter.write_line(line)
+        for line in self.llm_lines():
+            terminalreporter.write_line(line)
+        if self.settings.json_path is not None:
+            terminalreporter.write_line(f"results: {display_path(self.settings.json_path)}")
+        self.report_to_github(records, terminalreporter)
+        if self.gate_verdict is not None:
+            verdict = self.gate_verdict
+            tolerated = (
+                " (violations within the gate; the run passes)"
+                if verdict.passed and self.other_failures == 0
+                else ""
+            )
+            others = (
+                f" ({self.other_failures} failures or errors that are not policy violations "
+                "still fail the run)"
+                if self.other_failures
+                else ""
+            )
+            terminalreporter.write_line(
+                f"{verdict.headline}{tolerated}{others}", bold=True, red=not verdict.passed
+            )
+            for line in verdict.lines:
+                terminalreporter.write_line(f"  {line}")
+
+    def llm_lines(self) -> list[str]:
+        """The run's budget and pricing problems (this process's calls: xdist workers' own)."""
+        usage = self.session.llm.usage
+        lines = []
+        generation = [w.llm for w in self.session.snapshot_writes if w.llm is not None]
+        if generation:
+            total = sum(generation[1:], generation[0])
+            lines.append(
+                f"event generation (not counted above): {usd(total.cost_usd)}, "
+                f"{total.calls} LLM calls, {total.replayed_calls} replayed from cassettes"
+            )
+        if usage.budget_refusals:
+            lines.append(
+                f"LLM budget: {usd(self.settings.llm.max_cost or 0)} spent after {usage.calls} "
+                f"calls; {usage.budget_refusals} calls refused (--agentsim-max-cost)"
+            )
+        if usage.unpriced_models:
+            lines.append(
+                "LLM cost unknown (counted as $0) for: " + ", ".join(sorted(usage.unpriced_models))
+            )
+        return lines
+
+    def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+        """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path:
+            with open(summary_path, "a", encoding="utf-8") as summary:
+                summary.write(step_summary(records))
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            # Annotations name files relative to the checkout, wherever pytest ran from.
+            workspace = Path(os.environ.get("GITHUB_WORKSPACE") or self.config.rootpath)
+            locations = {
+                (pack.domain, policy.id): (
+                    relative_to(Path(pack.path or ""), workspace),
+                    policy.line,
+                )
+                for pack in self.session.packs.values()
+                for policy in pack.policies
+            }
+            for line in error_annotations(records, locations):
+                terminalreporter.write_line(line)
