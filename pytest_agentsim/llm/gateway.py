@@ -59,6 +59,7 @@ from pytest_agentsim.llm.redaction import redact
 from pytest_agentsim.llm.redaction import secret_values
 
 if TYPE_CHECKING:
+    from tenacity import AsyncRetrying
     from tenacity import RetryCallState
 
     from pytest_agentsim.llm.cassettes import Cassette
@@ -218,6 +219,90 @@ def _validation_problem(exc: ValidationError) -> str:
 # --------------------------------------------------------------------------- gateway
 
 
+def _completion_kwargs(
+    request: LLMRequest, config: LLMConfig, model: str, api_key: str
+) -> dict[str, Any]:
+    """litellm's arguments for one request; only the values that are set."""
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "api_key": api_key,
+        "timeout": config.timeout,
+        # One retry layer (tenacity): litellm's and the OpenAI SDK's are off.
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    optional = {
+        "api_base": config.api_base,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "tools": request.tools or None,
+        "response_format": request.response_format,
+    }
+    kwargs.update({name: value for name, value in optional.items() if value is not None})
+    return kwargs
+
+
+def _retrying(
+    config: LLMConfig, model: str, sleep: Sleep, redact_text: Callable[[str], str]
+) -> AsyncRetrying:
+    """The retry policy of one call: transient errors only, Retry-After honoured (capped at
+    ``max_wait``), else exponential backoff with jitter; each retry logged, redacted."""
+    from tenacity import AsyncRetrying
+    from tenacity import retry_if_exception
+    from tenacity import stop_after_attempt
+    from tenacity import wait_exponential_jitter
+
+    backoff = wait_exponential_jitter(multiplier=0.5, max=config.max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        asked = retry_after(exc) if exc is not None else None
+        if asked is not None:
+            return min(asked, config.max_wait)
+        return float(backoff(state))
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.warning(
+            "%s: attempt %d failed (%s); retrying in %.2fs",
+            model,
+            state.attempt_number,
+            redact_text(_one_line(exc)) if exc is not None else "?",
+            seconds,
+        )
+
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait,
+        stop=stop_after_attempt(config.max_attempts),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def _cost(
+    litellm: ModuleType,
+    raw: Any,
+    model: str,
+    tokens: tuple[int, int],
+    config: LLMConfig,
+    usage: Usage,
+) -> float:
+    """USD of one call: the configured price, else litellm's map, else 0 (noted as unpriced)."""
+    prompt, output = tokens
+    price = config.prices.get(model)
+    if price is not None:
+        return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
+    try:
+        return float(litellm.completion_cost(completion_response=raw, model=model))
+    except Exception:  # ModelNotMappedError, or a plain Exception in older versions
+        usage.add_unpriced(model)
+        return 0.0
+
+
 class Gateway:
     """Calls the configured model; shares retries, replay, accounting and the budget.
 
@@ -300,16 +385,6 @@ class Gateway:
             update["temperature"] = self.config.temperature
         return request.model_copy(update=update) if update else request
 
-    def _cost(self, litellm: ModuleType, raw: Any, model: str, prompt: int, output: int) -> float:
-        price = self.config.prices.get(model)
-        if price is not None:
-            return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
-        try:
-            return float(litellm.completion_cost(completion_response=raw, model=model))
-        except Exception:  # ModelNotMappedError, or a plain Exception in older versions
-            self.usage.add_unpriced(model)
-            return 0.0
-
     # -- calls ---------------------------------------------------------------------------
 
     async def acomplete(self, request: LLMRequest | Sequence[Mapping[str, Any]]) -> LLMResponse:
@@ -341,60 +416,11 @@ class Gateway:
         return run_sync(self.acomplete(request))
 
     async def _call(self, request: LLMRequest) -> LLMResponse:
-        from tenacity import AsyncRetrying
-        from tenacity import retry_if_exception
-        from tenacity import stop_after_attempt
-        from tenacity import wait_exponential_jitter
-
         litellm = load_litellm()
         model = request.model or self.config.model
-        backoff = wait_exponential_jitter(multiplier=0.5, max=self.config.max_wait)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            asked = retry_after(exc) if exc is not None else None
-            if asked is not None:
-                return min(asked, self.config.max_wait)
-            return float(backoff(state))
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            seconds = state.next_action.sleep if state.next_action is not None else 0.0
-            logger.warning(
-                "%s: attempt %d failed (%s); retrying in %.2fs",
-                model,
-                state.attempt_number,
-                self._redact(_one_line(exc)) if exc is not None else "?",
-                seconds,
-            )
-
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "messages": request.messages,
-            "api_key": self._api_key(),
-            "timeout": self.config.timeout,
-            # One retry layer (tenacity): litellm's and the OpenAI SDK's are off.
-            "num_retries": 0,
-            "max_retries": 0,
-        }
-        optional = {
-            "api_base": self.config.api_base,
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-            "tools": request.tools or None,
-            "response_format": request.response_format,
-        }
-        kwargs.update({name: value for name, value in optional.items() if value is not None})
-
+        kwargs = _completion_kwargs(request, self.config, model, self._api_key())
         attempts = 0
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait,
-            stop=stop_after_attempt(self.config.max_attempts),
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        retrying = _retrying(self.config, model, self._sleep, self._redact)
         started = time.monotonic()
         try:
             async with self._semaphore():
@@ -426,7 +452,7 @@ class Gateway:
         usage = getattr(raw, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         output = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = self._cost(litellm, raw, model, prompt, output)
+        cost = _cost(litellm, raw, model, (prompt, output), self.config, self.usage)
         for counter in self._counters():
             counter.add_call(prompt, output, cost)
         return LLMResponse(
