@@ -28,7 +28,7 @@ T_co = TypeVar("T_co", covariant=True)
 Kind = Literal["flag", "paths", "path", "int", "rate", "usd", "text", "choice", "lines"]
 Group = Literal["agentsim", "agentsim-llm"]
 
-#: The ``pytest --help`` sections, in the order they are listed.
+#: The ``pytest --help`` sections the command line options are listed under.
 GROUPS: dict[Group, str] = {
     "agentsim": "LLM agent simulation (pytest-agentsim)",
     "agentsim-llm": "LLM user, judge and agent (pytest-agentsim)",
@@ -45,7 +45,9 @@ class Option(Generic[T_co]):
     ``default`` is the value resolution gives when neither the command line nor the ini
     file sets it (for ``paths`` a glob and for ``path`` a path, both under the rootdir).
     ``help`` is one sentence without its final period: the command line's help adds where
-    the default comes from, the ini file's help adds the default.
+    the default comes from, the ini file's help adds the default. ``note`` and
+    ``default_text`` are the README's words: the note in parentheses after the flag (or
+    the ini key), and the default cell when the default's value alone would not say it.
     """
 
     name: str
@@ -464,7 +466,7 @@ SECRET_PATTERNS = Option(
     default_text="`sk-...`, `Bearer ...`",
 )
 
-#: The table, in the README's order (which is also the order of ``pytest --help``).
+#: The table, in the README's order (and ``pytest --help``'s, within each group).
 OPTIONS: tuple[Option[object], ...] = (
     AGENTSIM,
     PACKS,
