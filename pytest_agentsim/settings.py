@@ -1,7 +1,8 @@
 """Options resolved once per run: command line over ini file over defaults.
 
 Every bad value is a one-line usage error naming the option (or the ini file and key)
-and what was expected.
+and what was expected. Flags, ini keys, defaults, minimums and choices come from
+:mod:`pytest_agentsim.options`, the table the command line and the README are made from.
 """
 
 from __future__ import annotations
@@ -10,21 +11,27 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from pathlib import PurePath
 from typing import Any
+from typing import TypeVar
 
 import pytest
 from pydantic import ValidationError
 
+from pytest_agentsim import options
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import ModelPrice
-from pytest_agentsim.llm.run import INCONCLUSIVE_MODES
 from pytest_agentsim.llm.run import LLMSettings
+from pytest_agentsim.options import Option
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import parse_rate
 from pytest_agentsim.reporting.gates import parse_thresholds
 from pytest_agentsim.reporting.results import RESULTS_SCHEMA
 from pytest_agentsim.reporting.results import RESULTS_VERSION
+
+Choice = TypeVar("Choice", bound=str)
+RateDefault = TypeVar("RateDefault", float, None)
 
 
 @dataclass(frozen=True)
@@ -44,50 +51,65 @@ class Settings:
     llm: LLMSettings
 
 
-def _int_setting(config: pytest.Config, option: str, ini: str, default: int, minimum: int) -> int:
-    value = config.getoption(option, None)  # some settings exist only in the ini file
-    source = f"--{option.replace('_', '-')}"
+def _given(config: pytest.Config, option: Option[object]) -> Any:
+    """The command line's value, or None for a setting that exists only in the ini file."""
+    return config.getoption(option.name) if option.flag else None
+
+
+def _ini(config: pytest.Config, option: Option[object]) -> Any:
+    """The ini file's value, or None for a setting that exists only on the command line."""
+    return config.getini(option.ini) if option.ini else None
+
+
+def _int_setting(config: pytest.Config, option: Option[int]) -> int:
+    value = _given(config, option)
+    source = _where(config, option, False)
     if value is None:
-        raw = config.getini(ini)
+        raw = _ini(config, option)
         if raw in ("", None):
-            return default
-        source = f"{ini} in {display_path(config.inipath) if config.inipath else 'ini'}"
+            return option.default
+        source = _where(config, option, True)
         value = raw
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: expected an integer, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{source}: expected an integer >= {minimum}, got {number}")
+    if option.minimum is not None and number < option.minimum:
+        raise ConfigError(f"{source}: expected an integer >= {option.minimum}, got {number}")
     return number
 
 
-def _paths(config: pytest.Config, option: str, ini: str, default_glob: str) -> tuple[Path, ...]:
-    given = config.getoption(option)
+def _paths(config: pytest.Config, option: Option[str]) -> tuple[Path, ...]:
+    given = _given(config, option)
     if given:
         return tuple(Path(config.invocation_params.dir, path).resolve() for path in given)
-    from_ini = config.getini(ini)
+    from_ini = _ini(config, option)
     if from_ini:
         return tuple(Path(path).resolve() for path in from_ini)
-    return tuple(sorted(config.rootpath.glob(default_glob)))
+    return tuple(sorted(config.rootpath.glob(option.default)))
+
+
+def _default_dir(config: pytest.Config, option: Option[str]) -> str:
+    """Where a ``paths`` setting looks by default, for the message that finds nothing."""
+    return display_path(config.rootpath / PurePath(option.default).parent)
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
-    packs = _paths(config, "agentsim_packs", "agentsim_packs", "policies/*.yaml")
+    packs = _paths(config, options.PACKS)
     if not packs:
         raise ConfigError(
             "--agentsim: no policy pack found; pass --agentsim-pack PATH, set agentsim_packs "
-            f"in the ini file, or put packs under {display_path(config.rootpath / 'policies')}/"
+            f"in the ini file, or put packs under {_default_dir(config, options.PACKS)}/"
         )
-    events = _paths(config, "agentsim_events", "agentsim_events", "fixtures/events/*.yaml")
-    generate = bool(config.getoption("agentsim_generate", False))
+    events = _paths(config, options.EVENTS)
+    generate = bool(_given(config, options.GENERATE))
     if not events and not generate:
         raise ConfigError(
             "--agentsim: no events file found; generate one with --agentsim-generate, pass "
             "--agentsim-events PATH, set agentsim_events in the ini file, or put snapshots under "
-            f"{display_path(config.rootpath / 'fixtures' / 'events')}/"
+            f"{_default_dir(config, options.EVENTS)}/"
         )
-    if config.getoption("agentsim_generate_model", None) and not generate:
+    if _given(config, options.GENERATE_MODEL) and not generate:
         raise ConfigError(
             "--agentsim-generate-model: only used with --agentsim-generate (add it to "
             "regenerate the snapshots with the model)"
@@ -96,48 +118,46 @@ def resolve_settings(config: pytest.Config) -> Settings:
         packs=packs,
         events=events,
         generate=generate,
-        seed=_int_setting(config, "agentsim_seed", "agentsim_seed", 0, 0),
-        max_turns=_int_setting(config, "agentsim_max_turns", "agentsim_max_turns", 20, 1),
-        progress_seconds=_int_setting(
-            config, "agentsim_progress_seconds", "agentsim_progress_seconds", 10, 0
-        ),
-        repeat=_int_setting(config, "agentsim_repeat", "agentsim_repeat", 1, 1),
-        concurrency=_int_setting(config, "agentsim_concurrency", "agentsim_concurrency", 1, 1),
-        json_path=_path_setting(config, "agentsim_json"),
+        seed=_int_setting(config, options.SEED),
+        max_turns=_int_setting(config, options.MAX_TURNS),
+        progress_seconds=_int_setting(config, options.PROGRESS_SECONDS),
+        repeat=_int_setting(config, options.REPEAT),
+        concurrency=_int_setting(config, options.CONCURRENCY),
+        json_path=_path_setting(config, options.JSON_FILE),
         gates=_gate_settings(config),
         llm=_llm_settings(config),
     )
 
 
-def _where(config: pytest.Config, option: str, from_ini: bool) -> str:
-    if not from_ini:
-        return f"--{option.replace('_', '-')}"
-    return f"{option} in {display_path(config.inipath) if config.inipath else 'ini'}"
+def _where(config: pytest.Config, option: Option[object], from_ini: bool) -> str:
+    if option.flag and not from_ini:
+        return option.flag
+    return f"{option.ini} in {display_path(config.inipath) if config.inipath else 'ini'}"
 
 
-def _text_setting(config: pytest.Config, option: str) -> tuple[str | None, str]:
+def _text_setting(config: pytest.Config, option: Option[str | None]) -> tuple[str | None, str]:
     """(value, where it came from): the command line's, else the ini file's, else None."""
-    value = config.getoption(option, None)
+    value = _given(config, option)
     if value not in (None, ""):
         return str(value).strip(), _where(config, option, False)
-    raw = str(config.getini(option) or "").strip()
+    raw = str(_ini(config, option) or "").strip()
     return (raw or None), _where(config, option, True)
 
 
-def _llm_settings(config: pytest.Config) -> LLMSettings:
-    from pytest_agentsim.llm.cassettes import RECORD_MODES
+def _choice_setting(config: pytest.Config, option: Option[Choice]) -> Choice:
+    value, where = _text_setting(config, option)
+    if value is None:
+        return option.default
+    for choice in option.choices:
+        if value == choice:
+            return choice
+    raise ConfigError(f"{where}: expected one of {', '.join(option.choices)}, got {value!r}")
 
-    record_mode, where = _text_setting(config, "agentsim_record_mode")
-    if record_mode is not None and record_mode not in RECORD_MODES:
-        raise ConfigError(
-            f"{where}: expected one of {', '.join(RECORD_MODES)}, got {record_mode!r}"
-        )
-    inconclusive, where = _text_setting(config, "agentsim_inconclusive")
-    if inconclusive is not None and inconclusive not in INCONCLUSIVE_MODES:
-        raise ConfigError(
-            f"{where}: expected one of {', '.join(INCONCLUSIVE_MODES)}, got {inconclusive!r}"
-        )
-    max_cost_text, where = _text_setting(config, "agentsim_max_cost")
+
+def _llm_settings(config: pytest.Config) -> LLMSettings:
+    record_mode = _choice_setting(config, options.RECORD_MODE)
+    inconclusive = _choice_setting(config, options.INCONCLUSIVE)
+    max_cost_text, where = _text_setting(config, options.MAX_COST)
     max_cost = None
     if max_cost_text is not None:
         try:
@@ -148,32 +168,30 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
             raise ConfigError(
                 f"{where}: expected a budget in USD (a number >= 0), got {max_cost_text!r}"
             )
-    agent_model, _ = _text_setting(config, "agentsim_agent_model")
-    agent_prompt = _path_setting(config, "agentsim_agent_prompt")
+    agent_model, _ = _text_setting(config, options.AGENT_MODEL)
+    agent_prompt = _path_setting(config, options.AGENT_PROMPT)
     if agent_prompt is not None and not agent_model:
         raise ConfigError(
             "agentsim_agent_prompt is set but no model: set agentsim_agent_model in the ini "
             "file or pass --agentsim-agent-model MODEL"
         )
     return LLMSettings(
-        cassette_dir=_path_setting(config, "agentsim_cassettes")
-        or config.rootpath / "fixtures" / "cassettes",
-        record_mode=record_mode or "none",
-        api_base=_text_setting(config, "agentsim_api_base")[0],
-        api_key_env=_text_setting(config, "agentsim_api_key_env")[0],
+        cassette_dir=_path_setting(config, options.CASSETTES)
+        or config.rootpath / options.CASSETTES.default,
+        record_mode=record_mode,
+        api_base=_text_setting(config, options.API_BASE)[0],
+        api_key_env=_text_setting(config, options.API_KEY_ENV)[0],
         max_cost=max_cost,
-        user_model=_text_setting(config, "agentsim_user_model")[0],
-        judge_model=_text_setting(config, "agentsim_judge_model")[0],
-        judge_samples=_int_setting(
-            config, "agentsim_judge_samples", "agentsim_judge_samples", 1, 1
-        ),
+        user_model=_text_setting(config, options.USER_MODEL)[0],
+        judge_model=_text_setting(config, options.JUDGE_MODEL)[0],
+        judge_samples=_int_setting(config, options.JUDGE_SAMPLES),
         agent_model=agent_model,
         agent_prompt=agent_prompt,
-        generate_model=_text_setting(config, "agentsim_generate_model")[0],
-        inconclusive=inconclusive or "fail",
+        generate_model=_text_setting(config, options.GENERATE_MODEL)[0],
+        inconclusive=inconclusive,
         prices=_prices(config),
         secret_env=tuple(
-            name for line in config.getini("agentsim_secret_env") for name in line.split()
+            name for line in _ini(config, options.SECRET_ENV) for name in line.split()
         ),
         secret_patterns=_secret_patterns(config),
     )
@@ -181,9 +199,9 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
 
 def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
     """``model = input, output`` lines: USD per million prompt and completion tokens."""
-    where = _where(config, "agentsim_prices", True)
+    where = _where(config, options.PRICES, True)
     prices = {}
-    for line in config.getini("agentsim_prices"):
+    for line in _ini(config, options.PRICES):
         model, sep, values = line.rpartition("=")
         parts = [part.strip().lstrip("$") for part in values.split(",")]
         try:
@@ -201,9 +219,9 @@ def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
 
 
 def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:
-    where = _where(config, "agentsim_secret_patterns", True)
+    where = _where(config, options.SECRET_PATTERNS, True)
     patterns = []
-    for line in config.getini("agentsim_secret_patterns"):
+    for line in _ini(config, options.SECRET_PATTERNS):
         try:
             re.compile(line)
         except re.error as exc:
@@ -212,14 +230,14 @@ def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _rate_setting(config: pytest.Config, option: str) -> float | None:
-    value = config.getoption(option, None)  # some settings exist only in the ini file
-    where = f"--{option.replace('_', '-')}"
+def _rate_setting(config: pytest.Config, option: Option[RateDefault]) -> float | RateDefault:
+    value = _given(config, option)
+    where = _where(config, option, False)
     if value is None:
-        value = config.getini(option)
-        where = f"{option} in {display_path(config.inipath) if config.inipath else 'ini'}"
+        value = _ini(config, option)
+        where = _where(config, option, True)
     if value in ("", None):
-        return None
+        return option.default
     try:
         return parse_rate(str(value), where=where)
     except ValueError as exc:
@@ -227,46 +245,37 @@ def _rate_setting(config: pytest.Config, option: str) -> float | None:
 
 
 def _gate_settings(config: pytest.Config) -> GateSettings:
-    ini = display_path(config.inipath) if config.inipath else "ini"
     try:
         per_risk = parse_thresholds(
-            config.getini("agentsim_max_violation_rate_per_risk"),
-            where=f"agentsim_max_violation_rate_per_risk in {ini}",
+            _ini(config, options.MAX_VIOLATION_RATE_PER_RISK),
+            where=_where(config, options.MAX_VIOLATION_RATE_PER_RISK, True),
         )
         per_policy = parse_thresholds(
-            config.getini("agentsim_max_violation_rate_per_policy"),
-            where=f"agentsim_max_violation_rate_per_policy in {ini}",
+            _ini(config, options.MAX_VIOLATION_RATE_PER_POLICY),
+            where=_where(config, options.MAX_VIOLATION_RATE_PER_POLICY, True),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    baseline_path = _path_setting(config, "agentsim_baseline")
-    alpha_text = config.getini("agentsim_baseline_alpha")
-    try:
-        alpha = (
-            parse_rate(alpha_text, where=f"agentsim_baseline_alpha in {ini}")
-            if alpha_text
-            else 0.05
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    baseline_path = _path_setting(config, options.BASELINE)
+    alpha = _rate_setting(config, options.BASELINE_ALPHA)
     return GateSettings(
-        max_violation_rate=_rate_setting(config, "agentsim_max_violation_rate"),
+        max_violation_rate=_rate_setting(config, options.MAX_VIOLATION_RATE),
         per_risk=per_risk,
         per_policy=per_policy,
-        min_pass_k=_rate_setting(config, "agentsim_min_pass_k"),
+        min_pass_k=_rate_setting(config, options.MIN_PASS_K),
         baseline=_load_baseline(baseline_path),
         baseline_name=display_path(baseline_path) if baseline_path else "",
         alpha=alpha,
     )
 
 
-def _path_setting(config: pytest.Config, option: str) -> Path | None:
+def _path_setting(config: pytest.Config, option: Option[str | None]) -> Path | None:
     """A file option: from the command line relative to the invocation directory, from the
     ini file relative to the ini file."""
-    given = config.getoption(option)
+    given = _given(config, option)
     if given:
         return Path(config.invocation_params.dir, given).resolve()
-    from_ini = config.getini(option)
+    from_ini = _ini(config, option)
     if from_ini:
         base = config.inipath.parent if config.inipath else config.rootpath
         return (base / str(from_ini)).resolve()
