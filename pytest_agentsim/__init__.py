@@ -77,6 +77,10 @@ _EXPORTS: dict[str, str] = {
     "LLMJudge": "pytest_agentsim.judging.llm_judge",
     "default_registry": "pytest_agentsim.judging.rules",
     # simulation: the agent under test, its tools, simulated users
+    "Agent": "pytest_agentsim.simulation.runner",
+    "AgentReply": "pytest_agentsim.simulation.runner",
+    "CallableAgent": "pytest_agentsim.simulation.runner",
+    "RespondingAgent": "pytest_agentsim.simulation.runner",
     "tool_call": "pytest_agentsim.simulation.runner",
     "LLMAgent": "pytest_agentsim.simulation.llm_agent",
     "OpenAICompatibleAgent": "pytest_agentsim.simulation.llm_agent",
@@ -96,6 +100,9 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "STOP_SIGNAL",
     "AgendaUser",
+    "Agent",
+    "AgentReply",
+    "CallableAgent",
     "Cassette",
     "CheckResult",
     "ConfigError",
@@ -128,6 +135,7 @@ __all__ = [
     "PolicyViolation",
     "RecordedRequest",
     "Reply",
+    "RespondingAgent",
     "RiskTaxonomy",
     "RuleCheck",
     "RuleJudge",
@@ -206,6 +214,10 @@ if TYPE_CHECKING:
     from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent as OpenAICompatibleAgent
     from pytest_agentsim.simulation.llm_user import STOP_SIGNAL as STOP_SIGNAL
     from pytest_agentsim.simulation.llm_user import LLMUser as LLMUser
+    from pytest_agentsim.simulation.runner import Agent as Agent
+    from pytest_agentsim.simulation.runner import AgentReply as AgentReply
+    from pytest_agentsim.simulation.runner import CallableAgent as CallableAgent
+    from pytest_agentsim.simulation.runner import RespondingAgent as RespondingAgent
     from pytest_agentsim.simulation.runner import tool_call as tool_call
     from pytest_agentsim.simulation.sandbox import ToolSandbox as ToolSandbox
     from pytest_agentsim.simulation.users import AgendaUser as AgendaUser
