@@ -105,3 +105,41 @@ def test_star_import_gives_the_public_names() -> None:
     namespace: dict[str, object] = {}
     exec("from pytest_agentsim import *", namespace)
     assert set(pytest_agentsim.__all__) <= set(namespace)
+
+
+ROOT = FACADE.parent.parent
+
+
+def internal_imports(source: str) -> list[str]:
+    """The imports of ``source`` that reach past the facade into the package's modules."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [name for name in names if name.startswith("pytest_agentsim.")]
+    return found
+
+
+def readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [block.split("\n```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*(ROOT / "example_tests").glob("*.py"), *(ROOT / "bench").glob("*.py")]),
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_the_example_and_the_benchmarks_import_only_the_public_api(path: Path) -> None:
+    # They are what users copy: an internal path there becomes one in a product repo.
+    assert internal_imports(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_readme_examples_import_only_the_public_api() -> None:
+    blocks = readme_python_blocks()
+    assert blocks and any("from pytest_agentsim import" in block for block in blocks)
+    assert [internal_imports(block) for block in blocks] == [[] for _ in blocks]
