@@ -21,9 +21,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it. The single source of truth for the facade:
-#: ``__all__`` and ``__dir__`` are derived from it, and a test checks the ``TYPE_CHECKING``
-#: imports below against it.
+#: Public name -> the module that defines it: what ``__getattr__`` imports at run time.
+#: ``__all__`` and the ``TYPE_CHECKING`` imports repeat it as literals (tools read them
+#: without running code); tests/test_public_api.py keeps the three in agreement.
 _EXPORTS: dict[str, str] = {
     # core: the vocabulary (pydantic models of packs, events, conversations, results)
     "Conversation": "pytest_agentsim.core.models",
@@ -95,8 +95,7 @@ _EXPORTS: dict[str, str] = {
     "UserDriver": "pytest_agentsim.session",
 }
 
-#: Literal, so that type checkers, IDEs and ``from pytest_agentsim import *`` read it
-#: without running code; a test checks it names exactly the keys of ``_EXPORTS``.
+#: The public API: ``_EXPORTS``' names and ``__version__``, sorted as ruff's RUF022 wants.
 __all__ = [
     "STOP_SIGNAL",
     "AgendaUser",
