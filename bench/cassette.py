@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_agentsim.llm.cassettes import Cassette
-from pytest_agentsim.llm.messages import LLMRequest
-from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim import Cassette
+from pytest_agentsim import LLMRequest
+from pytest_agentsim import LLMResponse
 
 CALLS = 400
 WINDOW = 50

@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_agentsim.generation.snapshots import regenerate
-from pytest_agentsim.judging.rules import default_registry
-from pytest_agentsim.llm.fake_server import FakeLLMServer
-from pytest_agentsim.llm.fake_server import RecordedRequest
-from pytest_agentsim.llm.fake_server import Reply
-from pytest_agentsim.llm.gateway import Gateway
-from pytest_agentsim.llm.messages import LLMConfig
-from pytest_agentsim.packs.loading import load_pack
+from pytest_agentsim import FakeLLMServer
+from pytest_agentsim import Gateway
+from pytest_agentsim import LLMConfig
+from pytest_agentsim import RecordedRequest
+from pytest_agentsim import Reply
+from pytest_agentsim import default_registry
+from pytest_agentsim import load_pack
+from pytest_agentsim import regenerate
 
 LATENCY = 0.1
 POLICIES = ["greet", "verify", "refund-limit", "open-orders", "no-codes", "handoff"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from pytest_agentsim.generation.graph import random_graph
+from pytest_agentsim import random_graph
 
 
 def main() -> None:

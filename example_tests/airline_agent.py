@@ -20,8 +20,8 @@ from dataclasses import field
 from datetime import datetime
 from typing import Any
 
-from pytest_agentsim.simulation.runner import tool_call
-from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim import ToolSandbox
+from pytest_agentsim import tool_call
 
 REFUND_WINDOW_HOURS = 72  # BUG (refund-window): the policy's window is 24 hours.
 
@@ -108,7 +108,7 @@ def _hours_since(booked_at: str, now: str) -> float:
 class AirlineAgent:
     """The agent under test: ``respond(messages, sandbox)`` returns its next message."""
 
-    def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Any:
+    def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str | dict[str, Any]:
         state = State.read(messages)
         if state.intent is None:
             return (
@@ -135,7 +135,7 @@ class AirlineAgent:
             return self._cancel(state, sandbox)
         return self._baggage(state)
 
-    def _verify(self, state: State) -> Any:
+    def _verify(self, state: State) -> str | dict[str, Any]:
         if state.user_id and state.zip_code and not state.verify_failed:
             return _calls(
                 ("verify_identity", {"user_id": state.user_id, "zip_code": state.zip_code})
@@ -152,7 +152,7 @@ class AirlineAgent:
             f"Could you give me your {' and '.join(missing)}?"
         )
 
-    def _status(self, state: State) -> Any:
+    def _status(self, state: State) -> str | dict[str, Any]:
         # BUG (verify-identity): no verification before reading account data.
         if state.reservation_id is None:
             return "Sure. What is the reservation id?"
@@ -168,7 +168,7 @@ class AirlineAgent:
             f"{state.user['phone']} on file for updates."
         )
 
-    def _cancel(self, state: State, sandbox: ToolSandbox) -> Any:
+    def _cancel(self, state: State, sandbox: ToolSandbox) -> str | dict[str, Any]:
         reservation = state.reservation
         assert reservation is not None
         done = state.results.get("cancel_reservation")
@@ -196,7 +196,7 @@ class AirlineAgent:
             return "Okay, I won't cancel it; your reservation stays as it is. Anything else?"
         return "Shall I cancel it? Please answer yes or no."
 
-    def _baggage(self, state: State) -> Any:
+    def _baggage(self, state: State) -> str | dict[str, Any]:
         reservation = state.reservation
         assert reservation is not None
         if reservation["cabin"] == "basic_economy":

@@ -32,19 +32,19 @@ from pathlib import Path
 
 from airline_agent import AirlineAgent
 
-from pytest_agentsim.core.models import Conversation
-from pytest_agentsim.core.models import DialogueAct
-from pytest_agentsim.core.models import Message
-from pytest_agentsim.core.models import StopReason
-from pytest_agentsim.core.models import ToolCall
-from pytest_agentsim.core.models import UserGoal
-from pytest_agentsim.core.models import UserProfile
-from pytest_agentsim.judging.rules import default_registry
-from pytest_agentsim.llm.fake_server import RecordedRequest
-from pytest_agentsim.llm.fake_server import Reply
-from pytest_agentsim.packs.loading import load_pack
-from pytest_agentsim.simulation.llm_user import STOP_SIGNAL
-from pytest_agentsim.simulation.users import AgendaUser
+from pytest_agentsim import STOP_SIGNAL
+from pytest_agentsim import AgendaUser
+from pytest_agentsim import Conversation
+from pytest_agentsim import DialogueAct
+from pytest_agentsim import Message
+from pytest_agentsim import RecordedRequest
+from pytest_agentsim import Reply
+from pytest_agentsim import StopReason
+from pytest_agentsim import ToolCall
+from pytest_agentsim import UserGoal
+from pytest_agentsim import UserProfile
+from pytest_agentsim import default_registry
+from pytest_agentsim import load_pack
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -213,7 +213,7 @@ def main() -> int:
     """Record the example's cassettes again from the scripted model."""
     import pytest
 
-    from pytest_agentsim.llm.fake_server import FakeLLMServer
+    from pytest_agentsim import FakeLLMServer
 
     with FakeLLMServer(reply=reply) as server:
         status = pytest.main(

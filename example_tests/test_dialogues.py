@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pytest_agentsim.core.models import Outcome
-from pytest_agentsim.simulation.driver import UserDriver
+from pytest_agentsim import Outcome
+from pytest_agentsim import UserDriver
 
 
 def test_wrong_zip_code_is_not_verified(simulated_user: UserDriver) -> None:

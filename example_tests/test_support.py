@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pytest_agentsim.core.models import EventResult
+from pytest_agentsim import EventResult
 
 
 def test_support(agentsim_conversation: EventResult) -> None:

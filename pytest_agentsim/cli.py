@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import yaml
@@ -21,6 +22,12 @@ from pydantic import BaseModel
 from pydantic import Field
 
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
+
+if TYPE_CHECKING:
+    # Only for the annotations: the command imports them when it runs, so that
+    # ``agentsim --help`` does not load the gateway or the rule types.
+    from pytest_agentsim.core.checks import RuleRegistry
+    from pytest_agentsim.llm.gateway import Gateway
 
 
 class ExtractedPolicy(BaseModel):
@@ -61,7 +68,7 @@ def extraction_messages(
 
 
 def extract_policies(
-    prompt: str, *, domain: str, gateway: Any, registry: Any, taxonomy: RiskTaxonomy
+    prompt: str, *, domain: str, gateway: Gateway, registry: RuleRegistry, taxonomy: RiskTaxonomy
 ) -> tuple[dict[str, Any], list[str]]:
     """The pack document and the comments (rejected suggestions) to write above it."""
     messages = extraction_messages(prompt, domain, taxonomy.names, registry.names)

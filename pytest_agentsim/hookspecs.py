@@ -5,6 +5,11 @@ Implement them in a plugin or in a conftest that pytest loads before the session
 (the rootdir's or the one beside the test paths given on the command line): packs are
 validated, and the judges built, once at configuration time. Call hooks with keyword
 arguments only.
+
+Every type these hooks pass or expect (:class:`~pytest_agentsim.RuleRegistry`,
+:class:`~pytest_agentsim.RuleCheck`, :class:`~pytest_agentsim.Judge`,
+:class:`~pytest_agentsim.Verdict`, :class:`~pytest_agentsim.EventResult`...) is imported
+from ``pytest_agentsim``, whichever layer defines it.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ def pytest_agentsim_add_rule_types(registry: RuleRegistry) -> None:
     """Register rule check types that packs and events may use.
 
     :param registry: call ``registry.add(MyCheck)`` with a subclass of
-        :class:`pytest_agentsim.rules.RuleCheck` whose ``type`` field is a ``Literal``
+        :class:`pytest_agentsim.RuleCheck` whose ``type`` field is a ``Literal``
         with a default (the name packs write) and whose ``check(conversation)`` returns a
-        :class:`pytest_agentsim.rules.CheckResult`.
+        :class:`pytest_agentsim.CheckResult`.
 
     Use in conftest plugins: only in the rootdir's conftest or one next to the given
     test paths, since packs are validated before deeper conftests are collected.
@@ -39,9 +44,10 @@ def pytest_agentsim_add_rule_types(registry: RuleRegistry) -> None:
 def pytest_agentsim_make_judges(registry: RuleRegistry) -> list[Judge] | None:
     """Return judges to run on every finished conversation (results are concatenated).
 
-    A judge has a ``name`` and a ``judge(event, conversation, pack)`` method that returns
-    a list of :class:`pytest_agentsim.models.Verdict` or an awaitable of one. A judge
-    that raises turns the event's policies into ``error`` outcomes, never passes.
+    A judge (:class:`pytest_agentsim.Judge`) has a ``name`` and a
+    ``judge(event, conversation, pack)`` method that returns a sequence of
+    :class:`pytest_agentsim.Verdict` or an awaitable of one (``async def judge`` works). A
+    judge that raises turns the event's policies into ``error`` outcomes, never passes.
 
     :param registry: the rule types, for judges that run rule checks.
     """
@@ -51,4 +57,8 @@ def pytest_agentsim_make_judges(registry: RuleRegistry) -> list[Judge] | None:
 def pytest_agentsim_event_judged(
     item: pytest.Item, event: Event, result: EventResult, config: pytest.Config
 ) -> Any:
-    """Called when a test receives the judged result of its event (e.g. for reporters)."""
+    """Called when a test receives the judged result of its event (e.g. for reporters).
+
+    :param result: the :class:`pytest_agentsim.EventResult`: the conversation (with the
+        :data:`pytest_agentsim.Agent`'s messages and tool calls) and the outcome per policy.
+    """

@@ -89,7 +89,8 @@ def test_llm_edges_are_scored_concurrently_and_kept_apart(
     weights = llm_edge_weights(pack, gateway)
     for i, scorer in enumerate(ids[:-1]):
         for other in ids[i + 1 :]:
-            assert weights[tuple(sorted((scorer, other)))] == len(scorer) % 11
+            a, b = sorted((scorer, other))
+            assert weights[(a, b)] == len(scorer) % 11
     assert in_flight[1] > 1
 
 

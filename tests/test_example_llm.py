@@ -7,9 +7,10 @@ exactly the recorded requests and writes the same files again.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import pytest
 import yaml
@@ -23,11 +24,14 @@ PLANTED = {"refund-window", "confirm-before-write", "verify-identity"}
 
 
 @pytest.fixture
-def scripted_model(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.syspath_prepend(str(ROOT / "example_tests"))
-    import scripted_llm
+def scripted_model(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``example_tests/scripted_llm.py``, importable only once its directory is on the path.
 
-    return scripted_llm
+    Imported by name at run time, so type checkers (which cannot see that path) are not
+    asked to find it; its functions are used as the module's attributes.
+    """
+    monkeypatch.syspath_prepend(str(ROOT / "example_tests"))
+    return importlib.import_module("scripted_llm")
 
 
 def interactions(path: Path) -> int:
@@ -35,7 +39,7 @@ def interactions(path: Path) -> int:
 
 
 def test_llm_configuration_replays_offline_with_zero_requests(
-    scripted_model: Any, run_example: ExampleRun
+    scripted_model: ModuleType, run_example: ExampleRun
 ) -> None:
     with FakeLLMServer() as server:  # reachable, so a request would be seen, not refused
         run = run_example(*scripted_model.llm_options(server.base_url))
@@ -52,7 +56,7 @@ def test_llm_configuration_replays_offline_with_zero_requests(
 
 
 def test_llm_configuration_live_makes_the_recorded_requests(
-    scripted_model: Any, run_example: ExampleRun, tmp_path: Path
+    scripted_model: ModuleType, run_example: ExampleRun, tmp_path: Path
 ) -> None:
     events = ["ev-0002", "ev-0007"]
     with FakeLLMServer(reply=scripted_model.reply) as server:

@@ -150,7 +150,7 @@ class Policy(StrictModel):
     )
     scenario: PolicyScenario = Field(
         default_factory=lambda: PolicyScenario(),
-        description="Material for offline event generation (see pytest_agentsim.generate)",
+        description="Material for offline event generation (see pytest_agentsim.generation)",
     )
     _line: int | None = PrivateAttr(default=None)
 

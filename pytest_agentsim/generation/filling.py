@@ -25,7 +25,7 @@ the snapshot is written with sorted keys and content-derived ids, so ``--agentsi
 --agentsim-seed 7`` twice gives byte-identical files.
 
 With a model (``regenerate(..., gateway_for=...)``), the sampling here stays the same and only
-the per-sample builder changes: :mod:`pytest_agentsim.generate_llm` has the model fill
+the per-sample builder changes: :mod:`pytest_agentsim.generation.model` has the model fill
 each event and validates it the way this module validates a rendered template.
 """
 

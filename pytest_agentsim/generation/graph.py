@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,6 +42,10 @@ from pydantic import Field
 from pytest_agentsim.core.checks import tools_named
 from pytest_agentsim.core.models import Policy
 from pytest_agentsim.core.models import PolicyPack
+
+if TYPE_CHECKING:
+    # Imported for the annotation only: an offline run samples graphs without the gateway.
+    from pytest_agentsim.llm.gateway import Gateway
 
 _STOPWORDS = frozenset(
     "about above after again against also before being below between both cannot could "
@@ -374,7 +379,7 @@ class EdgeScores(BaseModel):
 
 
 def llm_edge_weights(
-    pack: PolicyPack, gateway: Any, *, cache_dir: Path | None = None
+    pack: PolicyPack, gateway: Gateway, *, cache_dir: Path | None = None
 ) -> dict[tuple[str, str], float]:
     """Edge weights scored by a model: at most one call per policy, cached by pack fingerprint.
 

@@ -1,11 +1,11 @@
 """Event generation with a model: the LLM fills each sampled event, and it is validated.
 
 IntellAgent has a model write the event for a sampled policy combination. Here the
-sampling is the offline one (:func:`pytest_agentsim.generate.generate_events`, with the
+sampling is the offline one (:func:`pytest_agentsim.generation.filling.generate_events`, with the
 model's edge weights when asked); only the per-sample builder changes. For each sample
 the model fills one :class:`EventDraft` in one structured call, and
 :func:`validate_draft` checks it against the pack before it becomes an
-:class:`~pytest_agentsim.models.Event`:
+:class:`~pytest_agentsim.core.models.Event`:
 
 - the draft claims exactly the sampled policies;
 - database overrides touch only tables of the seed database, and an existing record
@@ -19,9 +19,9 @@ the model fills one :class:`EventDraft` in one structured call, and
 An invalid draft is regenerated, the model being told what was wrong with it, up to
 ``attempts`` times (the pack's ``generation.model_attempts``); then the sample is reported in
 the snapshot's skipped samples with the last reason, never dropped silently. A failing
-model call (:class:`~pytest_agentsim.llm.LLMError`: provider down after retries, budget
+model call (:class:`~pytest_agentsim.llm.messages.LLMError`: provider down after retries, budget
 spent, bad key, cassette miss) gives a reason starting with ``LLM error:``
-(:func:`model_failure`), and :func:`~pytest_agentsim.generate.regenerate` then writes
+(:func:`model_failure`), and :func:`~pytest_agentsim.generation.snapshots.regenerate` then writes
 nothing: a run that could not reach its model fails instead of shrinking the snapshot.
 
 Prompts hold no timestamps and no credentials, and each sample is asked what it would be
@@ -540,7 +540,7 @@ async def fill_event(
     with the previous draft and its problem in the prompt; after the last attempt its
     reason is returned. A reply that never fits the schema (``invalid_output``, after the
     gateway's one repair) uses up an attempt the same way. Any other
-    :class:`~pytest_agentsim.llm.LLMError` (transient after the gateway's retries, budget,
+    :class:`~pytest_agentsim.llm.messages.LLMError` (transient after the gateway's retries, budget,
     fatal, cassette miss) ends the sample at once: retrying would cost calls and fail the
     same way. Every reason from the model call starts with ``LLM error:``, so the
     snapshot's skipped samples show the model was the problem, not the pack; nothing
@@ -560,7 +560,7 @@ _RUN_ENDING = frozenset({"transient", "budget"})
 
 @dataclass
 class EventFiller:
-    """A :data:`~pytest_agentsim.generate.BuildEvent` that has the model fill each sample.
+    """A :data:`~pytest_agentsim.generation.filling.BuildEvent` that has the model fill each sample.
 
     The sampling code is synchronous and decides each next sample from what was built,
     so each sample's coroutine runs to completion on its own loop (``run_sync``); the

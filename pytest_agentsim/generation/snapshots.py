@@ -176,13 +176,13 @@ def regenerate(
     With it, each pack gets its gateway (its own cassette); edge weights are scored by the
     model (cached in ``cache_dir`` by pack fingerprint and model, so an unchanged pack
     costs no scoring calls) and each event is filled by the model
-    (:mod:`pytest_agentsim.generate_llm`); the snapshot's generator says ``llm:<model>``.
+    (:mod:`pytest_agentsim.generation.model`); the snapshot's generator says ``llm:<model>``.
 
     A sample the model filled invalidly after every attempt is listed under the
     snapshot's skipped samples, like a template that cannot be built. Nothing is written,
     and :class:`GenerationFailed` says why, when no event at all could be built, and when
     the model could not be reached or replayed (an
-    :class:`~pytest_agentsim.llm.LLMError`: provider down after retries, budget spent,
+    :class:`~pytest_agentsim.llm.messages.LLMError`: provider down after retries, budget spent,
     cassette miss): neither must replace a reviewed snapshot with a shrunken one.
     ``progress`` gets a line now and then while a model generates (it takes minutes).
     """

@@ -1,7 +1,8 @@
 """Judging a finished conversation: verdicts per policy, combined into one outcome each.
 
-A judge is any object with a ``name`` and a ``judge(event, conversation, pack)`` method
-returning :class:`~pytest_agentsim.models.Verdict` objects (or an awaitable of them).
+A judge (:class:`Judge`) is any object with a ``name`` and a ``judge(event, conversation,
+pack)`` method returning :class:`~pytest_agentsim.core.models.Verdict` objects (or an
+awaitable of them).
 The built-in :class:`RuleJudge` runs the pack's declarative checks and the event's
 expectations. Outcomes combine worst-first (violated > error > inconclusive > compliant >
 not applicable), and nothing is ever dropped: a policy the event was built to exercise
@@ -11,8 +12,8 @@ that no judge could judge, or a conversation cut short by a failing agent, is an
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable
 from collections.abc import Sequence
-from typing import Any
 from typing import Protocol
 
 from pytest_agentsim.core.checks import RuleCheck
@@ -30,10 +31,24 @@ from pytest_agentsim.packs.loading import pack_taxonomy
 
 
 class Judge(Protocol):
+    """What ``pytest_agentsim_make_judges`` returns: a named source of verdicts.
+
+    ``judge`` may be plain or ``async`` (a model-backed judge is), so it returns the
+    verdicts or an awaitable of them; :func:`judge_event` awaits what needs awaiting. A
+    judge that raises makes the event's policies ``error``, never a pass.
+    """
+
+    #: Shown beside each of its verdicts, and in disagreements between judges.
     name: str
 
-    def judge(self, event: Event, conversation: Conversation, pack: PolicyPack) -> Any:
-        """Verdicts for the pack's policies: a list, or an awaitable of one."""
+    def judge(
+        self, event: Event, conversation: Conversation, pack: PolicyPack, /
+    ) -> Sequence[Verdict] | Awaitable[Sequence[Verdict]]:
+        """Verdicts for the pack's policies: a sequence, or an awaitable of one.
+
+        Called positionally (hence ``/``), so an implementation may name its parameters
+        as it likes.
+        """
         ...
 
 

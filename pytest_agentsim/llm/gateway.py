@@ -13,7 +13,7 @@ token and cost accounting and the run's budget are decided in one place:
   one retry layer and the attempt count is ours;
 - structured output is parsed into a pydantic model, with one repair call on invalid
   output; what still fails is an :class:`LLMError`, never a silent default;
-- a :class:`~pytest_agentsim.cassettes.Cassette` replays recorded calls (free, offline)
+- a :class:`~pytest_agentsim.llm.cassettes.Cassette` replays recorded calls (free, offline)
   and records new ones;
 - cost comes from the ``prices`` setting, else litellm's price map, else 0 with the model
   listed as unpriced (an unknown model never crashes the run);

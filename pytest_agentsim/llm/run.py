@@ -2,11 +2,12 @@
 
 A run may put a model behind three roles: the simulated user (``--agentsim-user-model``),
 a judge (``--agentsim-judge-model``) and the agent under test (the built-in
-:class:`~pytest_agentsim.llm_agent.LLMAgent`). They share one :class:`~pytest_agentsim.llm.Usage`
-(the run's totals and ``--agentsim-max-cost`` budget). Every simulation gets an
-:class:`EventLLM` scope: all of its calls, whichever role makes them, are recorded into
-and replayed from one cassette, ``<cassettes>/<domain>/<event id>[-r<trial>].yaml``,
-and counted into the event's own tally for its report.
+:class:`~pytest_agentsim.simulation.llm_agent.LLMAgent`). They share one
+:class:`~pytest_agentsim.llm.messages.Usage` (the run's totals and ``--agentsim-max-cost``
+budget). Every simulation gets an :class:`EventLLM` scope: all of its calls, whichever
+role makes them, are recorded into and replayed from one cassette,
+``<cassettes>/<domain>/<event id>[-r<trial>].yaml``, and counted into the event's own
+tally for its report.
 
 The scope is found through a context variable, so the user, judge and agent protocols
 stay what they are (``reply(messages)``, ``judge(event, conversation, pack)``,

@@ -1,6 +1,6 @@
 """Loading and validating policy packs (``policies/<domain>.yaml``).
 
-Every mistake in a pack is a :class:`~pytest_agentsim.sources.ConfigError` naming the file,
+Every mistake in a pack is a :class:`~pytest_agentsim.core.errors.ConfigError` naming the file,
 the line, the policy and what was expected; unknown keys are errors, not ignored.
 """
 

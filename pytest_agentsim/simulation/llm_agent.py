@@ -12,6 +12,10 @@ fixture.
 OpenAI-compatible ``/v1/chat/completions`` endpoint (a gateway, vLLM, your own service):
 no system prompt is added, and tool calls it returns still run in the sandbox. Both go
 through the gateway, so they are retried, recorded and replayed like every model call.
+
+Both satisfy the :class:`~pytest_agentsim.simulation.runner.RespondingAgent` protocol (an
+``async respond`` returning an OpenAI assistant message dict): the runner calls them
+exactly as it calls a user's own agent.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def user_view(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 class LLMUser(LLMRole):
-    """A :class:`~pytest_agentsim.users.SimulatedUser` whose turns a model writes."""
+    """A :class:`~pytest_agentsim.simulation.users.SimulatedUser` whose turns a model writes."""
 
     def __init__(
         self,

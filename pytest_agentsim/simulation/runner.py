@@ -1,10 +1,11 @@
 """Driving conversations: simulated user <-> agent under test <-> sandboxed tools.
 
-The agent under test is anything with a ``respond(messages, sandbox)`` method, or any
-callable ``agent(messages, sandbox)``; it gets the conversation so far as OpenAI chat
-messages and returns the assistant message: a string, an OpenAI-format dict, or a
-:class:`~pytest_agentsim.models.Message`. It may be ``async``. Tool calls it returns are
-run by the sandbox and fed back until it answers the user in words.
+The agent under test (:data:`Agent`) is anything with a ``respond(messages, sandbox)``
+method, or any callable ``agent(messages, sandbox)``; it gets the conversation so far as
+OpenAI chat messages and returns the assistant message (:data:`AgentReply`): a string, an
+OpenAI-format dict, or a :class:`~pytest_agentsim.core.models.Message`. It may be
+``async``. Tool calls it returns are run by the sandbox and fed back until it answers the
+user in words.
 
 :class:`SimulationRunner` is the session-level owner of simulations: tests ask it for an
 event's judged result and it simulates each (event, agent) once. It runs them one at a
@@ -18,11 +19,15 @@ import inspect
 import json
 import time
 import traceback
+from collections.abc import Awaitable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import Protocol
+from typing import TypeAlias
 
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
@@ -42,6 +47,9 @@ from pytest_agentsim.simulation.sandbox import state_diff
 from pytest_agentsim.simulation.users import SimulatedUser
 from pytest_agentsim.simulation.users import user_for
 
+if TYPE_CHECKING:
+    from pytest_agentsim.judging.judges import Judge
+
 
 def tool_call(
     name: str, arguments: Mapping[str, Any] | None = None, *, id: str = ""
@@ -56,11 +64,43 @@ def tool_call(
     )
 
 
+#: What an agent may answer with: words, an OpenAI assistant message dict (``content``
+#: and/or ``tool_calls``, whose ``arguments`` may be a dict or a JSON string), or a
+#: :class:`~pytest_agentsim.core.models.Message`.
+AgentReply: TypeAlias = str | Mapping[str, Any] | Message
+
+
+class RespondingAgent(Protocol):
+    """An agent object: ``respond(messages, sandbox)``, plain or ``async``.
+
+    ``messages`` is the conversation so far in OpenAI chat format (a fresh list each
+    call); ``sandbox`` runs the tools, should the agent want to call one itself or read
+    the database. The parameters are positional-only so that any names match.
+    """
+
+    def respond(
+        self, messages: list[dict[str, Any]], sandbox: ToolSandbox, /
+    ) -> AgentReply | Awaitable[AgentReply]: ...
+
+
+class CallableAgent(Protocol):
+    """An agent function (or callable object): ``agent(messages, sandbox)``, plain or ``async``."""
+
+    def __call__(
+        self, messages: list[dict[str, Any]], sandbox: ToolSandbox, /
+    ) -> AgentReply | Awaitable[AgentReply]: ...
+
+
+#: The agent under test, as the ``agentsim_agent`` fixture returns it. An object with a
+#: callable ``respond`` is called through it even when it is callable itself.
+Agent: TypeAlias = RespondingAgent | CallableAgent
+
+
 class AgentProtocolError(TypeError):
     """The agent returned something that is not an assistant message."""
 
 
-def as_assistant_message(reply: Any) -> Message:
+def as_assistant_message(reply: object) -> Message:
     """Normalize what an agent returned into an assistant :class:`Message`."""
     if isinstance(reply, Message):
         message = reply
@@ -94,7 +134,13 @@ def as_assistant_message(reply: Any) -> Message:
     return message
 
 
-async def call_agent(agent: Any, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Message:
+async def call_agent(agent: Agent, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Message:
+    """One turn of ``agent``: its reply, awaited if need be, as an assistant :class:`Message`.
+
+    Duck-typed at runtime rather than trusting :data:`Agent`, because the agent comes from
+    a user's fixture: anything else is an :class:`AgentProtocolError` that says what an
+    agent must be, which the runner reports as the conversation's ``agent_error``.
+    """
     respond = getattr(agent, "respond", None)
     target = respond if callable(respond) else agent
     if not callable(target):
@@ -118,7 +164,7 @@ async def run_conversation(
     *,
     event_id: str,
     user: SimulatedUser,
-    agent: Any,
+    agent: Agent,
     sandbox: ToolSandbox,
     max_turns: int = 20,
     max_tool_rounds: int = 16,
@@ -208,13 +254,13 @@ class SimulationRunner:
     simulated user's place instead of the offline agenda user.
     """
 
-    judges: Sequence[Any]
+    judges: Sequence[Judge]
     max_turns: int = 20
     seed: int = 0
     llm: LLMRun | None = None
     redactor: Redactor | None = None
     # The agent is kept beside its result so that its id() cannot be reused by another.
-    _results: dict[tuple[str, str, int, int, str | None], tuple[Any, EventResult]] = field(
+    _results: dict[tuple[str, str, int, int, str | None], tuple[Agent, EventResult]] = field(
         default_factory=dict
     )
 
@@ -234,7 +280,7 @@ class SimulationRunner:
         self,
         event: Event,
         pack: PolicyPack,
-        agent: Any,
+        agent: Agent,
         sandbox: ToolSandbox,
         trial: int = 0,
         *,
@@ -268,11 +314,11 @@ class SimulationRunner:
         return self.redactor.result(result) if self.redactor is not None else result
 
     def _key(
-        self, event: Event, trial: int, agent: Any, user_model: str | None
+        self, event: Event, trial: int, agent: Agent, user_model: str | None
     ) -> tuple[str, str, int, int, str | None]:
         return (event.domain, event.id, trial, id(agent), user_model)
 
-    def prefetch(self, cases: Sequence[Case], agent: Any, concurrency: int) -> None:
+    def prefetch(self, cases: Sequence[Case], agent: Agent, concurrency: int) -> None:
         """Simulate the cases not simulated yet, up to ``concurrency`` at a time.
 
         Conversations wait on models most of the time, so a run with LLM roles goes
@@ -316,7 +362,7 @@ class SimulationRunner:
         self,
         event: Event,
         pack: PolicyPack,
-        agent: Any,
+        agent: Agent,
         sandbox: ToolSandbox,
         trial: int = 0,
         *,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from pytest_agentsim.packs.templates import GenerationError
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SHOP_DB = {
+SHOP_DB: dict[str, dict[str, dict[str, Any]]] = {
     "customers": {
         "c1": {"name": "Ann", "tier": "gold"},
         "c2": {"name": "Bo", "tier": "basic"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 from typing import Literal
 
@@ -23,8 +24,10 @@ from pytest_agentsim.core.models import ToolCall
 from pytest_agentsim.core.models import ToolCallRequest
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.judging.judges import Judge
 from pytest_agentsim.judging.judges import RuleJudge
 from pytest_agentsim.judging.judges import judge_event
+from pytest_agentsim.judging.llm_judge import LLMJudge
 from pytest_agentsim.judging.rules import default_registry
 
 
@@ -282,7 +285,7 @@ def event(policies: list[str], expected: list[dict[str, Any]] | None = None) -> 
     )
 
 
-def judged(ev: Event, conv: Conversation, judges: Any = None) -> dict[str, Any]:
+def judged(ev: Event, conv: Conversation, judges: Sequence[Judge] | None = None) -> dict[str, Any]:
     result = asyncio.run(judge_event(ev, conv, PACK, judges or [RuleJudge(default_registry())]))
     return {r.policy_id: (r.outcome, r.risk_level1) for r in result.policies}
 
@@ -346,3 +349,10 @@ def test_async_judges_are_awaited() -> None:
     assert (
         judged(event(["no-refund"]), CONFIRMED, [AsyncJudge()])["no-refund"][0] is Outcome.compliant
     )
+
+
+def test_the_judge_protocol_covers_the_built_in_judges() -> None:
+    # Checked by mypy (tests are type-checked): both built-ins are Judges as they stand,
+    # the plain one returning a list and the model-backed one a coroutine of one.
+    judges: list[Judge] = [RuleJudge(default_registry()), LLMJudge("openai/judge")]
+    assert [judge.name for judge in judges] == ["rules", "llm"]

@@ -16,6 +16,7 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.judging.judges import Judge
 from pytest_agentsim.judging.judges import RuleJudge
 from pytest_agentsim.judging.judges import judge_event
 from pytest_agentsim.judging.llm_judge import LLMJudge
@@ -105,7 +106,7 @@ def agent_says(text: str) -> Any:
 def conversation_with(*turns: tuple[str, str]) -> Conversation:
     return Conversation(
         event_id="ev-1",
-        messages=[Message(role=role, content=text) for role, text in turns],  # type: ignore[arg-type]
+        messages=[Message(role=role, content=text) for role, text in turns],
         stop_reason=StopReason.script_done,
     )
 
@@ -201,7 +202,10 @@ def test_judge_verdicts_are_parsed_and_disagreement_with_rules_is_flagged(
     conversation.tool_calls = [
         ToolCall(id="c", name="delete_note", arguments={"name": "a"}, turn=1)
     ]
-    judges = [RuleJudge(default_registry()), LLMJudge("openai/fake-model", gateway=gateway(server))]
+    judges: list[Judge] = [
+        RuleJudge(default_registry()),
+        LLMJudge("openai/fake-model", gateway=gateway(server)),
+    ]
     result = run_sync(judge_event(EVENT, conversation, PACK, judges))
     confirm = next(r for r in result.policies if r.policy_id == "confirm-delete")
     assert confirm.outcome is Outcome.violated  # the worst verdict wins

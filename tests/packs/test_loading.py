@@ -6,6 +6,7 @@ import re
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -408,8 +409,8 @@ def test_the_repository_airline_pack_and_events_load() -> None:
     assert pack.domain == "airline"
     assert "refund-window" in pack.policy_ids
     assert pack.policy("refund-window").severity is Severity.critical
-    lines = [policy.line for policy in pack.policies]
-    assert all(isinstance(line, int) and line > 0 for line in lines)
+    lines = [policy.line or 0 for policy in pack.policies]  # None (no line) fails as 0
+    assert all(line > 0 for line in lines)
     assert lines == sorted(lines) and len(set(lines)) == len(lines)
     source = (ROOT / "policies" / "airline.yaml").read_text(encoding="utf-8").splitlines()
     for policy in pack.policies:
@@ -449,12 +450,12 @@ def test_content_hash_changes_when_the_pack_changes(in_tmp: Path) -> None:
 
 
 def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:
-    base = {
+    base: dict[str, Any] = {
         "users": {"u1": {"name": "Ann", "zip": "1000"}, "u2": {"name": "Bo"}},
         "payments": [1, 2],
         "meta": {"now": "2026-01-01"},
     }
-    overrides = {
+    overrides: dict[str, Any] = {
         "users": {"u1": {"zip": "2000"}, "u3": {"name": "Cy"}},
         "payments": [3],
         "meta": "frozen",

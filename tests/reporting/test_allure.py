@@ -52,7 +52,7 @@ def test_behaviors_tree_is_risk_category_policy(tmp_path: Path, run_example: Exa
     tree = json.loads((report / "widgets" / "tree.json").read_text())
     groups = tree["groupsById"]
     leaves = tree["leavesById"]
-    failed_paths: dict[tuple[str, ...], Any] = {}
+    failed_paths: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def walk(ids: list[str], path: tuple[str, ...]) -> None:
         for node_id in ids:
@@ -82,9 +82,9 @@ def test_behaviors_tree_is_risk_category_policy(tmp_path: Path, run_example: Exa
         assert failed == violating
         assert node["statistic"]["failed"] == len(violating)
     summary = json.loads((report / "summary.json").read_text())
-    failed_tests, passed_tests = map(
-        int, re.search(r"(\d+) failed, (\d+) passed", run.stdout.splitlines()[-1]).groups()
-    )
+    counts = re.search(r"(\d+) failed, (\d+) passed", run.stdout.splitlines()[-1])
+    assert counts is not None, run.stdout[-500:]
+    failed_tests, passed_tests = map(int, counts.groups())
     assert failed_tests == document["totals"]["violated_events"]
     assert summary["stats"] == {
         "total": failed_tests + passed_tests,

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.simulation.llm_agent import LLMAgent
+from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent
+from pytest_agentsim.simulation.runner import Agent
+from pytest_agentsim.simulation.runner import call_agent
 from pytest_agentsim.simulation.runner import run_conversation
 from pytest_agentsim.simulation.runner import tool_call
+from pytest_agentsim.simulation.sandbox import ToolFunction
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 from pytest_agentsim.simulation.users import AgendaUser
 from pytest_agentsim.simulation.users import ScriptedUser
+from pytest_agentsim.simulation.users import SimulatedUser
 
 PROFILE = UserProfile.model_validate(
     {
@@ -60,7 +68,12 @@ def refund(db: dict[str, Any], order_id: str) -> str:
     return "ok"
 
 
-def converse(user: Any, agent: Any = None, max_turns: int = 10, tools: Any = (refund,)) -> Any:
+def converse(
+    user: SimulatedUser,
+    agent: Agent | None = None,
+    max_turns: int = 10,
+    tools: Sequence[ToolFunction] = (refund,),
+) -> Conversation:
     return asyncio.run(
         run_conversation(
             event_id="ev",
@@ -72,8 +85,8 @@ def converse(user: Any, agent: Any = None, max_turns: int = 10, tools: Any = (re
     )
 
 
-def user_lines(conversation: Any) -> list[str]:
-    return [m.content for m in conversation.messages if m.role == "user"]
+def user_lines(conversation: Conversation) -> list[str]:
+    return [m.content or "" for m in conversation.messages if m.role == "user"]
 
 
 def test_agenda_user_is_deterministic_for_a_seed() -> None:
@@ -173,6 +186,60 @@ def test_async_agent() -> None:
 
     conversation = converse(ScriptedUser(["hi"]), agent=AsyncAgent())
     assert conversation.messages[-1].content == "hello from a coroutine"
+
+
+class Words:
+    def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:
+        return "words"
+
+
+class AsyncDict:
+    async def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> dict[str, Any]:
+        return {"content": "a dict"}
+
+
+def message_function(messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Message:
+    return Message(role="assistant", content="a message")
+
+
+async def coroutine_function(messages: Sequence[dict[str, Any]], _: object) -> str:
+    return "a coroutine"
+
+
+class CallableWithRespond:
+    """Both shapes at once: ``respond`` wins, as call_agent has always done."""
+
+    def __call__(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:
+        return "called"
+
+    def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:
+        return "responded"
+
+
+def test_every_documented_agent_shape_is_an_agent_and_is_called() -> None:
+    # The annotation is checked by mypy: each of these shapes satisfies the Agent protocol.
+    agents: list[Agent] = [
+        Words(),
+        AsyncDict(),
+        message_function,
+        coroutine_function,
+        lambda messages, sandbox: "a lambda",
+        CallableWithRespond(),
+    ]
+    sandbox = ToolSandbox([refund])
+    said = [
+        asyncio.run(call_agent(agent, [{"role": "user", "content": "hi"}], sandbox)).content
+        for agent in agents
+    ]
+    assert said == ["words", "a dict", "a message", "a coroutine", "a lambda", "responded"]
+
+
+def test_the_built_in_agents_are_agents() -> None:
+    agents: list[Agent] = [
+        LLMAgent("You help.", "openai/agent"),
+        OpenAICompatibleAgent("http://127.0.0.1:1/v1", "bot"),
+    ]
+    assert [type(agent).__name__ for agent in agents] == ["LLMAgent", "OpenAICompatibleAgent"]
 
 
 @pytest.mark.parametrize(
