@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from typing import Any
 
 import pytest
 
@@ -24,8 +23,12 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import EventResult
     from pytest_agentsim.core.models import PolicyPack
     from pytest_agentsim.generation.graph import PolicyGraph
+    from pytest_agentsim.llm.fake_server import FakeLLMServer
     from pytest_agentsim.runtest import ConversationTests
     from pytest_agentsim.simulation.driver import UserDriver
+    from pytest_agentsim.simulation.runner import Agent
+    from pytest_agentsim.simulation.sandbox import Tool
+    from pytest_agentsim.simulation.sandbox import ToolFunction
     from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 TESTS = pytest.StashKey["ConversationTests"]()
@@ -148,7 +151,7 @@ def _tests(request: pytest.FixtureRequest) -> ConversationTests:
 
 
 @pytest.fixture(scope="session")
-def agentsim_agent(request: pytest.FixtureRequest) -> Any:
+def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
     """The agent under test. Override it in your conftest: ``return MyAgent()``.
 
     Without an override, the built-in LLM agent when ``agentsim_agent_prompt`` and
@@ -169,7 +172,7 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def agentsim_tools() -> Sequence[Any]:
+def agentsim_tools() -> Sequence[Tool | ToolFunction]:
     """The agent's tools, plain functions ``f(db, **kwargs)``. Override it in your conftest."""
     return []
 
@@ -207,7 +210,9 @@ def agentsim_policy_graph(request: pytest.FixtureRequest, agentsim_pack: PolicyP
 
 @pytest.fixture
 def agentsim_sandbox(
-    agentsim_tools: Sequence[Any], agentsim_pack: PolicyPack, agentsim_event: Event | None
+    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_pack: PolicyPack,
+    agentsim_event: Event | None,
 ) -> ToolSandbox:
     """A fresh sandbox of the agent's tools over the event's (or the pack's seed) database."""
     from pytest_agentsim.packs.events import starting_db
@@ -222,8 +227,8 @@ def agentsim_conversation(
     request: pytest.FixtureRequest,
     agentsim_event: Event | None,
     agentsim_trial: int,
-    agentsim_agent: Any,
-    agentsim_tools: Sequence[Any],
+    agentsim_agent: Agent,
+    agentsim_tools: Sequence[Tool | ToolFunction],
 ) -> EventResult:
     """The judged conversation of the current event; the test fails if a policy is violated.
 
@@ -240,14 +245,16 @@ def agentsim_conversation(
 
 @pytest.fixture
 def simulated_user(
-    request: pytest.FixtureRequest, agentsim_agent: Any, agentsim_tools: Sequence[Any]
+    request: pytest.FixtureRequest,
+    agentsim_agent: Agent,
+    agentsim_tools: Sequence[Tool | ToolFunction],
 ) -> UserDriver:
     """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
     return _tests(request).user_driver(request.node, agentsim_agent, agentsim_tools)
 
 
 @pytest.fixture
-def agentsim_fake_llm() -> Iterator[Any]:
+def agentsim_fake_llm() -> Iterator[FakeLLMServer]:
     """A fake OpenAI-compatible LLM server on 127.0.0.1 with scripted replies, for offline tests."""
     from pytest_agentsim.llm.fake_server import FakeLLMServer
 

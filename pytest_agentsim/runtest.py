@@ -28,8 +28,11 @@ from pytest_agentsim.reporting.results import RESULT_KEY
 from pytest_agentsim.reporting.results import result_record
 from pytest_agentsim.session import AgentSimSession
 from pytest_agentsim.simulation.driver import UserDriver
+from pytest_agentsim.simulation.runner import Agent
 from pytest_agentsim.simulation.runner import Case
+from pytest_agentsim.simulation.sandbox import Tool
 from pytest_agentsim.simulation.sandbox import ToolDefinitionError
+from pytest_agentsim.simulation.sandbox import ToolFunction
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 EVENT_RESULT = pytest.StashKey[EventResult]()
@@ -37,7 +40,7 @@ VIOLATION_ONLY = pytest.StashKey[bool]()
 VIOLATION_ONLY_KEY = "agentsim_violation_only"
 
 
-def sandbox_for(tools: Sequence[Any], db: dict[str, Any]) -> ToolSandbox:
+def sandbox_for(tools: Sequence[Tool | ToolFunction], db: dict[str, Any]) -> ToolSandbox:
     """A sandbox of the user's tools; a tool that cannot be described fails with its source."""
     try:
         return ToolSandbox(tools, db)
@@ -97,7 +100,9 @@ class ConversationTests:
             )
         return mark.args[0] or None
 
-    def user_driver(self, item: pytest.Item, agent: Any, tools: Sequence[Any]) -> UserDriver:
+    def user_driver(
+        self, item: pytest.Item, agent: Agent, tools: Sequence[Tool | ToolFunction]
+    ) -> UserDriver:
         """The ``simulated_user`` fixture's value for ``item``."""
         return UserDriver(
             self.session.runner,
@@ -192,7 +197,12 @@ class ConversationTests:
     # -- running -------------------------------------------------------------------------
 
     def conversation(
-        self, item: pytest.Item, event: Event, trial: int, agent: Any, tools: Sequence[Any]
+        self,
+        item: pytest.Item,
+        event: Event,
+        trial: int,
+        agent: Agent,
+        tools: Sequence[Tool | ToolFunction],
     ) -> EventResult:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.catalog.packs[event.domain]
