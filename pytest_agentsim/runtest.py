@@ -272,8 +272,9 @@ class ConversationTests:
         report = yield
         result = item.stash.get(EVENT_RESULT, None)
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
-            # Reports are the one channel xdist carries back to the controller.
-            report.__dict__[RESULT_KEY] = result_record(result)
+            # Reports are the one channel xdist carries back to the controller: as JSON,
+            # which it serializes, validated back into an EventRecord by the summary.
+            report.__dict__[RESULT_KEY] = result_record(result).model_dump(mode="json")
         if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
             report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
         if call.when == "call" and report.failed:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.gates import GateVerdict
@@ -48,7 +50,7 @@ class SummaryReporter:
         self.session = session
         self.config = session.config
         self.settings = session.settings
-        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.records: dict[tuple[str, str, int], EventRecord] = {}
         self.other_failures = 0
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
@@ -77,14 +79,14 @@ class SummaryReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed and not report.__dict__.get(VIOLATION_ONLY_KEY, False):
             self.other_failures += 1
-        record = report.__dict__.get(RESULT_KEY)
-        if not isinstance(record, dict):
+        data = report.__dict__.get(RESULT_KEY)
+        if not isinstance(data, dict):
             return
+        record = EventRecord.model_validate(data)
         # Several tests may assert on one event's (shared) conversation: count it once.
-        key = (record["domain"], record["event"], record["trial"])
-        entry = self.records.setdefault(key, {**record, "tests": []})
-        if report.nodeid not in entry["tests"]:
-            entry["tests"].append(report.nodeid)
+        entry = self.records.setdefault(record.key, record)
+        if report.nodeid not in entry.tests:
+            entry.tests.append(report.nodeid)
         self.progress()
 
     def progress(self) -> None:
@@ -99,14 +101,14 @@ class SummaryReporter:
             return
         self.last_progress = now
         records = self.records.values()
-        violated = sum(any(i["outcome"] == "violated" for i in r["policies"]) for r in records)
-        errors = sum(any(i["outcome"] == "error" for i in r["policies"]) for r in records)
+        violated = sum(bool(r.with_outcome(Outcome.violated)) for r in records)
+        errors = sum(bool(r.with_outcome(Outcome.error)) for r in records)
         reporter.write_line(
             f"agentsim: {len(self.records)} events judged, {violated} with violations, "
             f"{errors} with errors, {short_cost(list(records))}"
         )
 
-    def sorted_records(self) -> list[dict[str, Any]]:
+    def sorted_records(self) -> list[EventRecord]:
         return [self.records[key] for key in sorted(self.records)]
 
     @pytest.hookimpl(trylast=True)
@@ -215,7 +217,7 @@ class SummaryReporter:
             )
         return lines
 
-    def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+    def report_to_github(self, records: list[EventRecord], terminalreporter: Any) -> None:
         """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:

@@ -575,6 +575,63 @@ class EventResult(BaseModel):
         return self.with_outcome(Outcome.error)
 
 
+# --------------------------------------------------------------------------- records
+
+
+class PolicyRecord(StrictModel):
+    """One policy's outcome in one event, as the results file and the summary carry it.
+
+    The verdicts behind it are reduced to what a report prints (the turn and reason of
+    the first verdict with the policy's outcome, and each judge's own outcome), so that a
+    record stays small enough to ride on every test report across xdist.
+    """
+
+    policy: str
+    risk_category: str
+    risk_level1: str
+    severity: Severity
+    outcome: Outcome
+    listed: bool = Field(description="Whether the event was built to exercise this policy")
+    turn: int | None = Field(description="Message index that shows the outcome")
+    reason: str
+    judges: dict[str, Outcome] = Field(
+        description="Judge -> its outcome ('rules' combines every rule check)"
+    )
+    disagreement: str | None
+
+
+class EventRecord(StrictModel):
+    """The record of one judged event: what a test report carries to the controller and
+    what ``--agentsim-json`` writes under ``events`` (users keep those files as baselines).
+
+    Every field is required, so nothing writes a record that silently lacks one; the
+    results file's event records have exactly these keys (a test checks it).
+    """
+
+    event: str
+    domain: str
+    stop_reason: StopReason
+    error: str | None = Field(description="Why the agent or user failed")
+    messages: int = Field(description="Messages in the transcript")
+    tool_calls: int
+    duration_seconds: float = Field(description="Wall time of the simulation")
+    trial: int = Field(description="Which repeat of the event (--agentsim-repeat)")
+    llm: LLMTally
+    transcript_sha256: str = Field(
+        description="Identical transcripts across trials mean they were not independent samples"
+    )
+    policies: list[PolicyRecord]
+    tests: list[str] = Field(description="The tests that asserted on this event's conversation")
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """(domain, event, trial): one conversation, however many tests assert on it."""
+        return (self.domain, self.event, self.trial)
+
+    def with_outcome(self, *outcomes: Outcome) -> list[PolicyRecord]:
+        return [item for item in self.policies if item.outcome in outcomes]
+
+
 class PolicyViolation(AssertionError):
     """A test failed because the agent violated policies (what quality gates may tolerate)."""
 
