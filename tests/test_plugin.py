@@ -589,7 +589,10 @@ def test_json_results_file(product: pytest.Pytester) -> None:
 
 def test_json_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
     def aggregates(*args: str) -> dict[str, object]:
-        product.runpytest_subprocess("--agentsim", "--agentsim-json", "r.json", *args)
+        # Repeated: xdist's workers finish an event's trials in any order.
+        product.runpytest_subprocess(
+            "--agentsim", "--agentsim-json", "r.json", "--agentsim-repeat", "3", *args
+        )
         document = json.loads((product.path / "r.json").read_text())
         for event in document["events"]:
             event.pop("duration_seconds")

@@ -81,7 +81,8 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
     ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
     terminal tables), ``events`` (one record per judged event: outcome, turn and reason
     per policy, stop reason, size, duration, trial, transcript hash, the tests that
-    asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
+    asserted on it; sorted by domain, event and trial, so that the file is the same with
+    or without xdist), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
     risk category, and events whose trials were identical; else null) and ``cost`` (USD,
     tokens, LLM calls made and replayed from cassettes, summed over the events).
     """
@@ -109,7 +110,7 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
         },
         "events": [
             record.model_dump(mode="json")
-            for record in sorted(records, key=lambda record: (record.domain, record.event))
+            for record in sorted(records, key=lambda record: record.key)
         ],
         "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
         "cost": {
