@@ -452,6 +452,20 @@ class Outcome(str, enum.Enum):
     error = "error"
 
 
+class FailureKind(str, enum.Enum):
+    """Why a judged event failed: the one category every report files it under.
+
+    :attr:`EventResult.kind` derives it from the verdicts, so the summary, the results
+    file, the gates and Allure's categories agree on it without reading any text.
+    """
+
+    violation = "violation"
+    agent_crash = "agent_crash"
+    judge_error = "judge_error"
+    inconclusive = "inconclusive"
+    infrastructure = "infrastructure"
+
+
 # Worst first: the outcome a policy ends with when several checks disagree.
 OUTCOME_PRECEDENCE = (
     Outcome.violated,
@@ -474,6 +488,11 @@ class Verdict(BaseModel):
     quote: str | None = Field(default=None, description="Words of the turn, for LLM verdicts")
     votes: dict[str, int] | None = Field(
         default=None, description="Outcome -> samples, when an LLM judge voted"
+    )
+    judge_error: bool = Field(
+        default=False,
+        description="An error of the judging itself (a judge or a rule check raised, or no "
+        "judge covers the policy), not of the conversation",
     )
 
 
@@ -565,6 +584,29 @@ class EventResult(BaseModel):
 
     def with_outcome(self, outcome: Outcome) -> list[PolicyResult]:
         return [result for result in self.policies if result.outcome is outcome]
+
+    @property
+    def kind(self) -> FailureKind | None:
+        """Why the event failed (None when every policy was compliant or not applicable).
+
+        The first that applies: the agent or simulated user crashed; the judging broke on
+        a policy that ended in error; a verdict was inconclusive; a policy ended in error
+        for another reason; a policy was violated. An event with both a violation and an
+        error is an error: it could not be judged to the end, so its test errors instead
+        of failing, and no gate may tolerate it as a mere violation.
+        """
+        if self.conversation.stop_reason.is_error:
+            return FailureKind.agent_crash
+        errors = self.errors
+        if any(v.judge_error for r in errors for v in r.verdicts if v.outcome is Outcome.error):
+            return FailureKind.judge_error
+        if self.with_outcome(Outcome.inconclusive):
+            return FailureKind.inconclusive
+        if errors:
+            return FailureKind.infrastructure
+        if self.violated:
+            return FailureKind.violation
+        return None
 
     @property
     def violated(self) -> list[PolicyResult]:
