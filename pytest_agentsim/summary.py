@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from datetime import datetime
 from datetime import timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from pytest_agentsim.core.models import EventRecord
-from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.gates import GateVerdict
@@ -34,6 +35,9 @@ from pytest_agentsim.reporting.tables import short_cost
 from pytest_agentsim.reporting.tables import summary_lines
 from pytest_agentsim.runtest import VIOLATION_ONLY_KEY
 from pytest_agentsim.session import AgentSimSession
+
+#: Events that could not be judged to the end, whatever else they show.
+ERROR_KINDS = (FailureKind.agent_crash, FailureKind.judge_error, FailureKind.infrastructure)
 
 
 def relative_to(path: Path, base: Path) -> str:
@@ -100,12 +104,15 @@ class SummaryReporter:
         ):
             return
         self.last_progress = now
-        records = self.records.values()
-        violated = sum(bool(r.with_outcome(Outcome.violated)) for r in records)
-        errors = sum(bool(r.with_outcome(Outcome.error)) for r in records)
+        records = list(self.records.values())
+        kinds = Counter(record.kind for record in records)
+        errors = sum(kinds[kind] for kind in ERROR_KINDS)
+        inconclusive = kinds[FailureKind.inconclusive]
         reporter.write_line(
-            f"agentsim: {len(self.records)} events judged, {violated} with violations, "
-            f"{errors} with errors, {short_cost(list(records))}"
+            f"agentsim: {len(records)} events judged, {kinds[FailureKind.violation]} with "
+            f"violations, {errors} with errors, "
+            + (f"{inconclusive} inconclusive, " if inconclusive else "")
+            + short_cost(records)
         )
 
     def sorted_records(self) -> list[EventRecord]:

@@ -664,6 +664,9 @@ class EventRecord(StrictModel):
     )
     policies: list[PolicyRecord]
     tests: list[str] = Field(description="The tests that asserted on this event's conversation")
+    kind: FailureKind | None = Field(
+        description="Why the event failed (EventResult.kind); null when it did not"
+    )
 
     @property
     def key(self) -> tuple[str, str, int]:

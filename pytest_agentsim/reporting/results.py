@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
@@ -43,6 +44,7 @@ def result_record(result: EventResult) -> EventRecord:
         ).hexdigest(),
         policies=[_policy_record(r) for r in result.policies],
         tests=[],
+        kind=result.kind,
     )
 
 
@@ -77,10 +79,11 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
 
     Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
     seed, max turns, packs with content hashes, events files, start time, duration, exit
-    status), ``totals`` (events, and events with a violation / an error / all compliant),
+    status), ``totals`` (events, and events with a violation / an error / an inconclusive
+    verdict / all compliant, and ``by_kind``: events per failure kind, each counted once),
     ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
-    terminal tables), ``events`` (one record per judged event: outcome, turn and reason
-    per policy, stop reason, size, duration, trial, transcript hash, the tests that
+    terminal tables), ``events`` (one record per judged event: why it failed (``kind``, null
+    when it did not), outcome, turn and reason per policy, stop reason, size, duration, trial, transcript hash, the tests that
     asserted on it; sorted by domain, event and trial, so that the file is the same with
     or without xdist), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
     risk category, and events whose trials were identical; else null) and ``cost`` (USD,
@@ -99,6 +102,10 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
             "error_events": sum(Outcome.error in found for found in outcomes),
             "inconclusive_events": sum(Outcome.inconclusive in found for found in outcomes),
             "compliant_events": sum(not found & problems for found in outcomes),
+            # Each event once, by why it failed (the categories of Allure's report).
+            "by_kind": {
+                kind.value: sum(record.kind is kind for record in records) for kind in FailureKind
+            },
         },
         "policies": {
             policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}

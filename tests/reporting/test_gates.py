@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
@@ -48,6 +49,7 @@ def record(event: str, outcomes: dict[str, str], trial: int = 0) -> EventRecord:
             for p, o in outcomes.items()
         ],
         tests=[],
+        kind=FailureKind.violation if "violated" in outcomes.values() else None,
     )
 
 

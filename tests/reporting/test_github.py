@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
@@ -42,6 +43,7 @@ def record(event: str, reason: str, outcome: str = "violated") -> EventRecord:
             )
         ],
         tests=[],
+        kind=FailureKind.violation if outcome == "violated" else None,
     )
 
 

@@ -69,6 +69,7 @@ RECORD: dict[str, Any] = {
         },
     ],
     "tests": ["test_support.py::test_support[ev-7-refund-window-r3]", "test_more.py::test_x"],
+    "kind": "agent_crash",
 }
 
 
@@ -106,7 +107,12 @@ def old_document() -> dict[str, Any]:
 def test_a_results_file_from_before_kind_is_still_a_baseline() -> None:
     baseline = old_document()
     # The same run today: the ev-1/ev-2 violations again, nothing regressed.
-    current = [EventRecord.model_validate(event) for event in baseline["events"]]
+    current = [
+        EventRecord.model_validate(
+            {**event, "kind": "violation" if event["event"] != "ev-3" else None}
+        )
+        for event in baseline["events"]
+    ]
     regressed, improved, unchanged = compare_to_baseline(current, baseline, alpha=0.05)
     assert (regressed, improved) == ([], [])
     assert [change.policy for change in unchanged] == [

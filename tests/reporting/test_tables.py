@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
@@ -61,6 +62,13 @@ def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> E
             for p, o in outcomes.items()
         ],
         tests=[],
+        kind=(
+            FailureKind.infrastructure
+            if "error" in outcomes.values()
+            else FailureKind.violation
+            if "violated" in outcomes.values()
+            else None
+        ),
     )
 
 
