@@ -1058,7 +1058,8 @@ def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytes
             event: sorted(
                 (label["name"], label["value"])
                 for label in data["labels"]
-                if label["name"] in ("epic", "feature", "story", "tag", "severity")
+                if label["name"]
+                in ("epic", "feature", "story", "tag", "severity", "agentsim_outcome")
             )
             for event, data in allure_results(directory).items()
         }
