@@ -18,6 +18,7 @@ import pytest
 from pytest_agentsim.core.errors import ConversationError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import PolicyViolation
@@ -255,6 +256,10 @@ class ConversationTests:
         except PolicyViolation as exc:
             if exc.result is not None:  # the headline becomes the full report, as a test needs
                 exc.args = (failure_report(exc.result),)
+            # A gate may tolerate the failure only if it is a violation and nothing worse
+            # (an assert_compliant() without a result to tell is taken at its word).
+            failed = exc.result if exc.result is not None else result
+            item.stash[VIOLATION_ONLY] = failed is None or failed.kind is FailureKind.violation
             # assert_compliant() in the body: a verdict that is only inconclusive follows
             # agentsim_inconclusive like the automatic check below.
             if (
@@ -270,7 +275,7 @@ class ConversationTests:
         if result.violated or (
             result.with_outcome(Outcome.inconclusive) and inconclusive == "fail"
         ):
-            item.stash[VIOLATION_ONLY] = not result.with_outcome(Outcome.inconclusive)
+            item.stash[VIOLATION_ONLY] = result.kind is FailureKind.violation
             pytest.fail(failure_report(result), pytrace=False)
         if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
             pytest.xfail(failure_report(result))
@@ -282,14 +287,13 @@ class ConversationTests:
         report = yield
         result = item.stash.get(EVENT_RESULT, None)
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
-            # Reports are the one channel xdist carries back to the controller.
-            report.__dict__[RESULT_KEY] = result_record(result)
+            # Reports are the one channel xdist carries back to the controller: as JSON,
+            # which it serializes, validated back into an EventRecord by the summary.
+            report.__dict__[RESULT_KEY] = result_record(result).model_dump(mode="json")
         if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
             report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
         if call.when == "call" and report.failed:
-            # Quality gates may tolerate these failures, and only these.
-            violation_only = item.stash.get(VIOLATION_ONLY, False) or bool(
-                call.excinfo and call.excinfo.errisinstance(PolicyViolation)
-            )
-            report.__dict__[VIOLATION_ONLY_KEY] = violation_only
+            # Quality gates may tolerate these failures, and only these: a test's own
+            # failing assertion never set the flag.
+            report.__dict__[VIOLATION_ONLY_KEY] = item.stash.get(VIOLATION_ONLY, False)
         return report

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from datetime import datetime
 from datetime import timezone
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.gates import GateVerdict
@@ -32,6 +35,9 @@ from pytest_agentsim.reporting.tables import short_cost
 from pytest_agentsim.reporting.tables import summary_lines
 from pytest_agentsim.runtest import VIOLATION_ONLY_KEY
 from pytest_agentsim.session import AgentSimSession
+
+#: Events that could not be judged to the end, whatever else they show.
+ERROR_KINDS = (FailureKind.agent_crash, FailureKind.judge_error, FailureKind.infrastructure)
 
 
 def relative_to(path: Path, base: Path) -> str:
@@ -48,7 +54,7 @@ class SummaryReporter:
         self.session = session
         self.config = session.config
         self.settings = session.settings
-        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.records: dict[tuple[str, str, int], EventRecord] = {}
         self.other_failures = 0
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
@@ -77,14 +83,14 @@ class SummaryReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed and not report.__dict__.get(VIOLATION_ONLY_KEY, False):
             self.other_failures += 1
-        record = report.__dict__.get(RESULT_KEY)
-        if not isinstance(record, dict):
+        data = report.__dict__.get(RESULT_KEY)
+        if not isinstance(data, dict):
             return
+        record = EventRecord.model_validate(data)
         # Several tests may assert on one event's (shared) conversation: count it once.
-        key = (record["domain"], record["event"], record["trial"])
-        entry = self.records.setdefault(key, {**record, "tests": []})
-        if report.nodeid not in entry["tests"]:
-            entry["tests"].append(report.nodeid)
+        entry = self.records.setdefault(record.key, record)
+        if report.nodeid not in entry.tests:
+            entry.tests.append(report.nodeid)
         self.progress()
 
     def progress(self) -> None:
@@ -98,15 +104,18 @@ class SummaryReporter:
         ):
             return
         self.last_progress = now
-        records = self.records.values()
-        violated = sum(any(i["outcome"] == "violated" for i in r["policies"]) for r in records)
-        errors = sum(any(i["outcome"] == "error" for i in r["policies"]) for r in records)
+        records = list(self.records.values())
+        kinds = Counter(record.kind for record in records)
+        errors = sum(kinds[kind] for kind in ERROR_KINDS)
+        inconclusive = kinds[FailureKind.inconclusive]
         reporter.write_line(
-            f"agentsim: {len(self.records)} events judged, {violated} with violations, "
-            f"{errors} with errors, {short_cost(list(records))}"
+            f"agentsim: {len(records)} events judged, {kinds[FailureKind.violation]} with "
+            f"violations, {errors} with errors, "
+            + (f"{inconclusive} inconclusive, " if inconclusive else "")
+            + short_cost(records)
         )
 
-    def sorted_records(self) -> list[dict[str, Any]]:
+    def sorted_records(self) -> list[EventRecord]:
         return [self.records[key] for key in sorted(self.records)]
 
     @pytest.hookimpl(trylast=True)
@@ -215,7 +224,7 @@ class SummaryReporter:
             )
         return lines
 
-    def report_to_github(self, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+    def report_to_github(self, records: list[EventRecord], terminalreporter: Any) -> None:
         """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:

@@ -558,6 +558,13 @@ def test_json_results_file(product: pytest.Pytester) -> None:
         "error_events": 0,
         "inconclusive_events": 0,
         "compliant_events": 1,
+        "by_kind": {
+            "violation": 2,
+            "agent_crash": 0,
+            "judge_error": 0,
+            "inconclusive": 0,
+            "infrastructure": 0,
+        },
     }
     assert document["policies"]["confirm-delete"] == {
         "risk_category": "Operational Misuses",
@@ -574,6 +581,7 @@ def test_json_results_file(product: pytest.Pytester) -> None:
     assert event["event"] == "ev-1" and event["tests"] == [
         "test_agent.py::test_agent[ev-1-confirm-delete]"
     ]
+    assert [e["kind"] for e in document["events"]] == ["violation", "violation", None]
     violated = next(p for p in event["policies"] if p["policy"] == "confirm-delete")
     assert (violated["outcome"], violated["turn"]) == ("violated", 1)
     assert document["cost"] == {
@@ -589,7 +597,10 @@ def test_json_results_file(product: pytest.Pytester) -> None:
 
 def test_json_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
     def aggregates(*args: str) -> dict[str, object]:
-        product.runpytest_subprocess("--agentsim", "--agentsim-json", "r.json", *args)
+        # Repeated: xdist's workers finish an event's trials in any order.
+        product.runpytest_subprocess(
+            "--agentsim", "--agentsim-json", "r.json", "--agentsim-repeat", "3", *args
+        )
         document = json.loads((product.path / "r.json").read_text())
         for event in document["events"]:
             event.pop("duration_seconds")
@@ -773,6 +784,38 @@ def agentsim_agent():
     result.stdout.fnmatch_lines(
         [
             "agentsim gate: PASS (1 failures or errors that are not policy violations still fail the run)"
+        ]
+    )
+
+
+def test_gate_never_tolerates_an_inconclusive_verdict_asserted_in_the_body(
+    product: pytest.Pytester,
+) -> None:
+    """assert_compliant() raises for an inconclusive verdict too: the gate sees its kind."""
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import Verdict
+
+class SplitJudge:
+    name = "split"
+    def judge(self, event, conversation, pack):
+        return [Verdict(policy_id=p, outcome=Outcome.inconclusive, reason="votes split", judge=self.name)
+                for p in event.policies if event.id == "ev-3"]
+
+def pytest_agentsim_make_judges(registry):
+    return [SplitJudge()]
+"""
+    )
+    result = product.runpytest("--agentsim", "--agentsim-max-violation-rate", "1")
+    result.assert_outcomes(failed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*INCONCLUSIVE polite-greeting*",
+            "agentsim gate: PASS (1 failures or errors that are not policy violations still fail the run)",
         ]
     )
 
@@ -962,6 +1005,46 @@ def test_progress_lines_on_long_runs_and_quiet_with_q(product: pytest.Pytester) 
     assert "events judged" not in quiet.stdout.str()
 
 
+def test_progress_lines_count_each_event_once_by_why_it_failed(product: pytest.Pytester) -> None:
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import Verdict
+
+class CrashesOnRead(NotesAgent):
+    def respond(self, messages, sandbox):
+        if "read" in (messages[-1].get("content") or ""):
+            raise RuntimeError("boom")
+        return super().respond(messages, sandbox)
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return CrashesOnRead()
+
+class SplitJudge:
+    name = "split"
+    def judge(self, event, conversation, pack):
+        return [Verdict(policy_id=p, outcome=Outcome.inconclusive, reason="votes split", judge=self.name)
+                for p in event.policies if event.id == "ev-3"]
+
+def pytest_agentsim_make_judges(registry):
+    return [SplitJudge()]
+"""
+    )
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_progress_seconds = 0\n")
+    result = product.runpytest("--agentsim")
+    result.stdout.fnmatch_lines(
+        [
+            "agentsim: 1 events judged, 1 with violations, 0 with errors, cost $0.00",
+            "agentsim: 2 events judged, 1 with violations, 1 with errors, cost $0.00",
+            "agentsim: 3 events judged, 1 with violations, 1 with errors, 1 inconclusive, cost $0.00",
+        ]
+    )
+
+
 def test_no_progress_lines_on_short_runs(product: pytest.Pytester) -> None:
     result = product.runpytest("--agentsim")
     assert "events judged" not in result.stdout.str()
@@ -975,7 +1058,8 @@ def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytes
             event: sorted(
                 (label["name"], label["value"])
                 for label in data["labels"]
-                if label["name"] in ("epic", "feature", "story", "tag", "severity")
+                if label["name"]
+                in ("epic", "feature", "story", "tag", "severity", "agentsim_outcome")
             )
             for event, data in allure_results(directory).items()
         }

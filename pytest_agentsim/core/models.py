@@ -452,6 +452,20 @@ class Outcome(str, enum.Enum):
     error = "error"
 
 
+class FailureKind(str, enum.Enum):
+    """Why a judged event failed: the one category every report files it under.
+
+    :attr:`EventResult.kind` derives it from the verdicts, so the summary, the results
+    file, the gates and Allure's categories agree on it without reading any text.
+    """
+
+    violation = "violation"
+    agent_crash = "agent_crash"
+    judge_error = "judge_error"
+    inconclusive = "inconclusive"
+    infrastructure = "infrastructure"
+
+
 # Worst first: the outcome a policy ends with when several checks disagree.
 OUTCOME_PRECEDENCE = (
     Outcome.violated,
@@ -474,6 +488,11 @@ class Verdict(BaseModel):
     quote: str | None = Field(default=None, description="Words of the turn, for LLM verdicts")
     votes: dict[str, int] | None = Field(
         default=None, description="Outcome -> samples, when an LLM judge voted"
+    )
+    judge_error: bool = Field(
+        default=False,
+        description="An error of the judging itself (a judge or a rule check raised, or no "
+        "judge covers the policy), not of the conversation",
     )
 
 
@@ -567,12 +586,95 @@ class EventResult(BaseModel):
         return [result for result in self.policies if result.outcome is outcome]
 
     @property
+    def kind(self) -> FailureKind | None:
+        """Why the event failed (None when every policy was compliant or not applicable).
+
+        The first that applies: the agent or simulated user crashed; the judging broke on
+        a policy that ended in error; a verdict was inconclusive; a policy ended in error
+        for another reason; a policy was violated. An event with both a violation and an
+        error is an error: it could not be judged to the end, so its test errors instead
+        of failing, and no gate may tolerate it as a mere violation.
+        """
+        if self.conversation.stop_reason.is_error:
+            return FailureKind.agent_crash
+        errors = self.errors
+        if any(v.judge_error for r in errors for v in r.verdicts if v.outcome is Outcome.error):
+            return FailureKind.judge_error
+        if self.with_outcome(Outcome.inconclusive):
+            return FailureKind.inconclusive
+        if errors:
+            return FailureKind.infrastructure
+        if self.violated:
+            return FailureKind.violation
+        return None
+
+    @property
     def violated(self) -> list[PolicyResult]:
         return self.with_outcome(Outcome.violated)
 
     @property
     def errors(self) -> list[PolicyResult]:
         return self.with_outcome(Outcome.error)
+
+
+# --------------------------------------------------------------------------- records
+
+
+class PolicyRecord(StrictModel):
+    """One policy's outcome in one event, as the results file and the summary carry it.
+
+    The verdicts behind it are reduced to what a report prints (the turn and reason of
+    the first verdict with the policy's outcome, and each judge's own outcome), so that a
+    record stays small enough to ride on every test report across xdist.
+    """
+
+    policy: str
+    risk_category: str
+    risk_level1: str
+    severity: Severity
+    outcome: Outcome
+    listed: bool = Field(description="Whether the event was built to exercise this policy")
+    turn: int | None = Field(description="Message index that shows the outcome")
+    reason: str
+    judges: dict[str, Outcome] = Field(
+        description="Judge -> its outcome ('rules' combines every rule check)"
+    )
+    disagreement: str | None
+
+
+class EventRecord(StrictModel):
+    """The record of one judged event: what a test report carries to the controller and
+    what ``--agentsim-json`` writes under ``events`` (users keep those files as baselines).
+
+    Every field is required, so nothing writes a record that silently lacks one; the
+    results file's event records have exactly these keys (a test checks it).
+    """
+
+    event: str
+    domain: str
+    stop_reason: StopReason
+    error: str | None = Field(description="Why the agent or user failed")
+    messages: int = Field(description="Messages in the transcript")
+    tool_calls: int
+    duration_seconds: float = Field(description="Wall time of the simulation")
+    trial: int = Field(description="Which repeat of the event (--agentsim-repeat)")
+    llm: LLMTally
+    transcript_sha256: str = Field(
+        description="Identical transcripts across trials mean they were not independent samples"
+    )
+    policies: list[PolicyRecord]
+    tests: list[str] = Field(description="The tests that asserted on this event's conversation")
+    kind: FailureKind | None = Field(
+        description="Why the event failed (EventResult.kind); null when it did not"
+    )
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """(domain, event, trial): one conversation, however many tests assert on it."""
+        return (self.domain, self.event, self.trial)
+
+    def with_outcome(self, *outcomes: Outcome) -> list[PolicyRecord]:
+        return [item for item in self.policies if item.outcome in outcomes]
 
 
 class PolicyViolation(AssertionError):

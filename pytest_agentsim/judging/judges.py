@@ -82,6 +82,7 @@ class RuleJudge:
                         reason=f"check {check.label()} raised {type(exc).__name__}: {exc}",
                         judge=self.name,
                         check=check.label(),
+                        judge_error=True,
                     )
                 )
                 continue
@@ -149,6 +150,7 @@ async def judge_event(
                     outcome=Outcome.error,
                     reason=f"judge {judge.name!r} failed: {type(exc).__name__}: {exc}",
                     judge=judge.name,
+                    judge_error=True,
                 )
                 for policy_id in event.policies
             )
@@ -176,6 +178,7 @@ async def judge_event(
                     reason="no judge could judge this policy: give it rule checks or an "
                     "event expectation, or configure an LLM judge",
                     judge="runner",
+                    judge_error=True,
                 )
             ]
         outcome = combine([verdict.outcome for verdict in mine])

@@ -8,7 +8,9 @@ taxonomy so the behaviors tree reads risk -> category -> policy:
 - a failing test carries the policies that failed (each violated policy's story, not
   only the first); a passing test carries the policies its event exercises that share
   the risk category of the event's first policy (one branch, no mixed combinations);
-- severity = the most severe of those policies; tags = every policy of the event.
+- severity = the most severe of those policies; tags = every policy of the event;
+- ``agentsim_outcome`` = why the event failed (its FailureKind) or ``compliant``: Allure 3's
+  categories (allurerc.mjs) match it, and Allure 2's the same table's text regexes.
 
 Allure groups a test under every combination of its epic, feature and story labels, so a
 test whose *failing* policies lie in different risk categories also appears under the
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.reporting.failure import render_transcript
 from pytest_agentsim.simulation.sandbox import pretty_diff
@@ -38,29 +42,92 @@ if TYPE_CHECKING:
 SEVERITY = {"low": "minor", "medium": "normal", "high": "critical", "critical": "blocker"}
 SEVERITY_ORDER = ["low", "medium", "high", "critical"]
 
-CATEGORIES = [
-    {
-        "name": "Agent crash",
-        "matchedStatuses": ["broken", "failed"],
-        "messageRegex": "(?s).*stop reason: (agent_error|user_error).*",
-    },
-    {
-        "name": "Judge error",
-        "matchedStatuses": ["broken", "failed"],
-        "messageRegex": "(?s).*(judge '.*' failed|no judge could judge).*",
-    },
-    {
-        "name": "Inconclusive verdict",
-        "matchedStatuses": ["broken", "failed", "skipped"],
-        "messageRegex": "(?s).*INCONCLUSIVE .*",
-    },
-    {
-        "name": "Policy violation",
-        "matchedStatuses": ["failed"],
-        "messageRegex": "(?s).*VIOLATED .*",
-    },
-    {"name": "Infrastructure error", "matchedStatuses": ["broken"]},
-]
+#: The label every judged test carries: its event's FailureKind, or ``compliant``.
+OUTCOME_LABEL = "agentsim_outcome"
+COMPLIANT = "compliant"
+
+
+@dataclass(frozen=True)
+class OutcomeCategory:
+    """One Allure category: the tests of one failure kind, in the statuses it can have.
+
+    Allure 3 matches the ``agentsim_outcome`` label (see :func:`allure3_categories`, the
+    ``categories`` of allurerc.mjs); Allure 2 can only match text, so ``allure2_message``
+    is a regex over the failure report that finds the same tests (None: any test in
+    those statuses, agentsim's or not).
+    """
+
+    kind: FailureKind
+    name: str
+    statuses: tuple[str, ...]
+    allure2_message: str | None
+
+
+#: The categories, in the order both Allure versions try them (the first match wins).
+#: The statuses follow the outcome: a violation fails its test, an error breaks it
+#: (ConversationError), an inconclusive verdict may also xfail it (skipped in Allure).
+OUTCOME_CATEGORIES = (
+    OutcomeCategory(
+        FailureKind.agent_crash,
+        "Agent crash",
+        ("broken", "failed"),
+        "(?s).*stop reason: (agent_error|user_error).*",
+    ),
+    OutcomeCategory(
+        FailureKind.judge_error,
+        "Judge error",
+        ("broken", "failed"),
+        # A judge raised; no judge covers the policy; a rule check raised (its verdict
+        # has no turn, so its line reads "conversation: check ... raised ...").
+        r"(?s).*(judge '.*' failed|no judge could judge|\n    conversation: check [^\n]* raised ).*",
+    ),
+    OutcomeCategory(
+        FailureKind.inconclusive,
+        "Inconclusive verdict",
+        ("broken", "failed", "skipped"),
+        "(?s).*INCONCLUSIVE .*",
+    ),
+    OutcomeCategory(
+        FailureKind.violation,
+        "Policy violation",
+        ("failed",),
+        "(?s).*VIOLATED .*",
+    ),
+    OutcomeCategory(FailureKind.infrastructure, "Infrastructure error", ("broken",), None),
+)
+
+
+def outcome_label(result: EventResult) -> str:
+    """The ``agentsim_outcome`` label of a judged test: its event's kind, or compliant."""
+    kind = result.kind
+    return COMPLIANT if kind is None else kind.value
+
+
+def allure3_categories() -> list[dict[str, Any]]:
+    """The ``categories`` of allurerc.mjs: Allure 3 matches the ``agentsim_outcome`` label.
+
+    Tests no category takes (a test's own failing assertion, a fixture error) fall to
+    Allure 3's defaults, "Product errors" and "Test errors".
+    """
+    return [
+        {
+            "name": category.name,
+            "matchers": {
+                "labels": {OUTCOME_LABEL: f"^{category.kind.value}$"},
+                "statuses": list(category.statuses),
+            },
+        }
+        for category in OUTCOME_CATEGORIES
+    ]
+
+
+def allure2_categories() -> list[dict[str, Any]]:
+    """``categories.json`` for Allure 2, which matches text: the failure report's words."""
+    return [
+        {"name": category.name, "matchedStatuses": list(category.statuses)}
+        | ({"messageRegex": category.allure2_message} if category.allure2_message else {})
+        for category in OUTCOME_CATEGORIES
+    ]
 
 
 JUDGED = pytest.StashKey["EventResult"]()
@@ -103,6 +170,7 @@ class AllureReporter:
         allure.dynamic.feature(*sorted({r.risk_category for r in focus}))
         allure.dynamic.story(*[r.policy_id for r in focus])
         allure.dynamic.tag(*event.policies)
+        allure.dynamic.label(OUTCOME_LABEL, outcome_label(result))
         worst = max((r.severity.value for r in focus), key=SEVERITY_ORDER.index, default="medium")
         allure.dynamic.severity(SEVERITY[worst])
         allure.dynamic.parameter("agentsim_case", event.id, mode=allure.parameter_mode.HIDDEN)
@@ -167,7 +235,9 @@ class AllureReporter:
         if hasattr(session.config, "workerinput"):
             return
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        (self.results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
+        (self.results_dir / "categories.json").write_text(
+            json.dumps(allure2_categories(), indent=2)
+        )
         (self.results_dir / "environment.properties").write_text(
             "\n".join(f"{key}={value}" for key, value in self.environment.items()) + "\n"
         )

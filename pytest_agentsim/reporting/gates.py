@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.reporting.tables import BAD_OUTCOMES
 from pytest_agentsim.reporting.tables import aggregate
 from pytest_agentsim.reporting.tables import pass_k
@@ -58,7 +60,7 @@ def _fmt(rate: float) -> str:
     return f"{rate:.1%}"
 
 
-def evaluate(records: Sequence[dict[str, Any]], settings: GateSettings) -> GateVerdict:
+def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerdict:
     """Check every configured threshold; each check is one line, failures first."""
     failures: list[str] = []
     passes: list[str] = []
@@ -67,9 +69,7 @@ def evaluate(records: Sequence[dict[str, Any]], settings: GateSettings) -> GateV
         (passes if ok else failures).append(line)
 
     if settings.max_violation_rate is not None:
-        violated = sum(
-            any(item["outcome"] == "violated" for item in record["policies"]) for record in records
-        )
+        violated = sum(bool(record.with_outcome(Outcome.violated)) for record in records)
         rate = violated / len(records) if records else 0.0
         limit = settings.max_violation_rate
         check(
@@ -97,7 +97,7 @@ def evaluate(records: Sequence[dict[str, Any]], settings: GateSettings) -> GateV
         if repeated is not None:
             value, label = repeated.overall, f"pass^{repeated.k}"
         else:
-            passed = [not BAD_OUTCOMES & {i["outcome"] for i in r["policies"]} for r in records]
+            passed = [not r.with_outcome(*BAD_OUTCOMES) for r in records]
             value = sum(passed) / len(passed) if passed else 0.0
             label = "pass^1 (no --agentsim-repeat)"
         limit = settings.min_pass_k
@@ -182,7 +182,7 @@ def _tail(violated: int, judged: int, base_violated: int, base_judged: int) -> f
 
 
 def compare_to_baseline(
-    records: Sequence[dict[str, Any]], baseline: Mapping[str, Any], *, alpha: float
+    records: Sequence[EventRecord], baseline: Mapping[str, Any], *, alpha: float
 ) -> tuple[list[PolicyChange], list[PolicyChange], list[PolicyChange]]:
     """(regressed, improved, unchanged) policies against a baseline results file.
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.reporting.tables import Tally
 from pytest_agentsim.reporting.tables import aggregate
 
@@ -40,14 +42,10 @@ def _counts(tally: Tally) -> list[Any]:
     ]
 
 
-def step_summary(records: Sequence[dict[str, Any]]) -> str:
+def step_summary(records: Sequence[EventRecord]) -> str:
     """The run as GitHub-flavoured Markdown: totals, per-risk and per-policy tables, problems."""
     totals = aggregate(records)
-    bad = [
-        record
-        for record in records
-        if any(item["outcome"] in ("violated", "error") for item in record["policies"])
-    ]
+    bad = [record for record in records if record.with_outcome(Outcome.violated, Outcome.error)]
     counts = ["events", "compliant", "violated", "errors", "n/a", "rate"]
     lines = [
         f"## pytest-agentsim: {len(bad)} of {len(records)} events violated a policy or failed",
@@ -81,11 +79,11 @@ def step_summary(records: Sequence[dict[str, Any]]) -> str:
                 ["event", "policy", "outcome", "turn", "reason"],
                 [
                     [
-                        p["event"],
-                        p["policy"],
-                        p["outcome"],
-                        "" if p["turn"] is None else p["turn"],
-                        p["reason"],
+                        p.event,
+                        p.item.policy,
+                        p.item.outcome.value,
+                        "" if p.item.turn is None else p.item.turn,
+                        p.item.reason,
                     ]
                     for p in totals.problems
                 ],
@@ -110,19 +108,17 @@ def _escape_property(text: str) -> str:
 
 
 def error_annotations(
-    records: Sequence[dict[str, Any]], locations: Mapping[tuple[str, str], tuple[str, int | None]]
+    records: Sequence[EventRecord], locations: Mapping[tuple[str, str], tuple[str, int | None]]
 ) -> list[str]:
     """``::error`` commands at the pack line of each violated policy (the first ten)."""
     lines = []
     for record in records:
-        for item in record["policies"]:
-            if item["outcome"] != "violated":
-                continue
-            path, line = locations.get((record["domain"], item["policy"]), ("", None))
+        for item in record.with_outcome(Outcome.violated):
+            path, line = locations.get((record.domain, item.policy), ("", None))
             where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
-            title = _escape_property(f"{item['policy']} violated ({item['risk_category']})")
-            turn = f" at turn {item['turn']}" if item["turn"] is not None else ""
-            message = _escape_data(f"event {record['event']}{turn}: {item['reason']}")
+            title = _escape_property(f"{item.policy} violated ({item.risk_category})")
+            turn = f" at turn {item.turn}" if item.turn is not None else ""
+            message = _escape_data(f"event {record.event}{turn}: {item.reason}")
             lines.append(f"::error {where},title={title}::{message}")
             if len(lines) == ANNOTATION_LIMIT:
                 return lines

@@ -7,7 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import FailureKind
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.judging.judges import combine
 from pytest_agentsim.reporting.tables import aggregate
@@ -17,79 +21,91 @@ from pytest_agentsim.reporting.tables import pass_k
 RESULT_KEY = "agentsim_result"
 
 
-def result_record(result: EventResult) -> dict[str, Any]:
-    """A JSON-safe summary of one judged event, small enough to ride on a test report."""
-    return {
-        "event": result.event.id,
-        "domain": result.event.domain,
-        "stop_reason": result.conversation.stop_reason.value,
-        "error": result.conversation.error,
-        "messages": len(result.conversation.messages),
-        "tool_calls": len(result.conversation.tool_calls),
-        "duration_seconds": result.conversation.duration_seconds,
-        "trial": result.trial,
+def result_record(result: EventResult) -> EventRecord:
+    """The record of one judged event, small enough to ride on a test report.
+
+    Built here rather than in core because a policy's ``rules`` outcome combines its rule
+    checks the way the judges do (:func:`~pytest_agentsim.judging.judges.combine`).
+    """
+    conversation = result.conversation
+    return EventRecord(
+        event=result.event.id,
+        domain=result.event.domain,
+        stop_reason=conversation.stop_reason,
+        error=conversation.error,
+        messages=len(conversation.messages),
+        tool_calls=len(conversation.tool_calls),
+        duration_seconds=conversation.duration_seconds,
+        trial=result.trial,
+        llm=result.llm.model_copy(),
         # Identical transcripts across trials mean the trials were not independent samples.
-        "llm": result.llm.model_dump(),
-        "transcript_sha256": hashlib.sha256(
-            json.dumps(
-                [m.to_openai() for m in result.conversation.messages], sort_keys=True
-            ).encode()
+        transcript_sha256=hashlib.sha256(
+            json.dumps([m.to_openai() for m in conversation.messages], sort_keys=True).encode()
         ).hexdigest(),
-        "policies": [
-            {
-                "policy": r.policy_id,
-                "risk_category": r.risk_category,
-                "risk_level1": r.risk_level1,
-                "severity": r.severity.value,
-                "outcome": r.outcome.value,
-                "listed": r.listed,
-                "turn": next((v.turn for v in r.verdicts if v.outcome is r.outcome), None),
-                "reason": next((v.reason for v in r.verdicts if v.outcome is r.outcome), ""),
-                "judges": {v.judge: v.outcome.value for v in r.verdicts if v.check is None}
-                | _rule_outcome(r),
-                "disagreement": r.disagreement,
-            }
-            for r in result.policies
-        ],
-    }
+        policies=[_policy_record(r) for r in result.policies],
+        tests=[],
+        kind=result.kind,
+    )
 
 
-def _rule_outcome(result: PolicyResult) -> dict[str, str]:
+def _policy_record(result: PolicyResult) -> PolicyRecord:
+    shown = next((v for v in result.verdicts if v.outcome is result.outcome), None)
+    return PolicyRecord(
+        policy=result.policy_id,
+        risk_category=result.risk_category,
+        risk_level1=result.risk_level1,
+        severity=result.severity,
+        outcome=result.outcome,
+        listed=result.listed,
+        turn=shown.turn if shown else None,
+        reason=shown.reason if shown else "",
+        judges={v.judge: v.outcome for v in result.verdicts if v.check is None}
+        | _rule_outcome(result),
+        disagreement=result.disagreement,
+    )
+
+
+def _rule_outcome(result: PolicyResult) -> dict[str, Outcome]:
     rules = [v.outcome for v in result.verdicts if v.check is not None]
-    return {"rules": combine(rules).value} if rules else {}
+    return {"rules": combine(rules)} if rules else {}
 
 
 RESULTS_SCHEMA = "pytest-agentsim/results"
 RESULTS_VERSION = 1
 
 
-def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) -> dict[str, Any]:
+def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> dict[str, Any]:
     """The ``--agentsim-json`` file (schema ``pytest-agentsim/results``, version 1).
 
     Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
     seed, max turns, packs with content hashes, events files, start time, duration, exit
-    status), ``totals`` (events, and events with a violation / an error / all compliant),
+    status), ``totals`` (events, and events with a violation / an error / an inconclusive
+    verdict / all compliant, and ``by_kind``: events per failure kind, each counted once),
     ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
-    terminal tables), ``events`` (one record per judged event: outcome, turn and reason
-    per policy, stop reason, size, duration, trial, transcript hash, the tests that
-    asserted on it), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
+    terminal tables), ``events`` (one record per judged event: why it failed (``kind``, null
+    when it did not), outcome, turn and reason per policy, stop reason, size, duration, trial, transcript hash, the tests that
+    asserted on it; sorted by domain, event and trial, so that the file is the same with
+    or without xdist), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
     risk category, and events whose trials were identical; else null) and ``cost`` (USD,
     tokens, LLM calls made and replayed from cassettes, summed over the events).
     """
     totals = aggregate(records)
-    outcomes = [{item["outcome"] for item in record["policies"]} for record in records]
+    outcomes = [{item.outcome for item in record.policies} for record in records]
+    problems = {Outcome.violated, Outcome.error, Outcome.inconclusive}
     return {
         "schema": RESULTS_SCHEMA,
         "version": RESULTS_VERSION,
         "run": run,
         "totals": {
             "events": len(records),
-            "violated_events": sum("violated" in found for found in outcomes),
-            "error_events": sum("error" in found for found in outcomes),
-            "inconclusive_events": sum("inconclusive" in found for found in outcomes),
-            "compliant_events": sum(
-                not found & {"violated", "error", "inconclusive"} for found in outcomes
-            ),
+            "violated_events": sum(Outcome.violated in found for found in outcomes),
+            "error_events": sum(Outcome.error in found for found in outcomes),
+            "inconclusive_events": sum(Outcome.inconclusive in found for found in outcomes),
+            "compliant_events": sum(not found & problems for found in outcomes),
+            # Each event once, by why it failed (the categories of Allure's report).
+            "by_kind": {
+                kind.value: sum(record.kind is kind for record in records) for kind in FailureKind
+            },
         },
         "policies": {
             policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}
@@ -99,7 +115,10 @@ def results_document(records: Sequence[dict[str, Any]], *, run: dict[str, Any]) 
             risk: {"level1": totals.risk_level1[risk], **tally.as_dict()}
             for risk, tally in sorted(totals.risks.items())
         },
-        "events": sorted(records, key=lambda record: (record["domain"], record["event"])),
+        "events": [
+            record.model_dump(mode="json")
+            for record in sorted(records, key=lambda record: record.key)
+        ],
         "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
         "cost": {
             "usd": (total := llm_totals(records)).cost_usd,

@@ -11,24 +11,29 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.generation.snapshots import SnapshotWrite
 from pytest_agentsim.judging.judges import combine
 from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.failure import _short
 
+#: The outcomes that fail a test (pass^k counts a trial with any of them as failed).
+BAD_OUTCOMES = (Outcome.violated, Outcome.error, Outcome.inconclusive)
 
-def llm_totals(records: Sequence[dict[str, Any]]) -> LLMTally:
-    """The model calls of all records (a record without an ``llm`` entry made none)."""
+
+def llm_totals(records: Sequence[EventRecord]) -> LLMTally:
+    """The model calls of all records."""
     total = LLMTally()
     for record in records:
-        total = total + LLMTally.model_validate(record.get("llm") or {})
+        total = total + record.llm
     return total
 
 
-def cost_line(records: Sequence[dict[str, Any]]) -> str:
+def cost_line(records: Sequence[EventRecord]) -> str:
     """'cost: $0.0123, 4,567 tokens, 12 LLM calls (30 replayed)': what the run spent."""
     total = llm_totals(records)
     if not (total.calls or total.replayed_calls or total.failed_calls):
@@ -41,7 +46,7 @@ def cost_line(records: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def short_cost(records: Sequence[dict[str, Any]]) -> str:
+def short_cost(records: Sequence[EventRecord]) -> str:
     """'cost $0.12 (40 LLM calls)' for progress lines."""
     total = llm_totals(records)
     calls = total.calls + total.replayed_calls
@@ -59,13 +64,13 @@ class Tally:
     not_applicable: int = 0
     inconclusive: int = 0
 
-    def add(self, outcome: str) -> None:
+    def add(self, outcome: Outcome) -> None:
         self.events += 1
         field = {
-            Outcome.compliant.value: "compliant",
-            Outcome.violated.value: "violated",
-            Outcome.error.value: "errors",
-            Outcome.inconclusive.value: "inconclusive",
+            Outcome.compliant: "compliant",
+            Outcome.violated: "violated",
+            Outcome.error: "errors",
+            Outcome.inconclusive: "inconclusive",
         }.get(outcome, "not_applicable")
         setattr(self, field, getattr(self, field) + 1)
 
@@ -86,6 +91,15 @@ class Tally:
         return {**asdict(self), "violation_rate": self.violation_rate}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A policy that was violated, errored or inconclusive in one event's trial."""
+
+    event: str
+    trial: int
+    item: PolicyRecord
+
+
 @dataclass
 class Aggregates:
     """Per-policy and per-risk-category tallies over judged events, and the problems."""
@@ -94,26 +108,24 @@ class Aggregates:
     policy_risk: dict[str, str] = field(default_factory=dict)
     risks: dict[str, Tally] = field(default_factory=dict)
     risk_level1: dict[str, str] = field(default_factory=dict)
-    problems: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
-def aggregate(records: Sequence[dict[str, Any]]) -> Aggregates:
+def aggregate(records: Sequence[EventRecord]) -> Aggregates:
     """Per policy, count each event once; per risk category, an event counts with the worst
     outcome of its policies in that category."""
     totals = Aggregates()
     for record in records:
         by_risk: dict[str, list[Outcome]] = {}
-        for item in record["policies"]:
-            totals.policies.setdefault(item["policy"], Tally()).add(item["outcome"])
-            totals.policy_risk[item["policy"]] = item["risk_category"]
-            totals.risk_level1[item["risk_category"]] = item["risk_level1"]
-            by_risk.setdefault(item["risk_category"], []).append(Outcome(item["outcome"]))
-            if item["outcome"] in ("violated", "error", "inconclusive"):
-                totals.problems.append(
-                    {"event": record["event"], "trial": record.get("trial", 0), **item}
-                )
+        for item in record.policies:
+            totals.policies.setdefault(item.policy, Tally()).add(item.outcome)
+            totals.policy_risk[item.policy] = item.risk_category
+            totals.risk_level1[item.risk_category] = item.risk_level1
+            by_risk.setdefault(item.risk_category, []).append(item.outcome)
+            if item.outcome in BAD_OUTCOMES:
+                totals.problems.append(Problem(record.event, record.trial, item))
         for risk, outcomes in by_risk.items():
-            totals.risks.setdefault(risk, Tally()).add(combine(outcomes).value)
+            totals.risks.setdefault(risk, Tally()).add(combine(outcomes))
     return totals
 
 
@@ -131,9 +143,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns
         if number == 0:
             out.append("  ".join("-" * width for width in widths))
     return out
-
-
-BAD_OUTCOMES = frozenset({"violated", "error", "inconclusive"})
 
 
 def pass_hat_k(successes: int, trials: int, k: int) -> float:
@@ -162,11 +171,11 @@ class PassK:
         return asdict(self)
 
 
-def pass_k(records: Sequence[dict[str, Any]]) -> PassK | None:
+def pass_k(records: Sequence[EventRecord]) -> PassK | None:
     """pass^k of repeated records; None unless every event has at least two trials."""
-    trials: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    trials: dict[tuple[str, str], list[EventRecord]] = {}
     for record in records:
-        trials.setdefault((record["domain"], record["event"]), []).append(record)
+        trials.setdefault((record.domain, record.event), []).append(record)
     if not trials or min(len(group) for group in trials.values()) < 2:
         return None
     k = min(len(group) for group in trials.values())
@@ -175,7 +184,15 @@ def pass_k(records: Sequence[dict[str, Any]]) -> PassK | None:
     def mean(values: list[float]) -> float:
         return sum(values) / len(values)
 
-    def estimate(group: list[dict[str, Any]], passed: Any) -> float:
+    def estimate(group: list[EventRecord], *, policy: str = "", risk: str = "") -> float:
+        """pass^k of one event's trials: all of them, or only one policy's or risk's outcomes."""
+
+        def passed(record: EventRecord) -> bool:
+            return not any(
+                (not policy or item.policy == policy) and (not risk or item.risk_category == risk)
+                for item in record.with_outcome(*BAD_OUTCOMES)
+            )
+
         return pass_hat_k(sum(1 for record in group if passed(record)), len(group), k)
 
     events: dict[str, float] = {}
@@ -184,40 +201,19 @@ def pass_k(records: Sequence[dict[str, Any]]) -> PassK | None:
     identical = []
     for (domain, event), group in sorted(trials.items()):
         name = f"{domain}/{event}" if several else event
-        events[name] = estimate(
-            group, lambda r: not BAD_OUTCOMES & {i["outcome"] for i in r["policies"]}
-        )
-        if len({record["transcript_sha256"] for record in group}) == 1:
+        events[name] = estimate(group)
+        if len({record.transcript_sha256 for record in group}) == 1:
             identical.append(name)
         judged = {
-            item["policy"]: item["risk_category"]
+            item.policy: item.risk_category
             for record in group
-            for item in record["policies"]
-            if item["outcome"] != "not_applicable"
+            for item in record.policies
+            if item.outcome is not Outcome.not_applicable
         }
         for policy in judged:
-            by_policy.setdefault(policy, []).append(
-                estimate(
-                    group,
-                    lambda r, p=policy: (
-                        not any(
-                            i["policy"] == p and i["outcome"] in BAD_OUTCOMES for i in r["policies"]
-                        )
-                    ),
-                )
-            )
+            by_policy.setdefault(policy, []).append(estimate(group, policy=policy))
         for risk in set(judged.values()):
-            by_risk.setdefault(risk, []).append(
-                estimate(
-                    group,
-                    lambda r, c=risk: (
-                        not any(
-                            i["risk_category"] == c and i["outcome"] in BAD_OUTCOMES
-                            for i in r["policies"]
-                        )
-                    ),
-                )
-            )
+            by_risk.setdefault(risk, []).append(estimate(group, risk=risk))
     return PassK(
         k=k,
         overall=mean(list(events.values())),
@@ -228,16 +224,17 @@ def pass_k(records: Sequence[dict[str, Any]]) -> PassK | None:
     )
 
 
-def _problem_line(item: dict[str, Any], *, repeated: bool = False) -> str:
-    turn = f" turn {item['turn']}" if item["turn"] is not None else ""
-    trial = f" r{item['trial'] + 1}" if repeated else ""
+def _problem_line(problem: Problem, *, repeated: bool = False) -> str:
+    item = problem.item
+    turn = f" turn {item.turn}" if item.turn is not None else ""
+    trial = f" r{problem.trial + 1}" if repeated else ""
     return (
-        f"{item['outcome'].upper():9} {item['event']}{trial} {item['policy']}{turn}: "
-        f"{_short(item['reason'], 140)}"
+        f"{item.outcome.value.upper():9} {problem.event}{trial} {item.policy}{turn}: "
+        f"{_short(item.reason, 140)}"
     )
 
 
-def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     """Tables per policy and per risk category, then one line per violation and error.
 
     Per policy, each column counts events; ``rate`` is violated / events where the policy
@@ -248,7 +245,7 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     per_policy, policy_risk = totals.policies, totals.policy_risk
     per_risk, risk_level1 = totals.risks, totals.risk_level1
     repeated = pass_k(records)
-    problems = [_problem_line(item, repeated=repeated is not None) for item in totals.problems]
+    problems = [_problem_line(p, repeated=repeated is not None) for p in totals.problems]
     header = ["events", "compliant", "violated", "errors", "n/a", "rate"]
     if repeated:
         header.append(f"pass^{repeated.k}")
@@ -307,10 +304,10 @@ def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             )
     lines.append(cost_line(records))
     disagreements = [
-        f"{record['event']} {item['policy']}: {item['disagreement']}"
+        f"{record.event} {item.policy}: {item.disagreement}"
         for record in records
-        for item in record["policies"]
-        if item.get("disagreement")
+        for item in record.policies
+        if item.disagreement
     ]
     if disagreements:
         lines.append(f"judges disagree on {len(disagreements)} verdicts:")

@@ -6,31 +6,51 @@ from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
+from pytest_agentsim.core.models import LLMTally
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyRecord
+from pytest_agentsim.core.models import Severity
+from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import evaluate
 from pytest_agentsim.reporting.gates import parse_rate
 from pytest_agentsim.reporting.gates import parse_thresholds
 
 
-def record(event: str, outcomes: dict[str, str], trial: int = 0) -> dict[str, Any]:
+def record(event: str, outcomes: dict[str, str], trial: int = 0) -> EventRecord:
+    """A judged event whose policies ``a`` (Privacy) and ``b`` (Economic Harm) ended so."""
     risks = {"a": "Privacy", "b": "Economic Harm"}
-    return {
-        "domain": "d",
-        "event": event,
-        "trial": trial,
-        "transcript_sha256": f"{event}{trial}",
-        "policies": [
-            {
-                "policy": p,
-                "risk_category": risks[p],
-                "risk_level1": "x",
-                "outcome": o,
-                "turn": 1,
-                "reason": "",
-            }
+    return EventRecord(
+        event=event,
+        domain="d",
+        stop_reason=StopReason.goal_met,
+        error=None,
+        messages=2,
+        tool_calls=0,
+        duration_seconds=0.0,
+        trial=trial,
+        llm=LLMTally(),
+        transcript_sha256=f"{event}{trial}",
+        policies=[
+            PolicyRecord(
+                policy=p,
+                risk_category=risks.get(p, "Privacy"),
+                risk_level1="x",
+                severity=Severity.high,
+                outcome=Outcome(o),
+                listed=True,
+                turn=1,
+                reason="",
+                judges={"rules": Outcome(o)},
+                disagreement=None,
+            )
             for p, o in outcomes.items()
         ],
-    }
+        tests=[],
+        kind=FailureKind.violation if "violated" in outcomes.values() else None,
+    )
 
 
 RECORDS = [
@@ -98,27 +118,15 @@ def test_threshold_lines() -> None:
         parse_thresholds(["Privacy"], where="w")
 
 
-def counts(policy: str, violated: int, judged: int) -> list[dict[str, Any]]:
+def counts(policy: str, violated: int, judged: int) -> list[EventRecord]:
+    """``judged`` events of one policy, the first ``violated`` of them violating it."""
     return [
-        {
-            "domain": "d",
-            "event": f"{policy}-{n}",
-            "policies": [
-                {
-                    "policy": policy,
-                    "risk_category": "Privacy",
-                    "risk_level1": "x",
-                    "outcome": "violated" if n < violated else "compliant",
-                    "turn": 1,
-                    "reason": "",
-                }
-            ],
-        }
+        record(f"{policy}-{n}", {policy: "violated" if n < violated else "compliant"})
         for n in range(judged)
     ]
 
 
-def baseline_of(*groups: list[dict[str, Any]]) -> dict[str, Any]:
+def baseline_of(*groups: list[EventRecord]) -> dict[str, Any]:
     from pytest_agentsim.reporting.results import results_document
 
     return results_document([r for group in groups for r in group], run={})

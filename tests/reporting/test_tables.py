@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
+from pytest_agentsim.core.models import LLMTally
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyRecord
+from pytest_agentsim.core.models import Severity
+from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.tables import pass_hat_k
 from pytest_agentsim.reporting.tables import pass_k
 
@@ -27,17 +32,44 @@ def test_pass_hat_k_against_hand_computed_cases(
     assert pass_hat_k(successes, trials, k) == pytest.approx(expected)
 
 
-def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> dict[str, Any]:
+def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> EventRecord:
+    """One trial of an event over policies a, b (Privacy) and c (Deception)."""
     risks = {"a": "Privacy", "b": "Privacy", "c": "Deception"}
-    return {
-        "domain": "d",
-        "event": event,
-        "trial": number,
-        "transcript_sha256": sha or f"{event}-{number}",
-        "policies": [
-            {"policy": p, "risk_category": risks[p], "outcome": o} for p, o in outcomes.items()
+    return EventRecord(
+        event=event,
+        domain="d",
+        stop_reason=StopReason.goal_met,
+        error=None,
+        messages=2,
+        tool_calls=0,
+        duration_seconds=0.0,
+        trial=number,
+        llm=LLMTally(),
+        transcript_sha256=sha or f"{event}-{number}",
+        policies=[
+            PolicyRecord(
+                policy=p,
+                risk_category=risks[p],
+                risk_level1="x",
+                severity=Severity.medium,
+                outcome=Outcome(o),
+                listed=True,
+                turn=None,
+                reason="",
+                judges={"rules": Outcome(o)},
+                disagreement=None,
+            )
+            for p, o in outcomes.items()
         ],
-    }
+        tests=[],
+        kind=(
+            FailureKind.infrastructure
+            if "error" in outcomes.values()
+            else FailureKind.violation
+            if "violated" in outcomes.values()
+            else None
+        ),
+    )
 
 
 def test_pass_k_per_event_policy_and_risk_category() -> None:
