@@ -14,6 +14,7 @@ import pytest
 
 from pytest_agentsim.core.models import Policy
 from pytest_agentsim.core.models import PolicyScenario
+from pytest_agentsim.core.models import Severity
 from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.generation.graph import derived_weight
 from pytest_agentsim.generation.graph import difficulty_histogram
@@ -37,7 +38,7 @@ def policy(
         description=description,
         category=category,
         risk_category="Privacy",
-        severity="high",
+        severity=Severity.high,
         complexity=3,
         checks=[{"type": "must_call", "tool": tool} for tool in tools],
         scenario=PolicyScenario(entities=list(entities)),

@@ -15,6 +15,7 @@ from pytest_agentsim.core.checks import RuleCheck
 from pytest_agentsim.core.errors import UnknownRuleType
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Expectation
 from pytest_agentsim.core.models import FunctionCall
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import Outcome
@@ -281,7 +282,11 @@ PACK = PolicyPack.model_validate(
 
 def event(policies: list[str], expected: list[dict[str, Any]] | None = None) -> Event:
     return Event(
-        id="ev", domain="shop", policies=policies, user=UserProfile(), expected=expected or []
+        id="ev",
+        domain="shop",
+        policies=policies,
+        user=UserProfile(),
+        expected=[Expectation.model_validate(e) for e in expected or []],
     )
 
 

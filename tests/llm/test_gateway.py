@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import Severity
+from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.llm.fake_server import FakeLLMServer
 from pytest_agentsim.llm.fake_server import RecordedRequest
 from pytest_agentsim.llm.fake_server import Reply
@@ -470,16 +473,16 @@ def test_a_redacted_result_keeps_its_shape(monkeypatch: pytest.MonkeyPatch) -> N
             event_id="ev-1",
             messages=[Message(role="user", content="pass open-sesame-4242, account ACCT-991")],
             final_db={"orders": {1: {"items": ("a", "ACCT-991")}}},
-            stop_reason="script_done",
+            stop_reason=StopReason.script_done,
         ),
         policies=[
             PolicyResult(
                 policy_id="p",
                 risk_category="Privacy",
-                severity="high",
-                outcome="violated",
+                severity=Severity.high,
+                outcome=Outcome.violated,
                 listed=True,
-                verdicts=[Verdict(policy_id="p", outcome="violated", reason="said ACCT-991")],
+                verdicts=[Verdict(policy_id="p", outcome=Outcome.violated, reason="said ACCT-991")],
             )
         ],
     )

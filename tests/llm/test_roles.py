@@ -6,10 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from typing import Literal
 
 import pytest
 
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import DialogueAct
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import Outcome
@@ -63,7 +65,7 @@ PACK = PolicyPack.model_validate(
 PROFILE = UserProfile(
     persona="A busy editor who types in lowercase.",
     facts={"note_name": "a"},
-    agenda=[{"act": "say", "text": "please delete note a"}],
+    agenda=[DialogueAct(act="say", text="please delete note a")],
 )
 EVENT = Event(
     id="ev-1",
@@ -103,7 +105,9 @@ def agent_says(text: str) -> Any:
     return agent
 
 
-def conversation_with(*turns: tuple[str, str]) -> Conversation:
+def conversation_with(
+    *turns: tuple[Literal["system", "user", "assistant", "tool"], str],
+) -> Conversation:
     return Conversation(
         event_id="ev-1",
         messages=[Message(role=role, content=text) for role, text in turns],
