@@ -39,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "Policy": "pytest_agentsim.core.models",
     "PolicyPack": "pytest_agentsim.core.models",
     "PolicyResult": "pytest_agentsim.core.models",
+    "EventRecord": "pytest_agentsim.core.models",
+    "PolicyRecord": "pytest_agentsim.core.models",
+    "FailureKind": "pytest_agentsim.core.models",
     "PolicyViolation": "pytest_agentsim.core.models",
     "Severity": "pytest_agentsim.core.models",
     "StopReason": "pytest_agentsim.core.models",
@@ -109,8 +112,10 @@ __all__ = [
     "ConversationError",
     "DialogueAct",
     "Event",
+    "EventRecord",
     "EventResult",
     "EventSet",
+    "FailureKind",
     "FakeLLMServer",
     "FunctionCall",
     "Gateway",
@@ -130,6 +135,7 @@ __all__ = [
     "Policy",
     "PolicyGraph",
     "PolicyPack",
+    "PolicyRecord",
     "PolicyResult",
     "PolicyViolation",
     "RecordedRequest",
@@ -170,8 +176,10 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import Conversation as Conversation
     from pytest_agentsim.core.models import DialogueAct as DialogueAct
     from pytest_agentsim.core.models import Event as Event
+    from pytest_agentsim.core.models import EventRecord as EventRecord
     from pytest_agentsim.core.models import EventResult as EventResult
     from pytest_agentsim.core.models import EventSet as EventSet
+    from pytest_agentsim.core.models import FailureKind as FailureKind
     from pytest_agentsim.core.models import FunctionCall as FunctionCall
     from pytest_agentsim.core.models import GoalRequest as GoalRequest
     from pytest_agentsim.core.models import LLMTally as LLMTally
@@ -179,6 +187,7 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import Outcome as Outcome
     from pytest_agentsim.core.models import Policy as Policy
     from pytest_agentsim.core.models import PolicyPack as PolicyPack
+    from pytest_agentsim.core.models import PolicyRecord as PolicyRecord
     from pytest_agentsim.core.models import PolicyResult as PolicyResult
     from pytest_agentsim.core.models import PolicyViolation as PolicyViolation
     from pytest_agentsim.core.models import Severity as Severity

@@ -166,7 +166,7 @@ class SummaryReporter:
             "exit_status": exitstatus,
         }
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         writes = self.session.snapshot_writes
         if writes:
             terminalreporter.write_sep("=", "agentsim events generated")
@@ -224,7 +224,9 @@ class SummaryReporter:
             )
         return lines
 
-    def report_to_github(self, records: list[EventRecord], terminalreporter: Any) -> None:
+    def report_to_github(
+        self, records: list[EventRecord], terminalreporter: pytest.TerminalReporter
+    ) -> None:
         """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
