@@ -80,10 +80,10 @@ _EXPORTS: dict[str, str] = {
     "LLMJudge": "pytest_agentsim.judging.llm_judge",
     "default_registry": "pytest_agentsim.judging.rules",
     # simulation: the agent under test, its tools, simulated users
-    "Agent": "pytest_agentsim.simulation.runner",
-    "AgentReply": "pytest_agentsim.simulation.runner",
-    "CallableAgent": "pytest_agentsim.simulation.runner",
-    "RespondingAgent": "pytest_agentsim.simulation.runner",
+    "Agent": "pytest_agentsim.simulation.agent",
+    "AgentReply": "pytest_agentsim.simulation.agent",
+    "CallableAgent": "pytest_agentsim.simulation.agent",
+    "RespondingAgent": "pytest_agentsim.simulation.agent",
     "tool_call": "pytest_agentsim.simulation.runner",
     "LLMAgent": "pytest_agentsim.simulation.llm_agent",
     "OpenAICompatibleAgent": "pytest_agentsim.simulation.llm_agent",
@@ -217,15 +217,15 @@ if TYPE_CHECKING:
     from pytest_agentsim.llm.messages import LLMResponse as LLMResponse
     from pytest_agentsim.packs.events import load_events as load_events
     from pytest_agentsim.packs.loading import load_pack as load_pack
+    from pytest_agentsim.simulation.agent import Agent as Agent
+    from pytest_agentsim.simulation.agent import AgentReply as AgentReply
+    from pytest_agentsim.simulation.agent import CallableAgent as CallableAgent
+    from pytest_agentsim.simulation.agent import RespondingAgent as RespondingAgent
     from pytest_agentsim.simulation.driver import UserDriver as UserDriver
     from pytest_agentsim.simulation.llm_agent import LLMAgent as LLMAgent
     from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent as OpenAICompatibleAgent
     from pytest_agentsim.simulation.llm_user import STOP_SIGNAL as STOP_SIGNAL
     from pytest_agentsim.simulation.llm_user import LLMUser as LLMUser
-    from pytest_agentsim.simulation.runner import Agent as Agent
-    from pytest_agentsim.simulation.runner import AgentReply as AgentReply
-    from pytest_agentsim.simulation.runner import CallableAgent as CallableAgent
-    from pytest_agentsim.simulation.runner import RespondingAgent as RespondingAgent
     from pytest_agentsim.simulation.runner import tool_call as tool_call
     from pytest_agentsim.simulation.sandbox import ToolSandbox as ToolSandbox
     from pytest_agentsim.simulation.users import AgendaUser as AgendaUser

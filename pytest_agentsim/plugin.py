@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pytest_agentsim.generation.graph import PolicyGraph
     from pytest_agentsim.llm.fake_server import FakeLLMServer
     from pytest_agentsim.runtest import ConversationTests
+    from pytest_agentsim.simulation.agent import Agent
     from pytest_agentsim.simulation.driver import UserDriver
-    from pytest_agentsim.simulation.runner import Agent
     from pytest_agentsim.simulation.sandbox import Tool
     from pytest_agentsim.simulation.sandbox import ToolFunction
     from pytest_agentsim.simulation.sandbox import ToolSandbox

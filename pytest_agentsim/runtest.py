@@ -28,8 +28,8 @@ from pytest_agentsim.reporting.failure import junit_properties
 from pytest_agentsim.reporting.results import RESULT_KEY
 from pytest_agentsim.reporting.results import result_record
 from pytest_agentsim.session import AgentSimSession
+from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.driver import UserDriver
-from pytest_agentsim.simulation.runner import Agent
 from pytest_agentsim.simulation.runner import Case
 from pytest_agentsim.simulation.sandbox import Tool
 from pytest_agentsim.simulation.sandbox import ToolDefinitionError

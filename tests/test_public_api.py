@@ -51,6 +51,12 @@ def test_importing_the_plugin_loads_nothing_heavy() -> None:
     assert "pytest_agentsim.core.models" not in loaded
 
 
+def test_a_conftest_typing_its_agent_stays_light() -> None:
+    """The quickstart's conftest imports ``Agent``: a plain ``pytest`` run must not pay."""
+    loaded = loaded_after("from pytest_agentsim import Agent, AgentReply")
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+
+
 def test_a_public_name_is_imported_on_first_use_only() -> None:
     loaded = loaded_after("from pytest_agentsim import tool_call")
     assert "pytest_agentsim.simulation.runner" in loaded

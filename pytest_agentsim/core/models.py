@@ -683,3 +683,8 @@ class PolicyViolation(AssertionError):
     def __init__(self, message: str, result: EventResult | None = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+# Failure headers name the class by its module ("E   pytest_agentsim.PolicyViolation: ..."):
+# the public name, which stays put when the layers move.
+PolicyViolation.__module__ = "pytest_agentsim"

@@ -17,7 +17,7 @@ from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.llm.gateway import run_sync
-from pytest_agentsim.simulation.runner import Agent
+from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.runner import SimulationRunner
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 from pytest_agentsim.simulation.users import ScriptedUser

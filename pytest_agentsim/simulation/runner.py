@@ -19,15 +19,12 @@ import inspect
 import json
 import time
 import traceback
-from collections.abc import Awaitable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import Protocol
-from typing import TypeAlias
 
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
@@ -42,6 +39,7 @@ from pytest_agentsim.llm.gateway import run_sync
 from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.llm.run import active
+from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 from pytest_agentsim.simulation.sandbox import state_diff
 from pytest_agentsim.simulation.users import SimulatedUser
@@ -62,38 +60,6 @@ def tool_call(
     return ToolCallRequest(
         id=id, function=FunctionCall(name=name, arguments=json.dumps(dict(arguments or {})))
     )
-
-
-#: What an agent may answer with: words, an OpenAI assistant message dict (``content``
-#: and/or ``tool_calls``, whose ``arguments`` may be a dict or a JSON string), or a
-#: :class:`~pytest_agentsim.core.models.Message`.
-AgentReply: TypeAlias = str | Mapping[str, Any] | Message
-
-
-class RespondingAgent(Protocol):
-    """An agent object: ``respond(messages, sandbox)``, plain or ``async``.
-
-    ``messages`` is the conversation so far in OpenAI chat format (a fresh list each
-    call); ``sandbox`` runs the tools, should the agent want to call one itself or read
-    the database. The parameters are positional-only so that any names match.
-    """
-
-    def respond(
-        self, messages: list[dict[str, Any]], sandbox: ToolSandbox, /
-    ) -> AgentReply | Awaitable[AgentReply]: ...
-
-
-class CallableAgent(Protocol):
-    """An agent function (or callable object): ``agent(messages, sandbox)``, plain or ``async``."""
-
-    def __call__(
-        self, messages: list[dict[str, Any]], sandbox: ToolSandbox, /
-    ) -> AgentReply | Awaitable[AgentReply]: ...
-
-
-#: The agent under test, as the ``agentsim_agent`` fixture returns it. An object with a
-#: callable ``respond`` is called through it even when it is callable itself.
-Agent: TypeAlias = RespondingAgent | CallableAgent
 
 
 class AgentProtocolError(TypeError):

@@ -13,9 +13,9 @@ from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import UserProfile
+from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.llm_agent import LLMAgent
 from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent
-from pytest_agentsim.simulation.runner import Agent
 from pytest_agentsim.simulation.runner import call_agent
 from pytest_agentsim.simulation.runner import run_conversation
 from pytest_agentsim.simulation.runner import tool_call
