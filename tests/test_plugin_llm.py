@@ -114,6 +114,32 @@ def test_record_once_then_replay_offline_with_zero_requests(
     )
 
 
+def test_the_llm_judge_works_with_a_server_that_refuses_json_schema(
+    product: pytest.Pytester,
+) -> None:
+    """llama.cpp's server answers json_schema with a 500: the judge falls back to
+    json_object once, keeps to it for the run, and the cassettes replay offline."""
+    with FakeLLMServer(reply=role_model(), refuse_response_formats={"json_schema"}) as llama:
+        first = product.runpytest(*llm_args(llama, "--agentsim-record-mode=once"))
+        judge_calls = [
+            r.body.get("response_format", {}).get("type")
+            for r in llama.completion_requests
+            if "compliance auditor" in r.messages[0]["content"]
+        ]
+        replay_args = llm_args(llama, "--agentsim-record-mode=none")
+    first.assert_outcomes(passed=1, failed=2)
+    # Refused once (not retried), then json_object for this and the other two events.
+    assert judge_calls == ["json_schema", "json_object", "json_object", "json_object"]
+    cassette = (product.path / "fixtures" / "cassettes" / "notes" / "ev-1.yaml").read_text()
+    assert "type: json_object" in cassette and "json_schema:" not in cassette
+    # The rule judge's violations, and the LLM judge's verdicts beside them.
+    first.stdout.fnmatch_lines(["*ev-1 confirm-delete: llm: compliant; rules: violated*"])
+
+    again = product.runpytest(*replay_args)  # the server is gone: replay only
+    again.assert_outcomes(passed=1, failed=2)
+    assert "0 tokens in 0 LLM calls, 9 replayed from cassettes" in again.stdout.str()
+
+
 def test_replay_miss_is_a_clear_error(product: pytest.Pytester, server: FakeLLMServer) -> None:
     result = product.runpytest(*llm_args(server), "-k", "ev-3")
     result.assert_outcomes(errors=1)

@@ -48,6 +48,16 @@ class CassetteMiss(LLMError):
         super().__init__("cassette_miss", message)
 
 
+class ResponseFormatRefused(LLMError):
+    """The server does not support the request's ``response_format`` (llama.cpp answers 500
+    to ``json_schema``): fatal for that request, but structured output can fall back to
+    another mode, so the gateway tells it apart from other fatal errors."""
+
+    def __init__(self, message: str, response_type: str) -> None:
+        super().__init__("fatal", message)
+        self.response_type = response_type
+
+
 # --------------------------------------------------------------------------- models
 
 
