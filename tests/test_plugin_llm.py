@@ -190,7 +190,34 @@ def test_budget_stops_new_calls_and_the_events_error(
     assert len(server.completion_requests) == 1
     out = result.stdout.str()
     assert "LLM budget spent" in out and "no new calls are made" in out
-    assert "LLM budget: $0.0000001 spent after 1 calls; 3 calls refused" in out
+    assert re.search(r"LLM budget: \$0\.0000\d+ spent of \$0\.0000001 after 1 calls; 3 calls", out)
+
+
+def test_the_budget_line_reports_what_was_spent_not_the_limit(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    path = product.path / "pytest.ini"
+    # $0.01 a token: each call of 100 + 100 tokens costs $2.00.
+    path.write_text(path.read_text() + "agentsim_prices =\n    openai/fake-user = 10000, 10000\n")
+    play = role_model()
+
+    def metered(request: RecordedRequest) -> Reply:
+        reply = play(request)
+        reply.prompt_tokens, reply.completion_tokens = 100, 100
+        return reply
+
+    server.reply_function = metered
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-user-model=openai/fake-user",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "--agentsim-max-cost=5",
+    )
+    # ev-1: opening, stop ($4.00); ev-2: opening ($6.00, over the limit), then refused.
+    assert len(server.completion_requests) == 3
+    out = result.stdout.str()
+    assert "LLM budget: $6.00 spent of $5.00 after 3 calls; 2 calls refused" in out, out
 
 
 def test_secrets_never_reach_any_written_file(
