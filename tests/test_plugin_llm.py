@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -332,6 +333,20 @@ def test_user_model_per_test_with_a_marker(product: pytest.Pytester, server: Fak
             "--agentsim-judge-samples: expected an integer >= 1, got 0",
         ),
         (["--agentsim-agent-prompt=p.md"], "agentsim_agent_prompt is set but no model*"),
+        (
+            ["--agentsim-timeout=0"],
+            "--agentsim-timeout: expected a number of seconds > 0 and <= 86400, got '0'",
+        ),
+        (
+            ["--agentsim-turn-timeout=soon"],
+            "--agentsim-turn-timeout: expected a number of seconds > 0 and <= 86400, got 'soon'",
+        ),
+        (["--agentsim-attempts=0"], "--agentsim-attempts: expected an integer >= 1, got 0"),
+        (
+            ["--agentsim-max-tokens=user=200, bot=5"],
+            "--agentsim-max-tokens: expected N or role=N items (roles: user, judge, agent, "
+            "generate; N an integer >= 1), got 'bot=5'",
+        ),
     ],
 )
 def test_bad_llm_options_are_usage_errors(
@@ -464,3 +479,72 @@ def test_prices_from_the_ini_file_cost_the_calls(
     document = json.loads((product.path / "results.json").read_text())
     assert document["cost"]["usd"] == pytest.approx(expected)
     assert judge_calls == 3 and user_calls == 6
+
+
+def test_max_tokens_is_sent_on_every_call_per_role_and_keys_no_cassette(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = role_model()
+    first = product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-3")
+    first.assert_outcomes(passed=1)
+
+    def limits() -> dict[str, set[int]]:
+        sent: dict[str, set[int]] = {}
+        for request in server.completion_requests:
+            judge = "compliance auditor" in request.messages[0]["content"]
+            sent.setdefault("judge" if judge else "user", set()).add(request.body["max_tokens"])
+        return sent
+
+    # The defaults: a short user message, a judge's verdicts.
+    assert limits() == {"user": {1024}, "judge": {4096}}
+    cassette = (product.path / "fixtures" / "cassettes" / "notes" / "ev-3.yaml").read_text()
+    assert "max_tokens: null" in cassette  # a limit, not part of what is asked
+
+    # Other limits replay the same recordings (no request), like another timeout would.
+    again = product.runpytest(
+        *llm_args(server, "--agentsim-max-tokens=user=200, judge=2000"), "-k", "ev-3"
+    )
+    again.assert_outcomes(passed=1)
+    made = len(server.completion_requests)
+    server.reset()
+    server.reply_function = role_model()
+    product.runpytest(
+        *llm_args(
+            server, "--agentsim-record-mode=all", "--agentsim-max-tokens=user=200, judge=2000"
+        ),
+        "-k",
+        "ev-3",
+    ).assert_outcomes(passed=1)
+    assert limits() == {"user": {200}, "judge": {2000}}
+    assert made == 3
+
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_max_tokens = 300\n")
+    server.reset()
+    server.reply_function = role_model()
+    product.runpytest(*llm_args(server, "--agentsim-record-mode=all"), "-k", "ev-3")
+    assert limits() == {"user": {300}, "judge": {300}}
+
+
+def test_a_hung_model_ends_as_an_error_within_its_timeout(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    """--agentsim-timeout bounds each attempt and --agentsim-attempts their number: a
+    model that never answers errors the test in about attempts x timeout (plus backoff)."""
+    server.reply_function = lambda request: Reply.hang(60)
+    started = time.monotonic()
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-user-model=openai/fake-user",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "--agentsim-timeout=0.5",
+        "--agentsim-attempts=2",
+        "-k",
+        "ev-3",
+    )
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    assert len(server.completion_requests) == 2  # two attempts, each cut after 0.5 s
+    assert elapsed < 10 * 2 * 0.5 + 5, elapsed  # loosely: nowhere near the 60 s hang
+    result.stdout.fnmatch_lines(["*openai/fake-user: gave up after 2 attempts: Timeout: *"])

@@ -163,6 +163,8 @@ def _verdict(
 class LLMJudge(LLMRole):
     """Judges every policy of an event in one call (per sample) to ``model``."""
 
+    role = "judge"
+
     def __init__(
         self,
         model: str,

@@ -308,7 +308,8 @@ def _completion_kwargs(
     optional = {
         "api_base": config.api_base,
         "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
+        # The request's own limit (part of its cassette key), else the role's safety limit.
+        "max_tokens": request.max_tokens or config.max_tokens,
         "tools": request.tools or None,
         "response_format": request.response_format,
     }
