@@ -547,4 +547,9 @@ def test_a_hung_model_ends_as_an_error_within_its_timeout(
     result.assert_outcomes(errors=1)
     assert len(server.completion_requests) == 2  # two attempts, each cut after 0.5 s
     assert elapsed < 10 * 2 * 0.5 + 5, elapsed  # loosely: nowhere near the 60 s hang
-    result.stdout.fnmatch_lines(["*openai/fake-user: gave up after 2 attempts: Timeout: *"])
+    result.stdout.fnmatch_lines(
+        [
+            "LLM error: openai/fake-user: gave up after 2 attempts: Timeout: *",
+            "agentsim event ev-3*",
+        ]
+    )
