@@ -19,6 +19,9 @@ token and cost accounting and the run's budget are decided in one place:
   model for the rest of the run;
 - a :class:`~pytest_agentsim.llm.cassettes.Cassette` replays recorded calls (free, offline)
   and records new ones;
+- every call sends ``max_tokens`` (the request's, else the config's limit for its role), so
+  a local model that loops stops; the config's limit, like the timeout, is not part of a
+  cassette's key;
 - cost comes from the ``prices`` setting, else litellm's price map, else 0 with the model
   listed as unpriced (an unknown model never crashes the run);
 - with ``max_cost`` set, a call that would start after the budget is spent is refused;
@@ -474,6 +477,13 @@ class Gateway:
 
         A plain list of messages is accepted as ``LLMRequest(messages=...)``.
         """
+        return await self._complete(request, fallback=False)
+
+    async def _complete(
+        self, request: LLMRequest | Sequence[Mapping[str, Any]], *, fallback: bool
+    ) -> LLMResponse:
+        """:meth:`acomplete`; with ``fallback`` (structured output, which asks again in
+        another mode) a refused ``response_format`` is not counted as a failed call."""
         if not isinstance(request, LLMRequest):
             request = LLMRequest(messages=[dict(message) for message in request])
         request = self._resolve(request)
@@ -487,7 +497,7 @@ class Gateway:
                 return replayed
             if not cassette.may_record:
                 raise cassette.miss(request)
-        response = await self._call(request)
+        response = await self._call(request, fallback=fallback)
         if cassette is not None:
             cassette.record(request, response)
         return response
@@ -497,7 +507,7 @@ class Gateway:
         _no_running_loop("complete")
         return run_sync(self.acomplete(request))
 
-    async def _call(self, request: LLMRequest) -> LLMResponse:
+    async def _call(self, request: LLMRequest, *, fallback: bool = False) -> LLMResponse:
         litellm = load_litellm()
         model = request.model or self.config.model
         kwargs = _completion_kwargs(request, self.config, model, self._api_key())
@@ -523,7 +533,9 @@ class Gateway:
             raise
         except Exception as exc:
             if request.response_format is not None and refuses_response_format(exc):
-                # Not a failure of the run: structured output asks again in another mode.
+                if not fallback:  # structured output asks again in another mode: no failure
+                    for counter in self._counters():
+                        counter.add_failure()
                 refused = str(request.response_format.get("type"))
                 raise ResponseFormatRefused(
                     self._redact(f"{model}: {_one_line(exc)}"), refused
@@ -653,7 +665,9 @@ class Gateway:
         conversation = list(asked.messages)
         problem = ""
         for attempt in range(2):
-            response = await self.acomplete(asked.model_copy(update={"messages": conversation}))
+            response = await self._complete(
+                asked.model_copy(update={"messages": conversation}), fallback=True
+            )
             try:
                 parsed = schema.model_validate_json(_strip_fences(response.content))
             except ValidationError as exc:

@@ -192,6 +192,7 @@ def test_a_refusal_of_a_plain_request_is_an_error_not_a_fallback(llama: FakeLLMS
     assert info.value.kind == "fatal"
     assert "but got: json_object" in str(info.value)
     assert len(llama.completion_requests) == 1  # not retried
+    assert gw.usage.failed_calls == 1  # no fallback here: a failed call
 
 
 # ----------------------------------------------------------------------------- cassettes
