@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel
 from pydantic import Field
 
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
+from pytest_agentsim.llm.messages import FALLBACK_MAX_TOKENS
+
+Number = TypeVar("Number", int, float)
 
 if TYPE_CHECKING:
     # Only for the annotations: the command imports them when it runs, so that
@@ -113,7 +118,13 @@ def _extract_command(args: argparse.Namespace) -> int:
         print(f"agentsim: {prompt_path}: cannot read the prompt: {exc.strerror}", file=sys.stderr)
         return 2
     gateway = Gateway(
-        LLMConfig(model=args.model, api_base=args.api_base, api_key_env=args.api_key_env)
+        LLMConfig(
+            model=args.model,
+            api_base=args.api_base,
+            api_key_env=args.api_key_env,
+            max_tokens=args.max_tokens,
+            timeout=args.timeout,
+        )
     )
     registry = default_registry()
     try:
@@ -143,6 +154,21 @@ def _extract_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    """An argparse type: ``kind`` of the text, > 0, else a usage error naming the value."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = kind("0")
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentsim", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +182,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     extract.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint URL")
     extract.add_argument(
         "--api-key-env", default=None, help="name of the env var that holds the API key"
+    )
+    extract.add_argument(
+        "--max-tokens",
+        type=_positive(int),
+        default=FALLBACK_MAX_TOKENS,
+        help=f"max_tokens of the call, so a looping model stops (default {FALLBACK_MAX_TOKENS})",
+    )
+    extract.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=60.0,
+        help="seconds one request may take before it is retried (default 60)",
     )
     args = parser.parse_args(argv)
     return _extract_command(args)

@@ -23,9 +23,10 @@ T_co = TypeVar("T_co", covariant=True)
 
 #: How a value is given and read: ``flag`` (a switch, command line only), ``paths``
 #: (repeatable files, default a glob under the rootdir), ``path`` (one file or directory),
-#: ``int`` (at least ``minimum``), ``rate`` (0-1 or N%), ``usd`` (an amount), ``text``,
-#: ``choice`` (one of ``choices``) and ``lines`` (an ini list, one item a line).
-Kind = Literal["flag", "paths", "path", "int", "rate", "usd", "text", "choice", "lines"]
+#: ``int`` (at least ``minimum``), ``rate`` (0-1 or N%), ``usd`` (an amount), ``seconds``
+#: (a duration > 0), ``text``, ``choice`` (one of ``choices``) and ``lines`` (an ini list,
+#: one item a line).
+Kind = Literal["flag", "paths", "path", "int", "rate", "usd", "seconds", "text", "choice", "lines"]
 Group = Literal["agentsim", "agentsim-llm"]
 
 #: The ``pytest --help`` sections the command line options are listed under.
@@ -199,6 +200,20 @@ MAX_TURNS = Option(
     help="User turns before a conversation is stopped",
     minimum=1,
     default=20,
+)
+TURN_TIMEOUT = Option(
+    name="agentsim_turn_timeout",
+    kind="seconds",
+    group="agentsim",
+    flag="--agentsim-turn-timeout",
+    ini="agentsim_turn_timeout",
+    metavar="SECONDS",
+    help="Seconds the agent may take to answer one call of respond(); past it the "
+    "conversation ends in agent_error naming the turn (a sync agent then runs in a worker "
+    "thread, which is abandoned if it hangs)",
+    default=None,
+    note="the agent's `respond`, sync or async",
+    default_text="no limit",
 )
 REPEAT = Option(
     name="agentsim_repeat",
@@ -398,6 +413,45 @@ API_KEY_ENV = Option(
     default=None,
     default_text="the provider's usual variable",
 )
+TIMEOUT = Option(
+    name="agentsim_timeout",
+    kind="seconds",
+    group="agentsim-llm",
+    flag="--agentsim-timeout",
+    ini="agentsim_timeout",
+    metavar="SECONDS",
+    help="Seconds one model request may take; a request that takes longer is abandoned "
+    "and retried like any timeout",
+    default=60.0,
+    note="per model attempt",
+    default_text="60",
+)
+ATTEMPTS = Option(
+    name="agentsim_attempts",
+    kind="int",
+    group="agentsim-llm",
+    flag="--agentsim-attempts",
+    ini="agentsim_attempts",
+    metavar="N",
+    help="Attempts per model call, the first included: a 429, 5xx, timeout or lost "
+    "connection is retried until N attempts failed",
+    minimum=1,
+    default=4,
+)
+MAX_TOKENS = Option(
+    name="agentsim_max_tokens",
+    kind="text",
+    group="agentsim-llm",
+    flag="--agentsim-max-tokens",
+    ini="agentsim_max_tokens",
+    metavar="LIMITS",
+    help="max_tokens sent on every model call, so a looping model stops: one number for "
+    "every role, or role=N items (roles user, judge, agent, generate; the others keep "
+    "their default)",
+    default=None,
+    note="per role, e.g. `user=200, judge=2000`",
+    default_text="`user=1024, judge=4096, agent=4096, generate=4096`",
+)
 RECORD_MODE: Option[RecordMode] = Option(
     name="agentsim_record_mode",
     kind="choice",
@@ -475,6 +529,7 @@ OPTIONS: tuple[Option[object], ...] = (
     GENERATE_MODEL,
     SEED,
     MAX_TURNS,
+    TURN_TIMEOUT,
     REPEAT,
     CONCURRENCY,
     PROGRESS_SECONDS,
@@ -493,6 +548,9 @@ OPTIONS: tuple[Option[object], ...] = (
     AGENT_PROMPT,
     API_BASE,
     API_KEY_ENV,
+    TIMEOUT,
+    ATTEMPTS,
+    MAX_TOKENS,
     RECORD_MODE,
     CASSETTES,
     MAX_COST,

@@ -23,8 +23,9 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import PolicyViolation
 from pytest_agentsim.packs.events import starting_db
-from pytest_agentsim.reporting.failure import failure_report
+from pytest_agentsim.reporting.failure import failure_report as render_failure
 from pytest_agentsim.reporting.failure import junit_properties
+from pytest_agentsim.reporting.failure import wants_traceback
 from pytest_agentsim.reporting.results import RESULT_KEY
 from pytest_agentsim.reporting.results import result_record
 from pytest_agentsim.session import AgentSimSession
@@ -47,6 +48,16 @@ def sandbox_for(tools: Sequence[Tool | ToolFunction], db: dict[str, Any]) -> Too
         return ToolSandbox(tools, db)
     except ToolDefinitionError as exc:
         pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
+
+
+def failure_report(result: EventResult, config: pytest.Config) -> str:
+    """The failure text, with the error's traceback when pytest was asked for detail."""
+    traceback = wants_traceback(
+        config.get_verbosity(),
+        str(config.getoption("tbstyle", "auto")),
+        bool(config.getoption("fulltrace", False)),
+    )
+    return render_failure(result, traceback=traceback)
 
 
 def _session_scoped(item: pytest.Item, *fixtures: str) -> bool:
@@ -244,7 +255,7 @@ class ConversationTests:
         )
         if result.errors or result.conversation.stop_reason.is_error or inconclusive_is_error:
             # Could not be judged to the end: an error, even if a violation was found first.
-            raise ConversationError(failure_report(result))
+            raise ConversationError(failure_report(result, item.config))
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -255,7 +266,7 @@ class ConversationTests:
             yield
         except PolicyViolation as exc:
             if exc.result is not None:  # the headline becomes the full report, as a test needs
-                exc.args = (failure_report(exc.result),)
+                exc.args = (failure_report(exc.result, item.config),)
             # A gate may tolerate the failure only if it is a violation and nothing worse
             # (an assert_compliant() without a result to tell is taken at its word).
             failed = exc.result if exc.result is not None else result
@@ -268,7 +279,7 @@ class ConversationTests:
                 and result.with_outcome(Outcome.inconclusive)
                 and not result.violated
             ):
-                pytest.xfail(failure_report(result))
+                pytest.xfail(failure_report(result, item.config))
             raise
         if result is None:
             return
@@ -276,9 +287,9 @@ class ConversationTests:
             result.with_outcome(Outcome.inconclusive) and inconclusive == "fail"
         ):
             item.stash[VIOLATION_ONLY] = result.kind is FailureKind.violation
-            pytest.fail(failure_report(result), pytrace=False)
+            pytest.fail(failure_report(result, item.config), pytrace=False)
         if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
-            pytest.xfail(failure_report(result))
+            pytest.xfail(failure_report(result, item.config))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

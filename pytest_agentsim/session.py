@@ -81,6 +81,7 @@ class AgentSimSession:
             seed=self.settings.seed,
             llm=self.llm,
             redactor=self.redactor,
+            turn_timeout=self.settings.turn_timeout,
         )
 
     @property

@@ -21,7 +21,10 @@ from pydantic import ValidationError
 from pytest_agentsim import options
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RoleName
+from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import LLMSettings
 from pytest_agentsim.options import Option
 from pytest_agentsim.reporting.gates import GateSettings
@@ -43,6 +46,7 @@ class Settings:
     generate: bool
     seed: int
     max_turns: int
+    turn_timeout: float | None
     progress_seconds: int
     repeat: int
     concurrency: int
@@ -77,6 +81,40 @@ def _int_setting(config: pytest.Config, option: Option[int]) -> int:
     if option.minimum is not None and number < option.minimum:
         raise ConfigError(f"{source}: expected an integer >= {option.minimum}, got {number}")
     return number
+
+
+SecondsDefault = TypeVar("SecondsDefault", float, None)
+
+#: A day: longer is surely a unit mistake (milliseconds?), and a timer that long is no limit.
+_MAX_SECONDS = 86_400.0
+
+
+def _seconds_setting(
+    config: pytest.Config, option: Option[SecondsDefault]
+) -> float | SecondsDefault:
+    """A duration in seconds (``5``, ``0.5``, ``5s``), > 0 and at most a day."""
+    value, where = _text_setting(config, option)
+    if value is None:
+        return option.default
+    try:
+        seconds = float(value.removesuffix("s").strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= _MAX_SECONDS:  # also rejects nan
+        raise ConfigError(
+            f"{where}: expected a number of seconds > 0 and <= {_MAX_SECONDS:g}, got {value!r}"
+        )
+    return seconds
+
+
+def _max_tokens(config: pytest.Config) -> dict[RoleName, int]:
+    value, where = _text_setting(config, options.MAX_TOKENS)
+    if value is None:
+        return dict(DEFAULT_MAX_TOKENS)
+    try:
+        return parse_max_tokens(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _paths(config: pytest.Config, option: Option[str]) -> tuple[Path, ...]:
@@ -120,6 +158,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         generate=generate,
         seed=_int_setting(config, options.SEED),
         max_turns=_int_setting(config, options.MAX_TURNS),
+        turn_timeout=_seconds_setting(config, options.TURN_TIMEOUT),
         progress_seconds=_int_setting(config, options.PROGRESS_SECONDS),
         repeat=_int_setting(config, options.REPEAT),
         concurrency=_int_setting(config, options.CONCURRENCY),
@@ -135,7 +174,7 @@ def _where(config: pytest.Config, option: Option[object], from_ini: bool) -> str
     return f"{option.ini} in {display_path(config.inipath) if config.inipath else 'ini'}"
 
 
-def _text_setting(config: pytest.Config, option: Option[str | None]) -> tuple[str | None, str]:
+def _text_setting(config: pytest.Config, option: Option[object]) -> tuple[str | None, str]:
     """(value, where it came from): the command line's, else the ini file's, else None."""
     value = _given(config, option)
     if value not in (None, ""):
@@ -194,6 +233,9 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
             name for line in _ini(config, options.SECRET_ENV) for name in line.split()
         ),
         secret_patterns=_secret_patterns(config),
+        timeout=_seconds_setting(config, options.TIMEOUT),
+        attempts=_int_setting(config, options.ATTEMPTS),
+        max_tokens=_max_tokens(config),
     )
 
 

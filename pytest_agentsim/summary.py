@@ -214,9 +214,11 @@ class SummaryReporter:
                 f"{total.calls} LLM calls, {total.replayed_calls} replayed from cassettes"
             )
         if usage.budget_refusals:
+            # What was spent (the last call may overshoot the limit), then the limit.
             lines.append(
-                f"LLM budget: {usd(self.settings.llm.max_cost or 0)} spent after {usage.calls} "
-                f"calls; {usage.budget_refusals} calls refused (--agentsim-max-cost)"
+                f"LLM budget: {usd(usage.cost_usd)} spent of {usd(self.settings.llm.max_cost or 0)}"
+                f" after {usage.calls} calls; {usage.budget_refusals} calls refused "
+                "(--agentsim-max-cost)"
             )
         if usage.unpriced_models:
             lines.append(

@@ -151,6 +151,40 @@ def test_extract_policies_writes_a_loadable_pack(
     assert capsys.readouterr().out.startswith(f"agentsim: wrote {output}: 2 policies (2 LLM calls")
 
 
+@pytest.mark.parametrize("refused", [{"json_schema"}, {"json_schema", "json_object"}])
+def test_extract_policies_works_with_a_server_that_refuses_json_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], refused: set[str]
+) -> None:
+    """llama.cpp's server answers json_schema with a 500: extraction falls back and works."""
+    prompt = tmp_path / "PROMPT.md"
+    prompt.write_text("You are ShopBot. Verify callers. Never promise dates.")
+    output = tmp_path / "shop.yaml"
+    with FakeLLMServer([Reply.json(EXTRACTED)], refuse_response_formats=refused) as llama:
+        code = main(
+            [
+                "extract-policies",
+                str(prompt),
+                "--domain",
+                "shop",
+                "-o",
+                str(output),
+                "--model",
+                "openai/fake-model",
+                "--api-base",
+                llama.base_url,
+            ]
+        )
+        sent = [r.body.get("response_format", {}).get("type") for r in llama.completion_requests]
+    assert code == 0, capsys.readouterr()
+    # One refusal per refused mode, never retried; then the call that worked.
+    assert sent == ["json_schema", "json_object", None][: len(refused) + 1]
+    assert load_pack(output, registry=default_registry()).policy_ids == [
+        "verify-first",
+        "no-promises",
+    ]
+    assert capsys.readouterr().out.startswith(f"agentsim: wrote {output}: 2 policies (1 LLM calls")
+
+
 def test_extract_policies_reports_a_model_that_keeps_failing(
     server: FakeLLMServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,6 +13,9 @@ import pytest
 
 from pytest_agentsim import options
 from pytest_agentsim.llm.cassettes import RECORD_MODES
+from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
+from pytest_agentsim.llm.messages import max_tokens_text
+from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import INCONCLUSIVE_MODES
 from pytest_agentsim.options import OPTIONS
 from pytest_agentsim.options import Option
@@ -135,6 +138,9 @@ DEFAULTS: list[tuple[Option[object], object, Callable[[Settings], Any]]] = [
     (options.JUDGE_SAMPLES, 1, lambda settings: settings.llm.judge_samples),
     (options.USER_MODEL, None, lambda settings: settings.llm.user_model),
     (options.MAX_COST, None, lambda settings: settings.llm.max_cost),
+    (options.TIMEOUT, 60.0, lambda settings: settings.llm.timeout),
+    (options.ATTEMPTS, 4, lambda settings: settings.llm.attempts),
+    (options.TURN_TIMEOUT, None, lambda settings: settings.turn_timeout),
 ]
 
 
@@ -156,3 +162,45 @@ def test_path_defaults_are_under_the_rootdir(pytester: pytest.Pytester, unset: S
     assert unset.packs == (pytester.path / "policies" / "p.yaml",)
     assert unset.events == (pytester.path / "fixtures" / "events" / "e.yaml",)
     assert unset.llm.cassette_dir == pytester.path / options.CASSETTES.default
+
+
+def test_max_tokens_default_is_the_llm_layers(unset: Settings) -> None:
+    """The README's default cell is the table the gateway's roles really use."""
+    assert options.MAX_TOKENS.default_text == f"`{max_tokens_text(DEFAULT_MAX_TOKENS)}`"
+    assert unset.llm.max_tokens == DEFAULT_MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1000", {"user": 1000, "judge": 1000, "agent": 1000, "generate": 1000}),
+        (
+            "user=200, judge=2000, agent=1000",
+            {"user": 200, "judge": 2000, "agent": 1000, "generate": 4096},
+        ),
+        ("2000, user=300", {"user": 300, "judge": 2000, "agent": 2000, "generate": 2000}),
+        ("judge = 500\n generate=8000", {**DEFAULT_MAX_TOKENS, "judge": 500, "generate": 8000}),
+    ],
+)
+def test_max_tokens_forms(text: str, expected: dict[str, int]) -> None:
+    assert parse_max_tokens(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "user=0", "bot=5", "many", "=5", "user=1.5", "-3"])
+def test_bad_max_tokens_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^expected "):
+        parse_max_tokens(text)
+
+
+@pytest.mark.parametrize(
+    ("ini", "expected"),
+    [("agentsim_timeout = 2.5", 2.5), ("agentsim_timeout = 5s", 5.0)],
+)
+def test_seconds_from_the_ini_file(pytester: pytest.Pytester, ini: str, expected: float) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\nagentsim_turn_timeout = 7\n")
+    for path in ("policies/p.yaml", "fixtures/events/e.yaml"):
+        (pytester.path / path).parent.mkdir(parents=True)
+        (pytester.path / path).touch()
+    settings = resolve_settings(pytester.parseconfig("--agentsim"))
+    assert settings.llm.timeout == expected
+    assert settings.turn_timeout == 7.0

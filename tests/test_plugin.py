@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -177,6 +178,100 @@ def agentsim_agent():
     result.stdout.re_match_lines(
         [r"\s+confirm-delete\s+Operational Misuses\s+1\s+0\s+0\s+1\s+0\s+0%"]
     )
+
+
+CRASHING_AGENT = """
+def parse_order(text):
+    raise ValueError(f"no order number in {text!r}")
+
+class CrashingAgent:
+    def respond(self, messages, sandbox):
+        return parse_order(messages[-1]["content"])
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return CrashingAgent()
+"""
+
+
+def test_an_error_report_leads_with_the_one_line_cause(product: pytest.Pytester) -> None:
+    product.makeconftest((product.path / "conftest.py").read_text() + CRASHING_AGENT)
+    result = product.runpytest("--agentsim", "-k", "ev-3", "--agentsim-json=results.json")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    # The report's first line is the cause (pytest's short summary shows it too)...
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at setup of test_agent*",
+            "agent error: ValueError: no order number in 'hi there'",
+            "agentsim event ev-3 (polite-greeting): *",
+            "*(the traceback is shown with -v or --tb=long)",
+            "*ERROR test_agent.py::test_agent*ev-3* - agent error: *",
+        ]
+    )
+    # ...and the traceback stays behind -v / --tb=long.
+    assert "Traceback (most recent call last)" not in out
+    assert "parse_order" not in out
+    record = json.loads((product.path / "results.json").read_text())["events"][0]
+    assert record["error"] == "agent error: ValueError: no order number in 'hi there'"
+    assert "traceback" not in record
+
+
+@pytest.mark.parametrize("detail", ["-v", "--tb=long"])
+def test_the_traceback_is_shown_with_v_or_tb_long(product: pytest.Pytester, detail: str) -> None:
+    product.makeconftest((product.path / "conftest.py").read_text() + CRASHING_AGENT)
+    result = product.runpytest("--agentsim", "-k", "ev-3", detail)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "agent error: ValueError: no order number in 'hi there'",
+            "traceback:",
+            "    Traceback (most recent call last):",
+            "*return parse_order(*",
+            "*ValueError: no order number in 'hi there'",
+        ]
+    )
+    assert "the traceback is shown with" not in result.stdout.str()
+
+
+def test_a_hung_agent_is_an_error_within_the_turn_timeout(product: pytest.Pytester) -> None:
+    product.makeconftest(
+        (product.path / "conftest.py").read_text()
+        + """
+import threading
+import time
+
+RELEASE = threading.Event()
+
+class HungAgent:
+    def respond(self, messages, sandbox):
+        if len(messages) >= 3:  # the second user turn
+            RELEASE.wait(30)  # a sync agent that never answers
+        return "Hello!"
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    yield HungAgent()
+    RELEASE.set()  # let the abandoned thread end with the session
+"""
+    )
+    events = product.path / "fixtures" / "events" / "notes.yaml"
+    events.write_text(
+        events.read_text().replace(
+            'script: ["read note s"]', 'script: ["hello", "are you there?", "bye"]'
+        )
+    )
+    started = time.monotonic()
+    result = product.runpytest("--agentsim", "-k", "ev-2", "--agentsim-turn-timeout=0.5")
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "agent timeout: the agent did not answer turn 2 within 0.5 s (--agentsim-turn-timeout)",
+            "*stop reason: agent_error*",
+        ]
+    )
+    assert elapsed < 10 * 0.5 + 5  # loosely: the 30 s hang was abandoned
 
 
 def test_a_check_naming_a_missing_tool_errors_instead_of_passing(

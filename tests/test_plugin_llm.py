@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,32 @@ def test_record_once_then_replay_offline_with_zero_requests(
     )
 
 
+def test_the_llm_judge_works_with_a_server_that_refuses_json_schema(
+    product: pytest.Pytester,
+) -> None:
+    """llama.cpp's server answers json_schema with a 500: the judge falls back to
+    json_object once, keeps to it for the run, and the cassettes replay offline."""
+    with FakeLLMServer(reply=role_model(), refuse_response_formats={"json_schema"}) as llama:
+        first = product.runpytest(*llm_args(llama, "--agentsim-record-mode=once"))
+        judge_calls = [
+            r.body.get("response_format", {}).get("type")
+            for r in llama.completion_requests
+            if "compliance auditor" in r.messages[0]["content"]
+        ]
+        replay_args = llm_args(llama, "--agentsim-record-mode=none")
+    first.assert_outcomes(passed=1, failed=2)
+    # Refused once (not retried), then json_object for this and the other two events.
+    assert judge_calls == ["json_schema", "json_object", "json_object", "json_object"]
+    cassette = (product.path / "fixtures" / "cassettes" / "notes" / "ev-1.yaml").read_text()
+    assert "type: json_object" in cassette and "json_schema:" not in cassette
+    # The rule judge's violations, and the LLM judge's verdicts beside them.
+    first.stdout.fnmatch_lines(["*ev-1 confirm-delete: llm: compliant; rules: violated*"])
+
+    again = product.runpytest(*replay_args)  # the server is gone: replay only
+    again.assert_outcomes(passed=1, failed=2)
+    assert "0 tokens in 0 LLM calls, 9 replayed from cassettes" in again.stdout.str()
+
+
 def test_replay_miss_is_a_clear_error(product: pytest.Pytester, server: FakeLLMServer) -> None:
     result = product.runpytest(*llm_args(server), "-k", "ev-3")
     result.assert_outcomes(errors=1)
@@ -164,7 +191,34 @@ def test_budget_stops_new_calls_and_the_events_error(
     assert len(server.completion_requests) == 1
     out = result.stdout.str()
     assert "LLM budget spent" in out and "no new calls are made" in out
-    assert "LLM budget: $0.0000001 spent after 1 calls; 3 calls refused" in out
+    assert re.search(r"LLM budget: \$0\.0000\d+ spent of \$0\.0000001 after 1 calls; 3 calls", out)
+
+
+def test_the_budget_line_reports_what_was_spent_not_the_limit(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    path = product.path / "pytest.ini"
+    # $0.01 a token: each call of 100 + 100 tokens costs $2.00.
+    path.write_text(path.read_text() + "agentsim_prices =\n    openai/fake-user = 10000, 10000\n")
+    play = role_model()
+
+    def metered(request: RecordedRequest) -> Reply:
+        reply = play(request)
+        reply.prompt_tokens, reply.completion_tokens = 100, 100
+        return reply
+
+    server.reply_function = metered
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-user-model=openai/fake-user",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "--agentsim-max-cost=5",
+    )
+    # ev-1: opening, stop ($4.00); ev-2: opening ($6.00, over the limit), then refused.
+    assert len(server.completion_requests) == 3
+    out = result.stdout.str()
+    assert "LLM budget: $6.00 spent of $5.00 after 3 calls; 2 calls refused" in out, out
 
 
 def test_secrets_never_reach_any_written_file(
@@ -279,6 +333,20 @@ def test_user_model_per_test_with_a_marker(product: pytest.Pytester, server: Fak
             "--agentsim-judge-samples: expected an integer >= 1, got 0",
         ),
         (["--agentsim-agent-prompt=p.md"], "agentsim_agent_prompt is set but no model*"),
+        (
+            ["--agentsim-timeout=0"],
+            "--agentsim-timeout: expected a number of seconds > 0 and <= 86400, got '0'",
+        ),
+        (
+            ["--agentsim-turn-timeout=soon"],
+            "--agentsim-turn-timeout: expected a number of seconds > 0 and <= 86400, got 'soon'",
+        ),
+        (["--agentsim-attempts=0"], "--agentsim-attempts: expected an integer >= 1, got 0"),
+        (
+            ["--agentsim-max-tokens=user=200, bot=5"],
+            "--agentsim-max-tokens: expected N or role=N items (roles: user, judge, agent, "
+            "generate; N an integer >= 1), got 'bot=5'",
+        ),
     ],
 )
 def test_bad_llm_options_are_usage_errors(
@@ -411,3 +479,77 @@ def test_prices_from_the_ini_file_cost_the_calls(
     document = json.loads((product.path / "results.json").read_text())
     assert document["cost"]["usd"] == pytest.approx(expected)
     assert judge_calls == 3 and user_calls == 6
+
+
+def test_max_tokens_is_sent_on_every_call_per_role_and_keys_no_cassette(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = role_model()
+    first = product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-3")
+    first.assert_outcomes(passed=1)
+
+    def limits() -> dict[str, set[int]]:
+        sent: dict[str, set[int]] = {}
+        for request in server.completion_requests:
+            judge = "compliance auditor" in request.messages[0]["content"]
+            sent.setdefault("judge" if judge else "user", set()).add(request.body["max_tokens"])
+        return sent
+
+    # The defaults: a short user message, a judge's verdicts.
+    assert limits() == {"user": {1024}, "judge": {4096}}
+    cassette = (product.path / "fixtures" / "cassettes" / "notes" / "ev-3.yaml").read_text()
+    assert "max_tokens: null" in cassette  # a limit, not part of what is asked
+
+    # Other limits replay the same recordings (no request), like another timeout would.
+    again = product.runpytest(
+        *llm_args(server, "--agentsim-max-tokens=user=200, judge=2000"), "-k", "ev-3"
+    )
+    again.assert_outcomes(passed=1)
+    made = len(server.completion_requests)
+    server.reset()
+    server.reply_function = role_model()
+    product.runpytest(
+        *llm_args(
+            server, "--agentsim-record-mode=all", "--agentsim-max-tokens=user=200, judge=2000"
+        ),
+        "-k",
+        "ev-3",
+    ).assert_outcomes(passed=1)
+    assert limits() == {"user": {200}, "judge": {2000}}
+    assert made == 3
+
+    ini = product.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_max_tokens = 300\n")
+    server.reset()
+    server.reply_function = role_model()
+    product.runpytest(*llm_args(server, "--agentsim-record-mode=all"), "-k", "ev-3")
+    assert limits() == {"user": {300}, "judge": {300}}
+
+
+def test_a_hung_model_ends_as_an_error_within_its_timeout(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    """--agentsim-timeout bounds each attempt and --agentsim-attempts their number: a
+    model that never answers errors the test in about attempts x timeout (plus backoff)."""
+    server.reply_function = lambda request: Reply.hang(60)
+    started = time.monotonic()
+    result = product.runpytest(
+        "--agentsim",
+        "--agentsim-user-model=openai/fake-user",
+        f"--agentsim-api-base={server.base_url}",
+        "--agentsim-record-mode=all",
+        "--agentsim-timeout=0.5",
+        "--agentsim-attempts=2",
+        "-k",
+        "ev-3",
+    )
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    assert len(server.completion_requests) == 2  # two attempts, each cut after 0.5 s
+    assert elapsed < 10 * 2 * 0.5 + 5, elapsed  # loosely: nowhere near the 60 s hang
+    result.stdout.fnmatch_lines(
+        [
+            "LLM error: openai/fake-user: gave up after 2 attempts: Timeout: *",
+            "agentsim event ev-3*",
+        ]
+    )

@@ -423,7 +423,16 @@ class Conversation(BaseModel):
     final_db: dict[str, Any] = Field(default_factory=dict)
     state_diff: dict[str, Any] = Field(default_factory=dict)
     stop_reason: StopReason
-    error: str | None = Field(default=None, description="Why the agent or user failed")
+    error: str | None = Field(
+        default=None,
+        description="Why the agent or user failed, on one line: 'agent error: ValueError: ...', "
+        "'LLM error: ...', 'agent timeout: ...'",
+    )
+    traceback: str | None = Field(
+        default=None,
+        description="The Python traceback behind error, for failure reports under -v or "
+        "--tb=long (not in the JSON results)",
+    )
     seed: int = 0
     duration_seconds: float = Field(default=0.0, description="Wall time of the simulation")
 
@@ -653,7 +662,9 @@ class EventRecord(StrictModel):
     event: str
     domain: str
     stop_reason: StopReason
-    error: str | None = Field(description="Why the agent or user failed")
+    error: str | None = Field(
+        description="Why the agent or user failed: the conversation's one line, no traceback"
+    )
     messages: int = Field(description="Messages in the transcript")
     tool_calls: int
     duration_seconds: float = Field(description="Wall time of the simulation")

@@ -12,17 +12,21 @@ the markers is an instruction.
 
 With ``samples`` > 1 the judge asks ``samples`` times (at temperature 1, each sample its
 own cassette entry) and a policy's outcome must be unanimous; a split vote is
-``inconclusive``, reported with the split, never a pass. A call that fails, or still
-returns invalid output after the gateway's repair, raises: the event's policies become
-``error`` outcomes.
+``inconclusive``, reported with the split, never a pass. A reply that judges a policy
+twice, or a policy it was not asked about, is as invalid as broken JSON (which verdict
+would count?): it is sent back for the gateway's one repair. A call that fails, or still
+returns invalid output after that repair, raises: the event's policies become ``error``
+outcomes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 from typing import Literal
 
@@ -53,6 +57,27 @@ class Judgements(BaseModel):
     """The model's reply: one verdict per policy it was asked about."""
 
     verdicts: list[PolicyJudgement]
+
+
+def verdict_problem(judgements: Judgements, asked: Sequence[str]) -> str | None:
+    """What makes a reply unusable beyond its schema: a policy judged twice, or one that
+    was not asked about (taking the first verdict silently could hide the one that
+    counts). None when every verdict names a distinct policy that was asked."""
+    counts = Counter(judgement.policy_id for judgement in judgements.verdicts)
+    problems = []
+    twice = [policy for policy, count in counts.items() if count > 1]
+    if twice:
+        problems.append(
+            "each policy must have exactly one verdict, but "
+            + ", ".join(f"{policy!r} has {counts[policy]}" for policy in twice)
+        )
+    unknown = [policy for policy in counts if policy not in asked]
+    if unknown:
+        problems.append(
+            f"verdicts for policies that were not asked about: {', '.join(map(repr, unknown))} "
+            f"(the policies to judge are {', '.join(map(repr, asked))})"
+        )
+    return "verdicts: " + "; ".join(problems) if problems else None
 
 
 def transcript_lines(conversation: Conversation) -> list[str]:
@@ -138,6 +163,8 @@ def _verdict(
 class LLMJudge(LLMRole):
     """Judges every policy of an event in one call (per sample) to ``model``."""
 
+    role = "judge"
+
     def __init__(
         self,
         model: str,
@@ -154,7 +181,9 @@ class LLMJudge(LLMRole):
         self.samples = samples
         self.name = name
 
-    async def _ask(self, messages: list[dict[str, str]], sample: int | None) -> Judgements:
+    async def _ask(
+        self, messages: list[dict[str, str]], sample: int | None, policies: Sequence[str]
+    ) -> Judgements:
         # Voting needs independent samples: temperature 1, and a key of their own.
         request = LLMRequest(
             model=self.model,
@@ -164,19 +193,21 @@ class LLMJudge(LLMRole):
             sample=sample,
         )
         gateway = self.gateway()
-        judgements, _ = await gateway.astructured_request(request, Judgements)
+        check = functools.partial(verdict_problem, asked=list(policies))
+        judgements, _ = await gateway.astructured_request(request, Judgements, check=check)
         return judgements
 
     async def judge(
         self, event: Event, conversation: Conversation, pack: PolicyPack
     ) -> list[Verdict]:
         messages = judge_messages(event, conversation, pack)
+        asked = event.policies
         if self.samples == 1:
-            replies = [await self._ask(messages, None)]
+            replies = [await self._ask(messages, None, asked)]
         else:
             replies = list(
                 await asyncio.gather(
-                    *(self._ask(messages, sample) for sample in range(1, self.samples + 1))
+                    *(self._ask(messages, sample, asked) for sample in range(1, self.samples + 1))
                 )
             )
         verdicts = []

@@ -4,8 +4,9 @@ No model API is reachable in this project's CI, nor in many product teams' CI. I
 stubbing litellm out (which leaves the real request/response path untested), tests point
 litellm's ``api_base`` at this server: it speaks ``/v1/chat/completions`` over real HTTP
 (plain JSON and SSE streaming), answers from scripted replies or a reply function, injects
-latency and faults (429 with Retry-After, 5xx, malformed bodies, hangs), and logs every
-request so tests can count calls and check what was sent. Users get it, for their own CI,
+latency and faults (429 with Retry-After, 5xx, malformed bodies, hangs), can refuse
+``response_format`` types the way llama.cpp's server does (``refuse_response_formats``),
+and logs every request so tests can count calls and check what was sent. Users get it, for their own CI,
 as the ``agentsim_fake_llm`` fixture.
 
 Standard library only, so it starts in milliseconds on an ephemeral port::
@@ -20,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 MODEL_NAME = "fake-model"
+
+#: The ``response_format`` types an OpenAI-compatible server may know, in the order
+#: llama.cpp's error message lists the ones it accepts.
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
 
 
 @dataclass
@@ -138,13 +144,28 @@ class FakeLLMServer:
     Each chat request takes the next scripted reply (FIFO); when none is left it asks
     ``reply_function``; without one it answers 500 "no scripted reply left", so a test
     that makes one call too many fails loudly instead of getting a silent default.
+
+    ``refuse_response_formats`` makes it answer like a server without those structured
+    output modes: llama.cpp's server (before it learnt ``json_schema``, and its forks) answers
+    ``{"type": "json_schema", ...}`` with HTTP 500 ``response_format type must be one of
+    "text" or "json_object", but got: json_schema``; ``refusal_status=400`` gives the
+    newer servers' answer. A refused request is logged but takes no scripted reply, as a
+    server refuses it before generating anything.
     """
 
     def __init__(
-        self, replies: Iterable[Reply | str] = (), reply: ReplyFunction | None = None
+        self,
+        replies: Iterable[Reply | str] = (),
+        reply: ReplyFunction | None = None,
+        *,
+        refuse_response_formats: Collection[str] = (),
+        refusal_status: int = 500,
     ) -> None:
         self._queue: list[Reply] = [_as_reply(item) for item in replies]
         self.reply_function: ReplyFunction | None = reply
+        #: ``response_format`` types answered with an error, e.g. ``{"json_schema"}``
+        self.refuse_response_formats: frozenset[str] = frozenset(refuse_response_formats)
+        self.refusal_status = refusal_status
         self._log: list[RecordedRequest] = []
         self._completions = 0
         self._lock = threading.Lock()
@@ -251,6 +272,20 @@ class FakeLLMServer:
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
+
+    def _refusal(self, request: RecordedRequest) -> Reply | None:
+        """The error a server without the request's ``response_format`` type answers, if any."""
+        response_format = request.body.get("response_format")
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if not isinstance(kind, str) or kind not in self.refuse_response_formats:
+            return None
+        accepted = [t for t in RESPONSE_FORMAT_TYPES if t not in self.refuse_response_formats]
+        names = " or ".join(f'"{name}"' for name in accepted)
+        message = f"response_format type must be one of {names}, but got: {kind}"
+        status = self.refusal_status
+        kind_name = "server_error" if status >= 500 else "invalid_request_error"
+        body = json.dumps({"error": {"code": status, "message": message, "type": kind_name}})
+        return Reply(status=status, raw_body=body)
 
 
 def _as_reply(item: Reply | str) -> Reply:
@@ -414,7 +449,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send(500, _error_body(message, "server_error"))
 
         def _answer(self, request: RecordedRequest, number: int) -> None:
-            reply = server._next_reply(request, number)
+            reply = server._refusal(request) or server._next_reply(request, number)
             if reply.latency > 0:
                 server._sleep(reply.latency)
             if reply.status != 200 or reply.raw_body is not None:

@@ -12,9 +12,16 @@ token and cost accounting and the run's budget are decided in one place:
   jitter, a bounded number of times; litellm's own retries are off, so there is exactly
   one retry layer and the attempt count is ours;
 - structured output is parsed into a pydantic model, with one repair call on invalid
-  output; what still fails is an :class:`LLMError`, never a silent default;
+  output; what still fails is an :class:`LLMError`, never a silent default. It is asked
+  as ``response_format: json_schema``; a server that refuses that (llama.cpp's answers
+  500 naming it) is asked with ``json_object`` and the schema in the prompt, then with the
+  schema in the prompt alone, and the mode that worked is remembered per endpoint and
+  model for the rest of the run;
 - a :class:`~pytest_agentsim.llm.cassettes.Cassette` replays recorded calls (free, offline)
   and records new ones;
+- every call sends ``max_tokens`` (the request's, else the config's limit for its role), so
+  a local model that loops stops; the config's limit, like the timeout, is not part of a
+  cassette's key;
 - cost comes from the ``prices`` setting, else litellm's price map, else 0 with the model
   listed as unpriced (an unknown model never crashes the run);
 - with ``max_cost`` set, a call that would start after the budget is spent is refused;
@@ -45,6 +52,7 @@ from datetime import timezone
 from types import ModuleType
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Literal
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -54,6 +62,7 @@ from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import ResponseFormatRefused
 from pytest_agentsim.llm.messages import Usage
 from pytest_agentsim.llm.redaction import redact
 from pytest_agentsim.llm.redaction import secret_values
@@ -67,6 +76,14 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 Sleep = Callable[[float], Awaitable[None]]
+#: A check of a parsed reply beyond its schema: a problem to repair, or None if it is fine.
+ReplyCheck = Callable[[T], "str | None"]
+
+#: How structured output is asked, best first: the server enforces the schema
+#: (``json_schema``), the server enforces JSON and the prompt gives the schema
+#: (``json_object``), or only the prompt asks (``prompt``); the reply is validated always.
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+STRUCTURED_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +170,23 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, litellm.APIError) and isinstance(status, int) and status >= 500
 
 
+_RESPONSE_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
+
+
+def refuses_response_format(exc: BaseException) -> bool:
+    """Whether an error says the server cannot do the request's ``response_format``.
+
+    llama.cpp's server answers ``json_schema`` with HTTP 500 ``response_format type must
+    be one of "text" or "json_object", but got: json_schema`` (newer servers, 400): retrying
+    that cannot help, and a 5xx would otherwise be retried as transient. Only meaningful
+    for a request that sent a ``response_format``; rate limits and timeouts never are.
+    """
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status < 600 or status in (408, 429):
+        return False
+    return bool(_RESPONSE_FORMAT_WORDS.search(str(exc)))
+
+
 def _one_line(exc: BaseException) -> str:
     """``Name: message`` on one line; litellm's own ``litellm.Name: Name:`` prefixes of
     the message are dropped (they only repeat the name)."""
@@ -209,6 +243,48 @@ def _strip_fences(text: str) -> str:
     return fenced.group(1) if fenced else text
 
 
+def _schema_instruction(schema: type[BaseModel]) -> str:
+    """The schema in words, for servers that will not take it as ``response_format``."""
+    text = json.dumps(schema.model_json_schema(), sort_keys=True, ensure_ascii=False)
+    return (
+        "Reply with one JSON object only, no other text and no code fence. It must be "
+        f"valid against this JSON Schema:\n{text}"
+    )
+
+
+def _in_mode(request: LLMRequest, schema: type[BaseModel], mode: StructuredMode) -> LLMRequest:
+    """``request`` asking for ``schema`` in ``mode``.
+
+    ``json_schema`` sends the schema as ``response_format`` (not strict: OpenAI's strict
+    mode rejects most pydantic schemas, with optional fields and defaults, and validation
+    happens here anyway). The other modes put the schema in the first system message
+    (one is added if there is none: local chat templates often accept only one, first).
+    """
+    if mode == "json_schema":
+        response_format: dict[str, Any] | None = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": _schema_name(schema),
+                "schema": schema.model_json_schema(),
+                "strict": False,
+            },
+        }
+        return request.model_copy(update={"response_format": response_format})
+    messages = [dict(message) for message in request.messages]
+    instruction = _schema_instruction(schema)
+    first = messages[0] if messages else None
+    if (
+        first is not None
+        and first.get("role") == "system"
+        and isinstance(first.get("content"), str)
+    ):
+        first["content"] = f"{first['content']}\n\n{instruction}"
+    else:
+        messages.insert(0, {"role": "system", "content": instruction})
+    response_format = {"type": "json_object"} if mode == "json_object" else None
+    return request.model_copy(update={"messages": messages, "response_format": response_format})
+
+
 def _validation_problem(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or 'reply'}: {error['msg']}"
@@ -235,7 +311,8 @@ def _completion_kwargs(
     optional = {
         "api_base": config.api_base,
         "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
+        # The request's own limit (part of its cassette key), else the role's safety limit.
+        "max_tokens": request.max_tokens or config.max_tokens,
         "tools": request.tools or None,
         "response_format": request.response_format,
     }
@@ -244,7 +321,11 @@ def _completion_kwargs(
 
 
 def _retrying(
-    config: LLMConfig, model: str, sleep: Sleep, redact_text: Callable[[str], str]
+    config: LLMConfig,
+    model: str,
+    sleep: Sleep,
+    redact_text: Callable[[str], str],
+    retryable: Callable[[BaseException], bool] = is_transient,
 ) -> AsyncRetrying:
     """The retry policy of one call: transient errors only, Retry-After honoured (capped at
     ``max_wait``), else exponential backoff with jitter; each retry logged, redacted."""
@@ -274,7 +355,7 @@ def _retrying(
         )
 
     return AsyncRetrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(retryable),
         wait=wait,
         stop=stop_after_attempt(config.max_attempts),
         sleep=sleep,
@@ -331,6 +412,9 @@ class Gateway:
         # asyncio.run makes a new loop: one semaphore per live loop.
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._semaphores = weakref.WeakKeyDictionary()
+        # (api_base, model) -> the structured-output mode that server accepts, shared by
+        # every view: learnt once per run, not once per event.
+        self._structured_modes: dict[tuple[str | None, str], StructuredMode] = {}
         if cassette is not None:
             cassette.add_secrets(secret_values(config), config.secret_patterns)
 
@@ -350,6 +434,7 @@ class Gateway:
         view.tally = tally
         view._lock = self._lock
         view._semaphores = self._semaphores
+        view._structured_modes = self._structured_modes
         return view
 
     def _counters(self) -> list[Usage]:
@@ -392,6 +477,13 @@ class Gateway:
 
         A plain list of messages is accepted as ``LLMRequest(messages=...)``.
         """
+        return await self._complete(request, fallback=False)
+
+    async def _complete(
+        self, request: LLMRequest | Sequence[Mapping[str, Any]], *, fallback: bool
+    ) -> LLMResponse:
+        """:meth:`acomplete`; with ``fallback`` (structured output, which asks again in
+        another mode) a refused ``response_format`` is not counted as a failed call."""
         if not isinstance(request, LLMRequest):
             request = LLMRequest(messages=[dict(message) for message in request])
         request = self._resolve(request)
@@ -405,7 +497,7 @@ class Gateway:
                 return replayed
             if not cassette.may_record:
                 raise cassette.miss(request)
-        response = await self._call(request)
+        response = await self._call(request, fallback=fallback)
         if cassette is not None:
             cassette.record(request, response)
         return response
@@ -415,12 +507,17 @@ class Gateway:
         _no_running_loop("complete")
         return run_sync(self.acomplete(request))
 
-    async def _call(self, request: LLMRequest) -> LLMResponse:
+    async def _call(self, request: LLMRequest, *, fallback: bool = False) -> LLMResponse:
         litellm = load_litellm()
         model = request.model or self.config.model
         kwargs = _completion_kwargs(request, self.config, model, self._api_key())
         attempts = 0
-        retrying = _retrying(self.config, model, self._sleep, self._redact)
+
+        def retryable(exc: BaseException) -> bool:
+            refused = request.response_format is not None and refuses_response_format(exc)
+            return is_transient(exc) and not refused
+
+        retrying = _retrying(self.config, model, self._sleep, self._redact, retryable)
         started = time.monotonic()
         try:
             async with self._semaphore():
@@ -435,9 +532,17 @@ class Gateway:
         except LLMError:
             raise
         except Exception as exc:
+            if request.response_format is not None and refuses_response_format(exc):
+                if not fallback:  # structured output asks again in another mode: no failure
+                    for counter in self._counters():
+                        counter.add_failure()
+                refused = str(request.response_format.get("type"))
+                raise ResponseFormatRefused(
+                    self._redact(f"{model}: {_one_line(exc)}"), refused
+                ) from exc
             for counter in self._counters():
                 counter.add_failure()
-            if is_transient(exc):
+            if retryable(exc):
                 gave_up = f"{model}: gave up after {attempts} attempts: {_one_line(exc)}"
                 raise LLMError("transient", self._redact(gave_up)) from exc
             raise LLMError("fatal", self._redact(f"{model}: {_one_line(exc)}")) from exc
@@ -473,45 +578,104 @@ class Gateway:
         *,
         purpose: str = "structured",
         model: str | None = None,
+        check: ReplyCheck[T] | None = None,
     ) -> tuple[T, LLMResponse]:
         """A reply parsed into ``schema``; one repair call on invalid output, then LLMError.
 
         The repair call shows the model its own reply and the validation error: most
         invalid replies are a missing field or a stray sentence, which one round fixes.
+        ``check`` judges a reply that fits the schema (a duplicate, a name that was not
+        asked about); a problem it names is repaired like invalid JSON.
         """
         request = LLMRequest(
             model=model, messages=[dict(message) for message in messages], purpose=purpose
         )
-        return await self.astructured_request(request, schema)
+        return await self.astructured_request(request, schema, check=check)
 
     async def astructured_request(
-        self, request: LLMRequest, schema: type[T]
+        self, request: LLMRequest, schema: type[T], *, check: ReplyCheck[T] | None = None
     ) -> tuple[T, LLMResponse]:
-        """:meth:`astructured` for a full request (temperature, sample...)."""
-        response_format = {
-            "type": "json_schema",
-            # Not strict: OpenAI's strict mode rejects most pydantic schemas (optional
-            # fields, defaults), and validation happens here anyway.
-            "json_schema": {
-                "name": _schema_name(schema),
-                "schema": schema.model_json_schema(),
-                "strict": False,
-            },
-        }
-        conversation = list(request.messages)
+        """:meth:`astructured` for a full request (temperature, sample...).
+
+        Asked in the endpoint's remembered mode (``json_schema`` first); a refused
+        ``response_format`` moves to the next mode, for this call and the rest of the run.
+        With a cassette, a recording of the call in any mode is replayed first, so a
+        cassette recorded against a server that refused ``json_schema`` replays without one.
+        """
+        model = request.model or self.config.model
+        modes = self._mode_order(model)
+        mode = self._recorded_mode(request, schema, modes) or modes[0]
+        while True:
+            try:
+                return await self._structured_in_mode(request, schema, mode, check)
+            except ResponseFormatRefused as exc:
+                if mode == STRUCTURED_MODES[-1]:  # pragma: no cover - prompt mode sends none
+                    raise
+                mode = STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1]
+                self._remember_mode(model, mode, exc)
+
+    def _mode_key(self, model: str) -> tuple[str | None, str]:
+        return (self.config.api_base, model)
+
+    def _mode_order(self, model: str) -> list[StructuredMode]:
+        """The modes to try, the one learnt for this endpoint and model first."""
+        with self._lock:
+            learnt = self._structured_modes.get(self._mode_key(model), STRUCTURED_MODES[0])
+        return list(STRUCTURED_MODES[STRUCTURED_MODES.index(learnt) :])
+
+    def _remember_mode(self, model: str, mode: StructuredMode, refusal: LLMError) -> None:
+        """Only ever move down the list: a refusal does not become acceptance later."""
+        key = self._mode_key(model)
+        with self._lock:
+            known = self._structured_modes.get(key, STRUCTURED_MODES[0])
+            if STRUCTURED_MODES.index(mode) <= STRUCTURED_MODES.index(known):
+                return
+            self._structured_modes[key] = mode
+        logger.warning(
+            "%s refused the structured output mode (%s); asking with %s for the rest of the run",
+            model,
+            refusal,
+            "response_format json_object and the schema in the prompt"
+            if mode == "json_object"
+            else "the schema in the prompt",
+        )
+
+    def _recorded_mode(
+        self, request: LLMRequest, schema: type[BaseModel], modes: Sequence[StructuredMode]
+    ) -> StructuredMode | None:
+        """A mode whose first call this gateway's cassette can replay: the ones to try
+        first, then the others (a recording made where ``json_schema`` worked replays
+        in a run that learnt it does not)."""
+        cassette = self.cassette
+        if cassette is None or cassette.mode == "all":
+            return None
+        for mode in [*modes, *(m for m in STRUCTURED_MODES if m not in modes)]:
+            if cassette.lookup(self._resolve(_in_mode(request, schema, mode))) is not None:
+                return mode
+        return None
+
+    async def _structured_in_mode(
+        self,
+        request: LLMRequest,
+        schema: type[T],
+        mode: StructuredMode,
+        check: ReplyCheck[T] | None,
+    ) -> tuple[T, LLMResponse]:
+        asked = _in_mode(request, schema, mode)
+        conversation = list(asked.messages)
         problem = ""
         for attempt in range(2):
-            response = await self.acomplete(
-                request.model_copy(
-                    update={"messages": conversation, "response_format": response_format}
-                )
+            response = await self._complete(
+                asked.model_copy(update={"messages": conversation}), fallback=True
             )
             try:
                 parsed = schema.model_validate_json(_strip_fences(response.content))
             except ValidationError as exc:
                 problem = _validation_problem(exc)
             else:
-                return parsed, response
+                problem = (check(parsed) if check is not None else None) or ""
+                if not problem:
+                    return parsed, response
             if attempt == 0:
                 conversation = [
                     *conversation,
@@ -538,10 +702,13 @@ class Gateway:
         *,
         purpose: str = "structured",
         model: str | None = None,
+        check: ReplyCheck[T] | None = None,
     ) -> tuple[T, LLMResponse]:
         """:meth:`astructured` from synchronous code (not from inside an event loop)."""
         _no_running_loop("structured")
-        return run_sync(self.astructured(messages, schema, purpose=purpose, model=model))
+        return run_sync(
+            self.astructured(messages, schema, purpose=purpose, model=model, check=check)
+        )
 
 
 async def _settle_litellm_logging() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
@@ -21,6 +22,60 @@ if TYPE_CHECKING:
 
 
 ErrorKind = Literal["transient", "invalid_output", "budget", "cassette_miss", "fatal"]
+
+#: The parts a model plays in a run, each with its own reply-length limit.
+RoleName = Literal["user", "judge", "agent", "generate"]
+ROLE_NAMES: tuple[RoleName, ...] = ("user", "judge", "agent", "generate")
+
+#: ``max_tokens`` sent on every call of a role unless the run says otherwise: enough for
+#: any sane reply of that role (a user's message is short; a judge's verdicts, an agent's
+#: tool calls and a generated event are longer), low enough that a local model that loops
+#: stops, and within the output limit of every common model (4096 for the smallest).
+DEFAULT_MAX_TOKENS: dict[RoleName, int] = {
+    "user": 1024,
+    "judge": 4096,
+    "agent": 4096,
+    "generate": 4096,
+}
+#: The limit of a call made outside any role (a Gateway of one's own, extract-policies).
+FALLBACK_MAX_TOKENS = 4096
+
+
+def max_tokens_text(limits: Mapping[RoleName, int]) -> str:
+    """``user=1024, judge=4096, ...``: how the option is written, in role order."""
+    return ", ".join(f"{role}={limits[role]}" for role in ROLE_NAMES)
+
+
+def parse_max_tokens(text: str) -> dict[RoleName, int]:
+    """The per-role limits of ``--agentsim-max-tokens``, over the defaults.
+
+    Items are separated by commas or whitespace: ``N`` sets every role, ``role=N`` one
+    (later items win, so ``2000, user=300`` is every role 2000 but the user 300). A bad
+    item raises ValueError saying what was expected.
+    """
+    limits = dict(DEFAULT_MAX_TOKENS)
+    text = re.sub(r"\s*=\s*", "=", text)  # 'judge = 2000' is 'judge=2000'
+    items = [item for item in re.split(r"[,\s]+", text.strip()) if item]
+    if not items:
+        raise ValueError("expected a number of tokens or role=N items, got nothing")
+    for item in items:
+        role, sep, number = item.rpartition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            value = 0
+        if value < 1 or (sep and role not in ROLE_NAMES) or (sep and not role):
+            raise ValueError(
+                f"expected N or role=N items (roles: {', '.join(ROLE_NAMES)}; N an integer "
+                f">= 1), got {item!r}"
+            )
+        if sep:
+            limits[ROLE_NAMES[ROLE_NAMES.index(role)]] = value  # the RoleName it names
+        else:
+            limits = dict.fromkeys(ROLE_NAMES, value)
+    return limits
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -48,6 +103,16 @@ class CassetteMiss(LLMError):
         super().__init__("cassette_miss", message)
 
 
+class ResponseFormatRefused(LLMError):
+    """The server does not support the request's ``response_format`` (llama.cpp answers 500
+    to ``json_schema``): fatal for that request, but structured output can fall back to
+    another mode, so the gateway tells it apart from other fatal errors."""
+
+    def __init__(self, message: str, response_type: str) -> None:
+        super().__init__("fatal", message)
+        self.response_type = response_type
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -70,6 +135,12 @@ class LLMConfig(BaseModel):
     api_key_env: str | None = Field(default=None, description="Env var holding the API key")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP attempt")
     max_attempts: int = Field(default=4, ge=1, description="Tries per call, the first included")
+    max_tokens: int | None = Field(
+        default=FALLBACK_MAX_TOKENS,
+        ge=1,
+        description="Sent as max_tokens when the request sets none, so a looping model "
+        "stops; a limit like the timeout, not part of a cassette's key",
+    )
     max_wait: float = Field(default=30.0, ge=0, description="Cap of one backoff sleep, seconds")
     concurrency: int = Field(default=4, ge=1, description="Calls in flight per event loop")
     max_cost: float | None = Field(default=None, ge=0, description="USD budget of the run")

@@ -32,8 +32,10 @@ from typing import Literal
 from pytest_agentsim.llm.cassettes import RecordMode
 from pytest_agentsim.llm.gateway import Gateway
 from pytest_agentsim.llm.gateway import Sleep
+from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
 from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RoleName
 from pytest_agentsim.llm.messages import Usage
 
 if TYPE_CHECKING:
@@ -65,6 +67,12 @@ class LLMSettings:
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     secret_patterns: tuple[str, ...] = ()
+    #: seconds one HTTP attempt may take (``--agentsim-timeout``)
+    timeout: float = 60.0
+    #: tries per call, the first included (``--agentsim-attempts``)
+    attempts: int = 4
+    #: ``max_tokens`` per role (``--agentsim-max-tokens``)
+    max_tokens: Mapping[RoleName, int] = field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
 
     @property
     def any_model(self) -> bool:
@@ -84,6 +92,8 @@ class LLMRun:
             prices=dict(settings.prices),
             secret_env=list(settings.secret_env),
             secret_patterns=list(settings.secret_patterns),
+            timeout=settings.timeout,
+            max_attempts=settings.attempts,
         )
         self.gateway = Gateway(base, sleep=sleep)
 
@@ -114,7 +124,9 @@ class LLMRun:
         if not model:
             raise ValueError("no generate_model is set")
         path = self.settings.cassette_dir / domain / GENERATION_CASSETTE
-        config = self.gateway.config.model_copy(update={"model": model})
+        config = self.gateway.config.model_copy(
+            update={"model": model, "max_tokens": self.settings.max_tokens["generate"]}
+        )
         return self.gateway.view(
             config=config, cassette=Cassette(path, self.settings.record_mode), tally=Usage()
         )
@@ -128,20 +140,26 @@ class EventLLM:
         self.cassette_path = cassette_path
         self.tally = Usage()
         self._cassette: Cassette | None = None
-        self._gateways: dict[tuple[str, str | None, str | None], Gateway] = {}
+        self._gateways: dict[tuple[str, str | None, str | None, RoleName], Gateway] = {}
         self._lock = threading.Lock()
 
     def gateway(
-        self, model: str, *, api_base: str | None = None, api_key_env: str | None = None
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key_env: str | None = None,
+        role: RoleName = "agent",
     ) -> Gateway:
-        """A gateway to ``model`` recording into this scope's cassette.
+        """A gateway to ``model`` recording into this scope's cassette, with ``role``'s
+        ``max_tokens`` (one gateway per role: a user and a judge may share a model).
 
         ``api_base`` and ``api_key_env`` default to the run's (``agentsim_api_base``,
         ``agentsim_api_key_env``); an agent served elsewhere passes its own.
         """
         from pytest_agentsim.llm.cassettes import Cassette
 
-        key = (model, api_base, api_key_env)
+        key = (model, api_base, api_key_env, role)
         with self._lock:
             if key not in self._gateways:
                 if self._cassette is None:
@@ -152,6 +170,7 @@ class EventLLM:
                         "model": model,
                         "api_base": api_base or base.api_base,
                         "api_key_env": api_key_env or base.api_key_env,
+                        "max_tokens": self.run.settings.max_tokens[role],
                     }
                 )
                 self._gateways[key] = self.run.gateway.view(
@@ -184,9 +203,12 @@ class LLMRole:
     """Base of the LLM-backed user, judge and agent: which model, and how to reach it.
 
     A gateway given explicitly is used as is; otherwise the running simulation's scope
-    provides one (its cassette, the run's budget), and outside a simulation the role
-    makes a gateway of its own on first use.
+    provides one (its cassette, the run's budget, the role's ``max_tokens``), and outside
+    a simulation the role makes a gateway of its own on first use.
     """
+
+    #: which of the run's per-role settings (``max_tokens``) apply to its calls
+    role: RoleName = "agent"
 
     def __init__(
         self,
@@ -207,9 +229,16 @@ class LLMRole:
     def gateway(self) -> Gateway:
         scope = current_scope()
         if scope is not None and not self._explicit:
-            return scope.gateway(self.model, api_base=self.api_base, api_key_env=self.api_key_env)
+            return scope.gateway(
+                self.model, api_base=self.api_base, api_key_env=self.api_key_env, role=self.role
+            )
         if self._own_gateway is None:
             self._own_gateway = Gateway(
-                LLMConfig(model=self.model, api_base=self.api_base, api_key_env=self.api_key_env)
+                LLMConfig(
+                    model=self.model,
+                    api_base=self.api_base,
+                    api_key_env=self.api_key_env,
+                    max_tokens=DEFAULT_MAX_TOKENS[self.role],
+                )
             )
         return self._own_gateway

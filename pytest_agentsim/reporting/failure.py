@@ -51,29 +51,44 @@ def _policy_lines(result: PolicyResult) -> list[str]:
     return lines
 
 
-def failure_report(result: EventResult) -> str:
-    """The text of a failing or erroring test: what went wrong, where, why, and the transcript."""
+def failure_report(result: EventResult, *, traceback: bool = False) -> str:
+    """The text of a failing or erroring test: what went wrong, where, why, and the transcript.
+
+    A conversation that broke leads with the one line that says why (``agent error:
+    ValueError: ...``): that line, not a traceback through litellm's internals, is what
+    a reader needs first. The traceback follows the transcript only with ``traceback``
+    (pytest's ``-v`` or ``--tb=long``); otherwise a line says how to get it.
+    """
     from pytest_agentsim.simulation.sandbox import pretty_diff
 
     event = result.event
     conversation = result.conversation
-    lines = [result.headline]
+    lines = [conversation.error] if conversation.error else []
+    lines.append(result.headline)
     if event.scenario:
         lines.append(f"scenario: {_short(event.scenario)}")
     for policy_result in result.policies:
         if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
             lines.extend(_policy_lines(policy_result))
     lines.append(f"stop reason: {conversation.stop_reason.value}")
-    if conversation.error:
-        lines.append("error:")
-        lines.extend("    " + line for line in conversation.error.splitlines())
     lines.append("transcript:")
     lines.extend("    " + line for line in render_transcript(conversation))
     db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
     if db_diff:
         lines.append("database changes:")
         lines.extend("    " + line for line in db_diff.splitlines())
+    if conversation.traceback and traceback:
+        lines.append("traceback:")
+        lines.extend("    " + line for line in conversation.traceback.splitlines())
+    elif conversation.traceback:
+        lines.append("(the traceback is shown with -v or --tb=long)")
     return "\n".join(lines)
+
+
+def wants_traceback(verbosity: int, tbstyle: str, fulltrace: bool = False) -> bool:
+    """Whether a failure report includes the error's traceback: asked for with pytest's
+    ``-v`` (or more), ``--tb=long``, ``--tb=native`` or ``--full-trace``."""
+    return verbosity > 0 or tbstyle in ("long", "native") or fulltrace
 
 
 def junit_properties(result: EventResult) -> list[tuple[str, str]]:

@@ -85,6 +85,8 @@ def user_view(messages: Sequence[Message]) -> list[dict[str, Any]]:
 class LLMUser(LLMRole):
     """A :class:`~pytest_agentsim.simulation.users.SimulatedUser` whose turns a model writes."""
 
+    role = "user"
+
     def __init__(
         self,
         profile: UserProfile,

@@ -7,6 +7,18 @@ OpenAI-format dict, or a :class:`~pytest_agentsim.core.models.Message`. It may b
 ``async``. Tool calls it returns are run by the sandbox and fed back until it answers the
 user in words.
 
+With a turn timeout (``--agentsim-turn-timeout``), each call of the agent must answer in
+time or the conversation ends in ``agent_error`` naming the turn. An async agent is
+awaited with the timeout and cancelled past it. A sync agent then runs in a worker thread
+of its own, so that the event loop stays free to notice the timeout: Python cannot stop a
+thread, so a thread that overruns is abandoned (a daemon thread: it runs on in the
+background until the agent returns, its reply ignored, and never keeps the process
+alive). Without a timeout, a sync agent is called on the event loop's thread as before.
+
+A failure is reported as one line that says what broke (``agent error: ValueError: ...``,
+``LLM error: ...``, ``agent timeout: ...``); the traceback is kept beside it for the
+failure report under ``-v`` or ``--tb=long``.
+
 :class:`SimulationRunner` is the session-level owner of simulations: tests ask it for an
 event's judged result and it simulates each (event, agent) once. It runs them one at a
 time today; because tests only ever see finished results, running many conversations
@@ -15,8 +27,12 @@ concurrently later changes nothing in the test API.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import copy
 import inspect
 import json
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -36,6 +52,7 @@ from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import ToolCallRequest
 from pytest_agentsim.judging.judges import judge_event
 from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.llm.run import active
@@ -100,12 +117,25 @@ def as_assistant_message(reply: object) -> Message:
     return message
 
 
-async def call_agent(agent: Agent, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Message:
+class TurnTimeout(Exception):
+    """The agent did not answer one call within the turn timeout."""
+
+
+async def call_agent(
+    agent: Agent,
+    messages: list[dict[str, Any]],
+    sandbox: ToolSandbox,
+    *,
+    timeout: float | None = None,
+    turn: int = 1,
+) -> Message:
     """One turn of ``agent``: its reply, awaited if need be, as an assistant :class:`Message`.
 
     Duck-typed at runtime rather than trusting :data:`Agent`, because the agent comes from
     a user's fixture: anything else is an :class:`AgentProtocolError` that says what an
-    agent must be, which the runner reports as the conversation's ``agent_error``.
+    agent must be, which the runner reports as the conversation's ``agent_error``. With
+    ``timeout``, an agent that takes longer raises :class:`TurnTimeout` naming ``turn``
+    (the user turn it answers, counted from 1).
     """
     respond = getattr(agent, "respond", None)
     target = respond if callable(respond) else agent
@@ -114,16 +144,101 @@ async def call_agent(agent: Agent, messages: list[dict[str, Any]], sandbox: Tool
             f"{type(agent).__name__} is not an agent: give a callable or an object with a "
             "respond(messages, sandbox) method"
         )
-    reply = target(messages, sandbox)
-    if inspect.isawaitable(reply):
+    if timeout is None:
+        reply = target(messages, sandbox)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return as_assistant_message(reply)
+    # Not asyncio.wait_for: a TimeoutError the agent itself raises must stay its own.
+    task = asyncio.ensure_future(_respond(target, messages, sandbox))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise TurnTimeout(f"the agent did not answer turn {turn} within {timeout:g} s")
+    return as_assistant_message(task.result())
+
+
+def _is_async(target: Any) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(target):
+        return True
+    call = inspect.getattr_static(type(target), "__call__", None)
+    return not inspect.isroutine(target) and inspect.iscoroutinefunction(call)
+
+
+async def _respond(target: Any, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Any:
+    """The agent's reply: awaited on this loop if it is async, else from a worker thread."""
+    reply = (
+        target(messages, sandbox)
+        if _is_async(target)
+        else await _in_thread(target, messages, sandbox)
+    )
+    if inspect.isawaitable(reply):  # a sync function may still hand back a coroutine
         reply = await reply
-    return as_assistant_message(reply)
+    return reply
 
 
-def _describe_exception(exc: BaseException) -> str:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    text = "".join(lines[-12:]).rstrip()
-    return text
+def _in_thread(target: Any, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> Any:
+    """A future of ``target(messages, sandbox)`` run in a daemon thread of its own.
+
+    Not ``asyncio.to_thread``: its executor is joined when the event loop closes, so a
+    hung agent would hang the run at the end; a daemon thread is simply abandoned. The
+    caller's context variables (the event's LLM scope) go with it.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # timed out and cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = context.run(target, messages, sandbox)
+        except BaseException as exc:  # handed to the awaiting loop, whatever it is
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: the turn was abandoned long ago
+            pass
+
+    threading.Thread(target=work, name="agentsim-agent-turn", daemon=True).start()
+    return future
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_failure(who: str, exc: BaseException) -> str:
+    """The one line that says what broke: what failed, then the exception.
+
+    ``LLM error: <model>: <what the gateway says>`` for a model call that failed (the
+    provider's error, a cassette miss, the budget), ``agent timeout: ...`` for a turn that
+    took too long, else ``<who> error: <ExceptionName>: <message>``.
+    """
+    if isinstance(exc, LLMError):
+        return _one_line(f"LLM error: {exc}")
+    if isinstance(exc, TurnTimeout):
+        return _one_line(f"{who} timeout: {exc} (--agentsim-turn-timeout)")
+    message = str(exc)
+    return _one_line(f"{who} error: {type(exc).__name__}" + (f": {message}" if message else ""))
+
+
+def format_traceback(exc: BaseException) -> str | None:
+    """The whole traceback (chained causes included), or None for our own conditions,
+    whose one line says all there is."""
+    if isinstance(exc, TurnTimeout):
+        return None
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
 
 
 async def run_conversation(
@@ -135,19 +250,26 @@ async def run_conversation(
     max_turns: int = 20,
     max_tool_rounds: int = 16,
     seed: int = 0,
+    turn_timeout: float | None = None,
 ) -> Conversation:
-    """Let ``user`` and ``agent`` talk until the user stops, a limit is hit, or one fails."""
+    """Let ``user`` and ``agent`` talk until the user stops, a limit is hit, or one fails.
+
+    ``turn_timeout`` bounds each call of the agent (seconds); see the module's notes.
+    """
     started = time.perf_counter()
     messages: list[Message] = []
     stop: StopReason | None = None
     error: str | None = None
-    for _ in range(max_turns):
+    trace: str | None = None
+    abandoned = False
+    for user_turn in range(1, max_turns + 1):
         try:
             said = user.reply(messages)
             if inspect.isawaitable(said):
                 said = await said
         except Exception as exc:
-            stop, error = StopReason.user_error, _describe_exception(exc)
+            stop, error = StopReason.user_error, describe_failure("user", exc)
+            trace = format_traceback(exc)
             break
         if said.text is not None:
             messages.append(Message(role="user", content=said.text))
@@ -156,9 +278,17 @@ async def run_conversation(
             break
         for _round in range(max_tool_rounds):
             try:
-                reply = await call_agent(agent, [m.to_openai() for m in messages], sandbox)
+                reply = await call_agent(
+                    agent,
+                    [m.to_openai() for m in messages],
+                    sandbox,
+                    timeout=turn_timeout,
+                    turn=user_turn,
+                )
             except Exception as exc:
-                stop, error = StopReason.agent_error, _describe_exception(exc)
+                stop, error = StopReason.agent_error, describe_failure("agent", exc)
+                trace = format_traceback(exc)
+                abandoned = isinstance(exc, TurnTimeout)
                 break
             turn = len(messages)
             messages.append(reply)
@@ -180,21 +310,25 @@ async def run_conversation(
         else:
             stop = StopReason.agent_error
             error = (
-                f"the agent made {max_tool_rounds} rounds of tool calls without answering the user"
+                f"agent error: the agent made {max_tool_rounds} rounds of tool calls without "
+                "answering the user"
             )
         if stop is not None:
             break
     else:
         stop = StopReason.max_turns
+    # An abandoned agent thread may still write to the sandbox: keep what it held now.
+    final_db = copy.deepcopy(sandbox.db) if abandoned else sandbox.db
     return Conversation(
         event_id=event_id,
         messages=messages,
         tool_calls=list(sandbox.calls),
         initial_db=sandbox.initial_db,
-        final_db=sandbox.db,
-        state_diff=state_diff(sandbox.initial_db, sandbox.db),
+        final_db=final_db,
+        state_diff=state_diff(sandbox.initial_db, final_db),
         stop_reason=stop,
         error=error,
+        traceback=trace,
         seed=seed,
         duration_seconds=round(time.perf_counter() - started, 6),
     )
@@ -225,6 +359,8 @@ class SimulationRunner:
     seed: int = 0
     llm: LLMRun | None = None
     redactor: Redactor | None = None
+    #: seconds each call of the agent may take (``--agentsim-turn-timeout``); None: no limit
+    turn_timeout: float | None = None
     # The agent is kept beside its result so that its id() cannot be reused by another.
     _results: dict[tuple[str, str, int, int, str | None], tuple[Agent, EventResult]] = field(
         default_factory=dict
@@ -272,6 +408,7 @@ class SimulationRunner:
                 sandbox=sandbox,
                 max_turns=max_turns or self.max_turns,
                 seed=self.seed,
+                turn_timeout=self.turn_timeout,
             )
             result = await judge_event(event, conversation, pack, self.judges)
         result.trial = trial

@@ -182,6 +182,16 @@ def test_the_key_ignores_purpose_and_connection_but_not_the_question(
         assert elsewhere.completion_requests == []
 
 
+def test_the_configured_max_tokens_is_a_limit_not_part_of_the_key(
+    server: FakeLLMServer, path: Path
+) -> None:
+    gateway(server, path, "once", max_tokens=100).complete(request("hello"))
+    assert server.completion_requests[0].body["max_tokens"] == 100
+    assert recorded(path)[0]["request"]["max_tokens"] is None
+    hit = gateway(server, path, "none", max_tokens=2000).complete(request("hello"))
+    assert hit.replayed and len(server.completion_requests) == 1
+
+
 def test_the_gateways_defaults_are_part_of_the_key(server: FakeLLMServer, path: Path) -> None:
     gateway(server, path, "once").complete(request("hello"))
     assert recorded(path)[0]["request"]["temperature"] == 0.0

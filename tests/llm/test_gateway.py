@@ -96,6 +96,16 @@ def test_a_plain_completion(server: FakeLLMServer) -> None:
     assert (gw.usage.calls, gw.usage.prompt_tokens, gw.usage.completion_tokens) == (1, 7, 3)
 
 
+def test_max_tokens_is_sent_on_every_call(server: FakeLLMServer) -> None:
+    """A looping local model must stop: the config's limit goes out when the request sets
+    none, the request's own wins."""
+    server.script("one", "two", "three")
+    ask(gateway(server))
+    ask(gateway(server, max_tokens=300))
+    ask(gateway(server, max_tokens=300), max_tokens=20)
+    assert [r.body["max_tokens"] for r in server.completion_requests] == [4096, 300, 20]
+
+
 def test_the_key_is_read_from_the_named_env_var_at_call_time(
     server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

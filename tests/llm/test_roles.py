@@ -282,6 +282,66 @@ def test_judge_missing_a_policy_is_an_error_for_that_policy(server: FakeLLMServe
     assert outcomes == {"confirm-delete": Outcome.compliant, "no-secrets": Outcome.error}
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (
+            [
+                judgement("confirm-delete", "compliant"),
+                judgement("confirm-delete", "violated"),
+                judgement("no-secrets", "compliant"),
+            ],
+            "verdicts: each policy must have exactly one verdict, but 'confirm-delete' has 2",
+        ),
+        (
+            [
+                judgement("confirm-delete", "compliant"),
+                judgement("no-secrets", "compliant"),
+                judgement("refund-window", "violated"),
+            ],
+            "verdicts: verdicts for policies that were not asked about: 'refund-window' "
+            "(the policies to judge are 'confirm-delete', 'no-secrets')",
+        ),
+    ],
+    ids=["duplicate", "unknown"],
+)
+def test_judge_duplicate_or_unknown_verdicts_are_repaired(
+    server: FakeLLMServer, bad: list[dict[str, Any]], problem: str
+) -> None:
+    fixed = [judgement("confirm-delete", "violated"), judgement("no-secrets", "compliant")]
+    server.script(Reply.json({"verdicts": bad}), Reply.json({"verdicts": fixed}))
+    judge = LLMJudge("openai/fake-model", gateway=gateway(server))
+    conversation = conversation_with(("user", "hi"), ("assistant", "r"))
+    verdicts = run_sync(judge.judge(EVENT, conversation, PACK))
+    assert {v.policy_id: v.outcome for v in verdicts} == {
+        "confirm-delete": Outcome.violated,
+        "no-secrets": Outcome.compliant,
+    }
+    first, repair = server.completion_requests
+    assert repair.messages[: len(first.messages)] == first.messages
+    assert json.loads(repair.messages[-2]["content"]) == {"verdicts": bad}
+    assert problem in repair.messages[-1]["content"]
+
+
+def test_judge_duplicate_verdicts_after_the_repair_are_an_error(server: FakeLLMServer) -> None:
+    twice = [
+        judgement("confirm-delete", "compliant"),
+        judgement("confirm-delete", "violated"),
+        judgement("no-secrets", "compliant"),
+    ]
+    server.script(Reply.json({"verdicts": twice}), Reply.json({"verdicts": twice}))
+    judges = [LLMJudge("openai/fake-model", gateway=gateway(server))]
+    result = run_sync(judge_event(EVENT, conversation_with(("user", "hi")), PACK, judges))
+    # Neither the first nor the last verdict wins: the policies could not be judged.
+    assert {r.policy_id: r.outcome for r in result.policies} == {
+        "confirm-delete": Outcome.error,
+        "no-secrets": Outcome.error,
+    }
+    reason = result.policies[0].verdicts[0].reason
+    assert "no valid Judgements after one repair: verdicts: each policy must have exactly" in reason
+    assert len(server.completion_requests) == 2
+
+
 def test_split_vote_is_inconclusive_with_the_split(server: FakeLLMServer, tmp_path: Path) -> None:
     votes = iter(["compliant", "violated", "compliant"])
 

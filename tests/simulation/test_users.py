@@ -258,8 +258,10 @@ def test_an_agent_that_raises_ends_with_agent_error() -> None:
 
     conversation = converse(ScriptedUser(["Hi"]), agent=broken)
     assert conversation.stop_reason is StopReason.agent_error
-    assert conversation.error is not None
-    assert "RuntimeError: model overloaded" in conversation.error
+    assert conversation.error == "agent error: RuntimeError: model overloaded"
+    assert conversation.traceback is not None
+    assert conversation.traceback.startswith("Traceback (most recent call last):")
+    assert 'raise RuntimeError("model overloaded")' in conversation.traceback
     assert texts(conversation, "user") == ["Hi"]
     assert texts(conversation, "assistant") == []
 
@@ -285,7 +287,7 @@ def test_a_user_that_raises_ends_with_user_error() -> None:
 
     conversation = converse(BrokenUser())
     assert conversation.stop_reason is StopReason.user_error
-    assert conversation.error is not None and "KeyError: 'facts'" in conversation.error
+    assert conversation.error == "user error: KeyError: 'facts'"
 
 
 def test_an_async_agent_object_works() -> None:
@@ -311,8 +313,9 @@ def test_an_agent_looping_on_tool_calls_ends_with_agent_error() -> None:
     conversation = converse(ScriptedUser(["Hi"]), agent=looping, sandbox=sandbox, max_tool_rounds=4)
     assert conversation.stop_reason is StopReason.agent_error
     assert conversation.error == (
-        "the agent made 4 rounds of tool calls without answering the user"
+        "agent error: the agent made 4 rounds of tool calls without answering the user"
     )
+    assert conversation.traceback is None  # nothing raised: the line says it all
     assert len(conversation.tool_calls) == 4
 
 
