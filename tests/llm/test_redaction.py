@@ -35,6 +35,7 @@ from pytest_agentsim.judging.rules import MustNotCall
 from pytest_agentsim.judging.rules import TextNotMatches
 from pytest_agentsim.judging.rules import default_registry
 from pytest_agentsim.llm.cassettes import Cassette
+from pytest_agentsim.llm.gateway import _one_line
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
 from pytest_agentsim.llm.redaction import REDACTED
@@ -180,6 +181,26 @@ def test_the_scenario_is_redacted_for_reports() -> None:
         update={"scenario": ""}
     )
     assert secret in original.event.scenario  # the judges saw it as it was
+
+
+def test_a_one_line_error_is_redacted_before_it_is_shortened() -> None:
+    secret = NASTY_SECRETS[0]  # its newline becomes a space on one line
+    exc = RuntimeError("x" * 280 + f" body {json.dumps({'key': secret})} tail")
+    line = _one_line(exc, lambda text: redact(text, [secret]))
+    assert leaks(line) == [] and "Zq8v" not in line  # not even cut in two at 300
+    unredacted = _one_line(exc)
+    assert "Zq8v" not in unredacted and "pa" in unredacted  # the cut falls inside it
+
+
+def test_a_cassette_miss_is_redacted_before_it_is_shortened(tmp_path: Path) -> None:
+    secret = NASTY_SECRETS[0]
+    cassette = Cassette(tmp_path / "c.yaml", "none", secrets=[secret])
+    for padding in range(0, 60, 7):  # wherever the 60-character cut falls
+        request = LLMRequest(
+            model="openai/x", messages=[{"role": "user", "content": "y" * padding + secret}]
+        )
+        message = str(cassette.miss(request))
+        assert leaks(message) == [] and 'pa"ss' not in message, message
 
 
 def test_a_recorded_judge_prompt_keeps_no_spelling(tmp_path: Path) -> None:
