@@ -70,6 +70,8 @@ def test_spellings_are_computed_once_per_secret_set() -> None:
     secrets, patterns = (NASTY_SECRETS[0], "plain-secret-1"), (r"ACME-\d+",)
     assert _scrubber(secrets, patterns) is _scrubber(secrets, patterns)
     assert Redactor(secrets, patterns)._scrubber is Redactor(secrets, patterns)._scrubber
+    # Each secret once, whichever sets it is in (the gateway's, a cassette's, the run's).
+    assert _scrubber(secrets[:1], ()).secrets[0] is _scrubber(secrets, patterns).secrets[0]
     # A nasty secret stays a bounded regex, not thousands of alternatives.
     assert all(len(secret_spellings(secret)) < 200 for secret in NASTY_SECRETS)
 
