@@ -4,11 +4,12 @@ in no artefact it writes.
 Three secrets with quotes, backslashes, non-ASCII characters and newlines are values of
 env vars that are secrets (``*SECRET*``, ``*_TOKEN``, and one named in
 ``agentsim_secret_env``). The user's facts, the agent's replies, tool arguments, a tool's
-error, the database, an agent crash, a scenario, the LLM judge's prompt and reply and a
-provider error echoing the prompt carry them; then every file the run wrote (cassettes,
-results JSON, the allure-results directory, JUnit XML, the GitHub step summary) and the
-terminal output are searched, as written and decoded, for every spelling of every secret
-(tests/secret_spellings.py) and for markers inside the secrets that no escape changes.
+error, the database, an agent crash, a scenario, the LLM judge's prompt and reply, a
+provider error echoing the prompt and a failing test's arguments carry them; then every
+file the run wrote (cassettes, results JSON, the allure-results directory, JUnit XML, the
+GitHub step summary) and the terminal output are searched, as written and decoded, for
+every spelling of every secret (tests/secret_spellings.py) and for markers inside the
+secrets that no escape changes.
 
 Runs are in-process with litellm imported beforehand (see tests/test_plugin_llm.py).
 """
@@ -101,6 +102,18 @@ def agentsim_agent():
 @pytest.fixture(scope="session")
 def agentsim_tools():
     return [delete_note, save_note]
+"""
+
+
+# A test body that fails on its own (its traceback shows its arguments, the event among
+# them) and one left to the plugin's automatic check.
+TESTS = """\
+def test_asserted(agentsim_event, agentsim_conversation):
+    agentsim_conversation.assert_compliant()
+
+
+def test_automatic(agentsim_conversation):
+    pass
 """
 
 
@@ -239,6 +252,7 @@ def test_no_spelling_of_a_secret_reaches_any_artefact(
     monkeypatch.setenv("GITHUB_ACTIONS", "true")  # annotations on the terminal
     monkeypatch.setenv("GITHUB_WORKSPACE", str(product.path))
     (product.path / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    (product.path / "test_agent.py").write_text(TESTS, encoding="utf-8")
     (product.path / "fixtures" / "events" / "notes.yaml").write_text(
         events_file(), encoding="utf-8"
     )
@@ -266,8 +280,9 @@ def test_no_spelling_of_a_secret_reaches_any_artefact(
         *processes,  # with xdist, workers redact and the controller writes the reports
     )
 
-    # The run did what the secrets were planted for: two violations and an agent crash...
-    result.assert_outcomes(failed=2, errors=1)
+    # The run did what the secrets were planted for: two violations and an agent crash,
+    # each reported by both tests...
+    result.assert_outcomes(failed=4, errors=2)
     # ...and the secrets reached the model in the user's words, the tool calls, the tool's
     # error and the database changes of the judge's prompt.
     sent = "\n".join(json.dumps(request.body) for request in server.completion_requests)
