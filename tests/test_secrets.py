@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,13 +153,16 @@ def policies_to_judge(prompt: str) -> list[str]:
     return [line[2:].split(":", 1)[0] for line in block.splitlines()]
 
 
-def transcript(prompt: str) -> list[dict[str, Any]]:
-    """The judge prompt's transcript: one JSON object per line between the fences."""
-    lines = prompt.split(">>>\n", 1)[1].split("\n<<<END TRANSCRIPT", 1)[0].splitlines()
-    return [json.loads(line) for line in lines]
+def first_turn(prompt: str) -> str:
+    """The words of turn 0 in the judge prompt: the first JSON line after the opening fence."""
+    line = prompt.split(">>>\n", 1)[-1].split("\n", 1)[0]
+    try:
+        return str(json.loads(line).get("content", ""))
+    except (ValueError, AttributeError):
+        return ""
 
 
-def play() -> Any:
+def play() -> Callable[[RecordedRequest], Reply]:
     """The fake model as the user (tells its facts, then stops) and as the judge (quotes the
     user and repeats a secret in its reasons); its first judge call is refused with an
     error that echoes the prompt, as some providers do."""
@@ -177,7 +181,7 @@ def play() -> Any:
             refused.append(True)
             echo = json.dumps({"error": {"message": f"rate limited: {prompt}"}})
             return Reply(status=429, headers={"Retry-After": "0"}, raw_body=echo)
-        said = transcript(prompt)[0].get("content", "")
+        said = first_turn(prompt)
         verdicts = [
             {
                 "policy_id": policy,
@@ -289,10 +293,7 @@ def test_no_spelling_of_a_secret_reaches_any_artefact(
     assert all(marker in sent for marker in MARKERS)
     judge_prompts = [r for r in server.completion_requests if r.model == "fake-judge"]
     assert any("KeyError" in json.dumps(r.body) for r in judge_prompts)
-    assert any(
-        "Database changes" in json.dumps(r.body) and "Zq8vK7" in json.dumps(r.body)
-        for r in judge_prompts
-    )
+    assert any("dictionary_item_added" in json.dumps(r.body) for r in judge_prompts)  # the DB
 
     terminal = result.stdout.str() + result.stderr.str()
     assert "attempt 1 failed" in terminal  # the provider's error, logged by the gateway
