@@ -11,6 +11,8 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pytest
 from secret_spellings import MARKERS
@@ -91,7 +93,8 @@ def test_the_realistic_nestings_are_found() -> None:
         json.dumps({"content": json.dumps({"error": tool_error})}),  # three deep
         f"called read_note({ {'name': secret}!r}), which is forbidden",  # a rule's reason
         json.dumps({"reason": repr([secret, "'", '"'])}),  # a reason in results.json
-        f"https://example.invalid/?q={secret}".encode().decode(),
+        "https://example.invalid/?" + urlencode({"q": secret}),  # a URL in a log line
+        json.dumps({"url": "https://example.invalid/" + quote(secret)}),  # ... in JSON
     ]
     for text in texts:
         assert leaks(redact(text, [secret])) == [], text
