@@ -291,7 +291,10 @@ class ConversationTests:
         if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
             pytest.xfail(failure_report(result, item.config))
 
-    @pytest.hookimpl(wrapper=True)
+    # trylast: the innermost wrapper, so that the report is finished here before any other
+    # wrapper reads it (allure-pytest's takes the trace from it, which would otherwise be
+    # pytest's traceback, whose argument values show the event unredacted).
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:

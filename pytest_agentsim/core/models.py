@@ -295,6 +295,12 @@ class Event(StrictModel):
     def test_id(self) -> str:
         return f"{self.id}-{'+'.join(self.policies)}"
 
+    def __repr__(self) -> str:
+        # Short, like EventResult's: pytest shows a failing test's arguments in its
+        # traceback (``agentsim_event = ...``), cut by saferepr to 240 characters, and a
+        # secret among the user's facts, cut in two there, is beyond any redaction.
+        return f"<Event {self.id} ({', '.join(self.policies)})>"
+
 
 class SkippedSample(StrictModel):
     """A sampled policy combination no valid event could be built for, and why."""

@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,14 +132,20 @@ def dump_yaml(data: Any) -> str:
     )
 
 
-def _excerpt(request: LLMRequest, limit: int = 60) -> str:
+def _excerpt(request: LLMRequest, redact_text: Callable[[str], str], limit: int = 60) -> str:
+    """The last message's words, redacted, on one line of at most ``limit`` characters.
+
+    Redacted before it is shortened: a secret cut in two, or whose newline became a
+    space, would no longer be found.
+    """
     if not request.messages:
         return "(no messages)"
     last = request.messages[-1]
     content = last.get("content")
     if isinstance(content, list):  # content parts
         content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    text = " ".join(str(content or "").split()) or f"({last.get('role', '?')} message)"
+    text = " ".join(redact_text(str(content or "")).split())
+    text = text or f"({last.get('role', '?')} message)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -239,7 +246,7 @@ class Cassette:
         with self._lock:
             secrets = [*self._secrets, *env_secret_values()]
             patterns = list(self._patterns)
-        excerpt = redact(_excerpt(request), secrets, patterns)
+        excerpt = _excerpt(request, lambda text: redact(text, secrets, patterns))
         return CassetteMiss(
             f"{display_path(self.path)}: no recorded {request.purpose} call to "
             f"{request.model} for {excerpt!r} (record mode '{self.mode}'); rerun with "

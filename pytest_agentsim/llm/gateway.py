@@ -187,11 +187,16 @@ def refuses_response_format(exc: BaseException) -> bool:
     return bool(_RESPONSE_FORMAT_WORDS.search(str(exc)))
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, redact_text: Callable[[str], str] | None = None) -> str:
     """``Name: message`` on one line; litellm's own ``litellm.Name: Name:`` prefixes of
-    the message are dropped (they only repeat the name)."""
+    the message are dropped (they only repeat the name).
+
+    ``redact_text`` applies to the whole message first: once joined onto one line and
+    cut at 300 characters, a secret with a newline, or cut in two, is no longer found.
+    """
     name = type(exc).__name__
-    text = " ".join(str(exc).split())
+    message = str(exc) if redact_text is None else redact_text(str(exc))
+    text = " ".join(message.split())
     for prefix in (f"litellm.{name}: ", f"{name}: "):
         while text.startswith(prefix):
             text = text[len(prefix) :]
@@ -350,7 +355,7 @@ def _retrying(
             "%s: attempt %d failed (%s); retrying in %.2fs",
             model,
             state.attempt_number,
-            redact_text(_one_line(exc)) if exc is not None else "?",
+            _one_line(exc, redact_text) if exc is not None else "?",
             seconds,
         )
 
@@ -538,14 +543,18 @@ class Gateway:
                         counter.add_failure()
                 refused = str(request.response_format.get("type"))
                 raise ResponseFormatRefused(
-                    self._redact(f"{model}: {_one_line(exc)}"), refused
+                    self._redact(f"{model}: {_one_line(exc, self._redact)}"), refused
                 ) from exc
             for counter in self._counters():
                 counter.add_failure()
             if retryable(exc):
-                gave_up = f"{model}: gave up after {attempts} attempts: {_one_line(exc)}"
+                gave_up = (
+                    f"{model}: gave up after {attempts} attempts: {_one_line(exc, self._redact)}"
+                )
                 raise LLMError("transient", self._redact(gave_up)) from exc
-            raise LLMError("fatal", self._redact(f"{model}: {_one_line(exc)}")) from exc
+            raise LLMError(
+                "fatal", self._redact(f"{model}: {_one_line(exc, self._redact)}")
+            ) from exc
         latency = time.monotonic() - started
 
         try:

@@ -1,31 +1,38 @@
-"""Secrets never reach what a run writes: the values and patterns to redact, and how."""
+"""Secrets never reach what a run writes: the values and patterns to redact, and how.
+
+A secret is matched in every spelling our outputs can give it (:func:`secret_spellings`),
+not only as typed: the spellings of a secret set are computed once and cached, because
+every judged event's result is redacted before any report sees it.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
+from urllib.parse import quote
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel
 
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.llm.messages import LLMConfig
 
-if TYPE_CHECKING:
-    pass
-
-
 T = TypeVar("T", bound=BaseModel)
 REDACTED = "[REDACTED]"
 # Shapes of credentials that must never reach a cassette even when no env var names them.
 # ``\b`` keeps words like "risk-assessment" intact.
 DEFAULT_SECRET_PATTERNS = (r"\bsk-[A-Za-z0-9_-]{8,}", r"(?i)\bbearer\s+\S+")
+# What a match of each default pattern has in any JSON spelling of its string (none of
+# these characters is escaped): without them, no default pattern can match.
+_DEFAULT_PATTERN_HINTS = (re.compile("sk-"), re.compile("(?i)bearer"))
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
 # --------------------------------------------------------------------------- secrets
 
@@ -58,34 +65,192 @@ def secret_values(config: LLMConfig) -> list[str]:
     return env_secret_values(names)
 
 
-def redact(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
-    """``text`` with each secret value and each pattern match replaced by ``[REDACTED]``.
+# --------------------------------------------------------------------------- spellings
+#
+# What a run writes escapes text on its way out: the judge prompt embeds the transcript as
+# JSON (tool arguments and tool results are JSON strings already, so they end up escaped
+# twice), rule checks quote values with ``!r``, a tool error is ``repr`` of an exception put
+# into a JSON tool message, and some lines collapse whitespace. A secret with a quote, a
+# backslash, a newline or non-ASCII characters no longer reads as itself there, so each
+# secret is matched in every spelling those escapes can give it, up to three deep.
 
-    The default patterns (``sk-...`` keys, ``Bearer ...`` tokens) always apply.
+
+def _json(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def _json_ascii(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def _repr_body(quote: str) -> Callable[[str], str]:
+    """``repr(text)[1:-1]`` as if quoted with ``quote``: Python picks the quote from the
+    whole string, so a secret inside a larger string may be spelt either way."""
+
+    def escape(text: str) -> str:
+        return "".join("\\" + char if char in (quote, "\\") else repr(char)[1:-1] for char in text)
+
+    return escape
+
+
+def _url(safe: str, plus: bool = False) -> Callable[[str], str]:
+    def escape(text: str) -> str:
+        try:
+            return quote_plus(text, safe=safe) if plus else quote(text, safe=safe)
+        except UnicodeEncodeError:  # a lone surrogate (a non-UTF-8 env value): no URL has it
+            return text
+
+    return escape
+
+
+def _collapsed(text: str) -> str:
+    """One-line renderings (``" ".join(text.split())``) turn a newline into a space."""
+    return " ".join(text.split())
+
+
+#: Each turns text into the spelling one of our outputs gives it.
+ESCAPES: tuple[Callable[[str], str], ...] = (
+    _json,
+    _json_ascii,
+    _repr_body("'"),
+    _repr_body('"'),
+    _url("/"),
+    _url(""),
+    _url("", plus=True),
+    _collapsed,
+)
+#: JSON in a tool message, in the judge's JSON transcript: three escapes deep.
+ESCAPE_DEPTH = 3
+# Characters no escape above changes: a run of them is in every spelling of a secret.
+_UNESCAPED = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def secret_spellings(secret: str) -> tuple[str, ...]:
+    """``secret`` as it can appear in what a run writes, longest first.
+
+    Raw, then every composition of up to :data:`ESCAPE_DEPTH` of :data:`ESCAPES`: JSON
+    (with and without ``ensure_ascii``), ``repr`` in either quote style, URL encoding
+    (``quote``, ``quote`` with nothing safe, ``quote_plus``) and whitespace collapsed.
+    A plain ``[A-Za-z0-9_.~-]`` secret has one spelling; one with quotes, backslashes,
+    a newline and non-ASCII characters has about a hundred.
     """
-    # Longest first, so a secret containing another is replaced whole.
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(secret, REDACTED)
-    for pattern in (*DEFAULT_SECRET_PATTERNS, *patterns):
-        text = re.sub(pattern, REDACTED, text)
-    return text
+    found = {secret}
+    level = {secret}
+    for _ in range(ESCAPE_DEPTH):
+        level = {escape(text) for text in level for escape in ESCAPES} - found
+        found |= level
+    usable = (text for text in found if len(text) >= _MIN_SECRET_LENGTH)
+    return tuple(sorted(usable, key=lambda text: (-len(text), text)))
 
 
-def redact_data(data: Any, secrets: Sequence[str] = (), patterns: Sequence[str] = ()) -> Any:
-    """:func:`redact` applied to every string (keys included) of JSON-like data."""
-    if isinstance(data, str):
-        return redact(data, secrets, patterns)
-    if isinstance(data, Mapping):
-        return {
-            redact_data(key, secrets, patterns): redact_data(value, secrets, patterns)
-            for key, value in data.items()
-        }
-    if isinstance(data, list):
-        return [redact_data(item, secrets, patterns) for item in data]
-    if isinstance(data, tuple):
-        return tuple(redact_data(item, secrets, patterns) for item in data)
-    return data
+@dataclass(frozen=True)
+class _Secret:
+    """One secret's spellings as one regex, and a substring every spelling contains."""
+
+    anchor: str
+    spellings: re.Pattern[str]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(secret: str) -> _Secret | None:
+    """The secret's spellings, compiled once per process: the gateway, the cassettes and
+    the run's :class:`Redactor` each hold a secret set, mostly of the same secrets (a
+    3 KB private key takes about 0.2 s to compile)."""
+    if len(secret) < _MIN_SECRET_LENGTH:
+        return None
+    # The longest unescaped run: "anchor in text" is a fast test that most strings fail,
+    # so the regex runs only where a spelling may be.
+    anchor = max(_UNESCAPED.findall(secret), key=len, default="")
+    alternatives = "|".join(re.escape(text) for text in secret_spellings(secret))
+    return _Secret(anchor, re.compile(alternatives))  # longest first: the whole spelling
+
+
+class _Scrubber:
+    """A secret set and patterns, compiled once: redacting is then one substring test per
+    secret and one regex search per pattern for a string that holds none of them."""
+
+    def __init__(self, secrets: tuple[str, ...], patterns: tuple[str, ...]) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        ordered = sorted(set(secrets), key=lambda secret: (-len(secret), secret))
+        self.secrets = [compiled for s in ordered if (compiled := _compiled(s)) is not None]
+        # Only the user's own patterns defeat the fast path of may_change (no hints for them).
+        self.custom_patterns = bool(set(patterns) - set(DEFAULT_SECRET_PATTERNS))
+        self.patterns = [
+            re.compile(p) for p in dict.fromkeys((*DEFAULT_SECRET_PATTERNS, *patterns))
+        ]
+
+    def text(self, text: str) -> str:
+        """``text`` redacted; ``text`` itself (even a str subclass, an enum) when unchanged."""
+        redacted = text
+        for secret in self.secrets:
+            if secret.anchor in redacted:
+                redacted = secret.spellings.sub(REDACTED, redacted)
+        for pattern in self.patterns:
+            redacted = pattern.sub(REDACTED, redacted)
+        return text if redacted == text else redacted
+
+    def may_change(self, model: BaseModel) -> bool:
+        """Whether redacting ``model`` might change it; False only when it surely would not.
+
+        One JSON dump (pydantic's, in Rust) and a substring test per secret are about 20
+        times cheaper than walking every string of a conversation, and almost every
+        conversation holds no secret: every spelling of a secret contains its anchor, and
+        a default pattern's match its hint, as JSON escaping leaves them as they are.
+        """
+        if self.custom_patterns or any(not secret.anchor for secret in self.secrets):
+            return True
+        try:
+            dumped = model.model_dump_json()
+        except Exception:  # something in a database pydantic cannot serialize: walk it
+            return True
+        return any(secret.anchor in dumped for secret in self.secrets) or any(
+            hint.search(dumped) for hint in _DEFAULT_PATTERN_HINTS
+        )
+
+    def data(self, data: Any) -> Any:
+        """Every string of JSON-like data (keys included) redacted; ``data`` itself, not a
+        copy, when nothing in it needed redacting (so callers can skip rebuilding)."""
+        if isinstance(data, str):
+            return self.text(data)
+        if isinstance(data, Mapping):
+            items = [(self.data(key), self.data(value)) for key, value in data.items()]
+            if isinstance(data, dict) and all(
+                new_key is key and new_value is value
+                for (new_key, new_value), (key, value) in zip(items, data.items(), strict=True)
+            ):
+                return data
+            return dict(items)
+        if isinstance(data, (list, tuple)):
+            redacted = [self.data(item) for item in data]
+            if all(new is old for new, old in zip(redacted, data, strict=True)):
+                return data
+            return redacted if isinstance(data, list) else tuple(redacted)
+        return data
+
+
+@functools.lru_cache(maxsize=32)
+def _scrubber(secrets: tuple[str, ...], patterns: tuple[str, ...]) -> _Scrubber:
+    """Compiled once per secret set: the gateway and every result redact with the same."""
+    return _Scrubber(secrets, patterns)
+
+
+def redact(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
+    """``text`` with each secret, in each of its :func:`secret_spellings`, and each pattern
+    match replaced by ``[REDACTED]``.
+
+    The default patterns (``sk-...`` keys, ``Bearer ...`` tokens) always apply. Redact the
+    final text, or text before an escape that cannot spell a secret anew: a truncated or
+    re-wrapped secret is no longer found.
+    """
+    return _scrubber(tuple(secrets), tuple(patterns)).text(text)
+
+
+def redact_data(data: Any, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> Any:
+    """:func:`redact` applied to every string (keys included) of JSON-like data.
+
+    Returns ``data`` itself when nothing in it needed redacting: do not mutate the result.
+    """
+    return _scrubber(tuple(secrets), tuple(patterns)).data(data)
 
 
 @dataclass(frozen=True)
@@ -104,16 +269,37 @@ class Redactor:
     def for_config(cls, config: LLMConfig) -> Redactor:
         return cls(tuple(secret_values(config)), tuple(config.secret_patterns))
 
+    @property
+    def _scrubber(self) -> _Scrubber:
+        return _scrubber(self.secrets, self.patterns)
+
+    def text(self, text: str) -> str:
+        """:func:`redact` with the run's secrets and patterns."""
+        return self._scrubber.text(text)
+
     def result(self, result: EventResult) -> EventResult:
-        """``result`` with its conversation and verdicts redacted (the event is the user's own)."""
+        """``result`` with its conversation, verdicts and scenario redacted.
+
+        The event is otherwise the user's own input, kept as it is; its scenario is
+        redacted because failure reports and Allure titles print it.
+        """
+        event = result.event
+        scenario = self.text(event.scenario)
+        if scenario is not event.scenario:
+            event = event.model_copy(update={"scenario": scenario})
         return result.model_copy(
             update={
+                "event": event,
                 "conversation": self._model(result.conversation),
                 "policies": [self._model(policy) for policy in result.policies],
             }
         )
 
     def _model(self, model: T) -> T:
+        if not self._scrubber.may_change(model):
+            return model
         # Python mode, not JSON: an int key or a tuple in a tool result stays what it was.
-        data = redact_data(model.model_dump(), self.secrets, self.patterns)
-        return type(model).model_validate(data)
+        data = model.model_dump()
+        redacted = self._scrubber.data(data)
+        # Nothing to redact (the common case): no copy to validate.
+        return model if redacted is data else type(model).model_validate(redacted)
