@@ -712,9 +712,11 @@ def agentsim_agent():
         [
             "*test_agent?ev-3-polite-greeting-r3?*",
             "*policy*events*rate*pass^3",
-            "*polite-greeting*Deception*3*2*1*0*0*33%*0.00",
+            "*polite-greeting*Deception*3*2*0*1*0*0%*0.00",
             "pass^3 over 1 events: 0.00 (mean of C(c,k)/C(n,k)*",
-            "*VIOLATED  ev-3 r3 polite-greeting: no agent message matched*",
+            # Never greeted, but the user never got further either: not a proven violation.
+            "*INCONCLUSIVE ev-3 r3 polite-greeting: not exercised: the conversation ended at "
+            "max_turns with the goal unmet (no agent message matched*",
         ]
     )
     assert "identical transcripts" not in result.stdout.str()

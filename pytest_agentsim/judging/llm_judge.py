@@ -31,6 +31,7 @@ from pydantic import Field
 
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import Verdict
@@ -125,13 +126,19 @@ def _verdict(
         reason = f"{reason} ({votes})" if reason else votes
     if notes:
         reason = f"{reason} [{'; '.join(notes)}]"
+    outcome = Outcome(judgement.outcome)
     return Verdict(
         policy_id=judgement.policy_id,
-        outcome=Outcome(judgement.outcome),
+        outcome=outcome,
         turn=turn,
         quote=quote or None,
         reason=reason,
         judge=judge,
+        # The judge is asked to say compliant only of a policy the conversation exercised,
+        # so compliance is seen; a violation may rest on something missing ("never
+        # transferred"), which it cannot tell apart from a breach, so it needs the whole
+        # conversation (an error on one that broke off, inconclusive on one that ran out).
+        evidence=Evidence.seen if outcome is Outcome.compliant else Evidence.whole,
     )
 
 

@@ -62,6 +62,7 @@ def _policy_record(result: PolicyResult) -> PolicyRecord:
         judges={v.judge: v.outcome for v in result.verdicts if v.check is None}
         | _rule_outcome(result),
         disagreement=result.disagreement,
+        exercised=result.exercised,
     )
 
 

@@ -45,6 +45,7 @@ def record(event: str, outcomes: dict[str, str], trial: int = 0) -> EventRecord:
                 reason="",
                 judges={"rules": Outcome(o)},
                 disagreement=None,
+                exercised=o in ("compliant", "violated"),
             )
             for p, o in outcomes.items()
         ],

@@ -58,6 +58,7 @@ def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> E
                 reason="",
                 judges={"rules": Outcome(o)},
                 disagreement=None,
+                exercised=o in ("compliant", "violated"),
             )
             for p, o in outcomes.items()
         ],
