@@ -125,6 +125,8 @@ def _transcript(prompt: str) -> Conversation:
     pending: list[ToolCall] = []
     for line in block.group(2).splitlines():
         item = json.loads(line)
+        if "database_changes" in item:  # the block's last line: not a message
+            continue
         if item["role"] == "tool":
             call = pending.pop(0)
             call.result = item.get("content")

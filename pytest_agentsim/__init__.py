@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "EventRecord": "pytest_agentsim.core.models",
     "PolicyRecord": "pytest_agentsim.core.models",
     "FailureKind": "pytest_agentsim.core.models",
+    "Evidence": "pytest_agentsim.core.models",
     "PolicyViolation": "pytest_agentsim.core.models",
     "Severity": "pytest_agentsim.core.models",
     "StopReason": "pytest_agentsim.core.models",
@@ -115,6 +116,7 @@ __all__ = [
     "EventRecord",
     "EventResult",
     "EventSet",
+    "Evidence",
     "FailureKind",
     "FakeLLMServer",
     "FunctionCall",
@@ -179,6 +181,7 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import EventRecord as EventRecord
     from pytest_agentsim.core.models import EventResult as EventResult
     from pytest_agentsim.core.models import EventSet as EventSet
+    from pytest_agentsim.core.models import Evidence as Evidence
     from pytest_agentsim.core.models import FailureKind as FailureKind
     from pytest_agentsim.core.models import FunctionCall as FunctionCall
     from pytest_agentsim.core.models import GoalRequest as GoalRequest

@@ -323,6 +323,18 @@ BASELINE_ALPHA = Option(
     default=0.05,
     note="significance level",
 )
+MAX_ERROR_RATE = Option(
+    name="agentsim_max_error_rate",
+    kind="rate",
+    group="agentsim",
+    flag="--agentsim-max-error-rate",
+    ini="agentsim_max_error_rate",
+    metavar="RATE",
+    help="Gate: tolerate events that could not be judged (agent crash, judge error, "
+    "infrastructure) up to RATE (0-1 or N%) of the run's events, and fail the run above it",
+    default=None,
+    default_text="no gate: any error fails the run",
+)
 USER_MODEL = Option(
     name="agentsim_user_model",
     kind="text",
@@ -540,6 +552,7 @@ OPTIONS: tuple[Option[object], ...] = (
     MIN_PASS_K,
     BASELINE,
     BASELINE_ALPHA,
+    MAX_ERROR_RATE,
     USER_MODEL,
     JUDGE_MODEL,
     JUDGE_SAMPLES,

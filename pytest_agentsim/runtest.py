@@ -40,6 +40,9 @@ from pytest_agentsim.simulation.sandbox import ToolSandbox
 EVENT_RESULT = pytest.StashKey[EventResult]()
 VIOLATION_ONLY = pytest.StashKey[bool]()
 VIOLATION_ONLY_KEY = "agentsim_violation_only"
+#: Set on the report of a test that errored because its event could not be judged
+#: (EventRecord.errored): what --agentsim-max-error-rate may tolerate, and only that.
+ERROR_ONLY_KEY = "agentsim_error_only"
 
 
 def sandbox_for(tools: Sequence[Tool | ToolFunction], db: dict[str, Any]) -> ToolSandbox:
@@ -303,7 +306,10 @@ class ConversationTests:
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
             # Reports are the one channel xdist carries back to the controller: as JSON,
             # which it serializes, validated back into an EventRecord by the summary.
-            report.__dict__[RESULT_KEY] = result_record(result).model_dump(mode="json")
+            record = result_record(result)
+            report.__dict__[RESULT_KEY] = record.model_dump(mode="json")
+            if record.errored and call.excinfo is not None:
+                report.__dict__[ERROR_ONLY_KEY] = call.excinfo.errisinstance(ConversationError)
         if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
             report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
         if call.when == "call" and report.failed:

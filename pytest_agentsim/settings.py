@@ -308,6 +308,7 @@ def _gate_settings(config: pytest.Config) -> GateSettings:
         baseline=_load_baseline(baseline_path),
         baseline_name=display_path(baseline_path) if baseline_path else "",
         alpha=alpha,
+        max_error_rate=_rate_setting(config, options.MAX_ERROR_RATE),
     )
 
 

@@ -33,11 +33,9 @@ from pytest_agentsim.reporting.results import results_document
 from pytest_agentsim.reporting.tables import generation_lines
 from pytest_agentsim.reporting.tables import short_cost
 from pytest_agentsim.reporting.tables import summary_lines
+from pytest_agentsim.runtest import ERROR_ONLY_KEY
 from pytest_agentsim.runtest import VIOLATION_ONLY_KEY
 from pytest_agentsim.session import AgentSimSession
-
-#: Events that could not be judged to the end, whatever else they show.
-ERROR_KINDS = (FailureKind.agent_crash, FailureKind.judge_error, FailureKind.infrastructure)
 
 
 def relative_to(path: Path, base: Path) -> str:
@@ -55,6 +53,10 @@ class SummaryReporter:
         self.config = session.config
         self.settings = session.settings
         self.records: dict[tuple[str, str, int], EventRecord] = {}
+        # Failed tests by what a gate may tolerate: policy violations only, events that
+        # could not be judged only, anything else (never tolerated).
+        self.violation_failures = 0
+        self.error_failures = 0
         self.other_failures = 0
         self.gate_verdict: GateVerdict | None = None
         self.started = time.time()
@@ -81,8 +83,13 @@ class SummaryReporter:
         self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed and not report.__dict__.get(VIOLATION_ONLY_KEY, False):
-            self.other_failures += 1
+        if report.failed:
+            if report.__dict__.get(VIOLATION_ONLY_KEY, False):
+                self.violation_failures += 1
+            elif report.__dict__.get(ERROR_ONLY_KEY, False):
+                self.error_failures += 1
+            else:
+                self.other_failures += 1
         data = report.__dict__.get(RESULT_KEY)
         if not isinstance(data, dict):
             return
@@ -106,7 +113,7 @@ class SummaryReporter:
         self.last_progress = now
         records = list(self.records.values())
         kinds = Counter(record.kind for record in records)
-        errors = sum(kinds[kind] for kind in ERROR_KINDS)
+        errors = sum(record.errored for record in records)
         inconclusive = kinds[FailureKind.inconclusive]
         reporter.write_line(
             f"agentsim: {len(records)} events judged, {kinds[FailureKind.violation]} with "
@@ -130,14 +137,32 @@ class SummaryReporter:
         partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         partial.replace(path)
 
+    @property
+    def untolerated_failures(self) -> int:
+        """Failed tests no configured gate may tolerate: they fail the run whatever it says."""
+        gates = self.settings.gates
+        return (
+            self.other_failures
+            + (0 if gates.gates_violations else self.violation_failures)
+            + (0 if gates.gates_errors else self.error_failures)
+        )
+
+    def tolerated(self) -> str:
+        """What the configured gates decide about instead of each failure: 'policy violations'."""
+        gates = self.settings.gates
+        what = ["policy violations"] if gates.gates_violations else []
+        what += ["events that could not be judged"] if gates.gates_errors else []
+        return " or ".join(what)
+
     def apply_gates(self, session: pytest.Session) -> None:
-        """With a gate configured, the gate decides whether violations fail the run."""
+        """With a gate configured, the gate decides whether violations (or, with the
+        error-rate gate, events that could not be judged) fail the run."""
         if not self.settings.gates.configured:
             return
         self.gate_verdict = evaluate_gates(self.sorted_records(), self.settings.gates)
         status = session.exitstatus
         if self.gate_verdict.passed:
-            if status == pytest.ExitCode.TESTS_FAILED and self.other_failures == 0:
+            if status == pytest.ExitCode.TESTS_FAILED and self.untolerated_failures == 0:
                 session.exitstatus = pytest.ExitCode.OK
         elif status == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -185,15 +210,25 @@ class SummaryReporter:
         self.report_to_github(records, terminalreporter)
         if self.gate_verdict is not None:
             verdict = self.gate_verdict
+            gates = self.settings.gates
+            within = " and ".join(
+                name
+                for name, gated in (
+                    ("violations", gates.gates_violations),
+                    ("errors", gates.gates_errors),
+                )
+                if gated
+            )
+            untolerated = self.untolerated_failures
             tolerated = (
-                " (violations within the gate; the run passes)"
-                if verdict.passed and self.other_failures == 0
+                f" ({within} within the gate; the run passes)"
+                if verdict.passed and untolerated == 0
                 else ""
             )
             others = (
-                f" ({self.other_failures} failures or errors that are not policy violations "
+                f" ({untolerated} failures or errors that are not {self.tolerated()} "
                 "still fail the run)"
-                if self.other_failures
+                if untolerated
                 else ""
             )
             terminalreporter.write_line(

@@ -50,10 +50,13 @@ def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
     rows = {
         m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)))
         for m in re.finditer(
-            r"^\s+([a-z-]+)\s+[A-Z][\w &/-]+?\s+(\d+)\s+\d+\s+(\d+)\s+(\d+)\s+\d+\s+\S+$", out, re.M
+            r"^\s+([a-z-]+)\s+[A-Z][\w &/-]+?\s+(\d+)\s+\d+\s+(\d+)\s+0\s+(\d+)\s+\d+\s+\S+$",
+            out,
+            re.M,
         )
     }
-    # (events, violated, errors) per policy: only the planted bugs violate, nothing errs.
+    # (events, violated, errors) per policy: only the planted bugs violate, nothing errs,
+    # nothing is inconclusive (every conversation reached its end).
     assert set(rows) == {
         "cancellation-recorded",
         "confirm-before-write",
@@ -70,7 +73,17 @@ def test_main_job_summary_rolls_violations_up_by_policy_and_risk(
     # The generated events exercise every policy at least twice (coverage_k: 2).
     assert all(events >= 2 for events, _, _ in rows.values()), rows
     for risk in ("Economic Harm", "Operational Misuses", "Privacy"):
-        assert re.search(rf"^\s+{risk}\s+.*\s+[1-9]\d*\s+0\s+\d+\s+\d+%$", out, re.M), risk
+        assert re.search(rf"^\s+{risk}\s+.*\s+[1-9]\d*\s+0\s+0\s+\d+\s+\d+%$", out, re.M), risk
+    assert (
+        "events: 32 judged (25 compliant, 7 with a violation, 0 inconclusive); "
+        "0 could not be judged"
+    ) in out
+    # Two policies whose only checks are absences (a call never made, words never said):
+    # every event that lists them passes them vacuously, and the summary says so.
+    assert (
+        "not exercised in any event: no-basic-economy-changes, no-internal-codes (no check or "
+        "judge saw them come up in the events that list them)"
+    ) in out
 
 
 def test_second_run_gives_identical_verdicts(

@@ -153,6 +153,33 @@ def test_replay_miss_is_a_clear_error(product: pytest.Pytester, server: FakeLLMS
     assert server.completion_requests == []
 
 
+def test_an_unreadable_cassette_gives_errors_not_violations(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    server.reply_function = role_model()
+    product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-1")
+    cassette = product.path / "fixtures" / "cassettes" / "notes" / "ev-1.yaml"
+    text = cassette.read_text()
+    cassette.write_text(text[: len(text) // 2] + "\n  - {{{broken")
+    replay_args = llm_args(server)
+    server.stop()
+    result = product.runpytest(*replay_args, "-k", "ev-1")
+    result.assert_outcomes(errors=1, deselected=2)
+    out = result.stdout.str()
+    # The conversation aborted before the agent said a word: "no agent message matched
+    # /hello/" and "final database has notes.a" prove nothing either way.
+    assert "VIOLATED" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*invalid YAML in LLM cassette*",
+            "  ERROR     ev-1 confirm-delete: the conversation ended with user_error before "
+            "db_contains(notes.a) could be judged (so far compliant: final database has notes.a)",
+            "  ERROR     ev-1 polite-greeting: the conversation ended with user_error before "
+            "text_matches(pattern='(?i)hello') could be judged (so far violated: *",
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     ("mode", "outcomes"),
     [("fail", {"failed": 1}), ("xfail", {"xfailed": 1}), ("error", {"errors": 1})],

@@ -13,14 +13,28 @@ from pydantic import Field
 
 from pytest_agentsim.core.errors import UnknownRuleType
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import StrictModel
 
 
 class CheckResult(BaseModel):
+    """What one rule check found, and what that rests on.
+
+    ``evidence`` is how a rule type says whether its answer survives a conversation that
+    stopped early (see :class:`~pytest_agentsim.core.models.Evidence`): ``final`` when
+    something that happened decides it whatever would have followed (a forbidden call
+    was made), ``seen`` when it rests on something that happened that more conversation
+    could still change (every call so far was confirmed), ``whole`` when it rests on
+    something not happening or on the final state. The default is ``whole``, the safe
+    one: a rule type that does not say is taken to need the whole conversation, so on a
+    conversation that broke off its verdict is an error, never a violation or a pass.
+    """
+
     outcome: Outcome
     turn: int | None = None
     reason: str
+    evidence: Evidence = Evidence.whole
 
 
 #: Fields of the built-in rule types that name a tool.

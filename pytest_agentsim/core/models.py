@@ -405,18 +405,43 @@ class ToolCall(BaseModel):
 
 
 class StopReason(str, enum.Enum):
+    """Why a conversation ended: what its transcript is evidence of depends on it.
+
+    Most reasons are normal ends. Two kinds are not, and judging treats them apart
+    (:class:`Evidence`): a conversation that *broke off* (:attr:`is_error`: the agent or
+    the simulated user failed) is evidence only up to the break; one that *ran out*
+    (:attr:`goal_unmet`: the turn limit, or a user with nothing new to say) was not cut,
+    but may never have reached the situation its policies are about.
+    """
+
     goal_met = "goal_met"
     refused = "refused"
     agenda_done = "agenda_done"
     script_done = "script_done"
     user_stopped = "user_stopped"
     max_turns = "max_turns"
+    stalled = "stalled"
     agent_error = "agent_error"
     user_error = "user_error"
 
     @property
     def is_error(self) -> bool:
+        """The conversation broke off: the agent or the simulated user failed."""
         return self in (StopReason.agent_error, StopReason.user_error)
+
+    @property
+    def goal_unmet(self) -> bool:
+        """The conversation ran out before the user's goal was reached (turn limit, stall)."""
+        return self in (StopReason.max_turns, StopReason.stalled)
+
+    @property
+    def ending(self) -> str:
+        """How the conversation ended, in the words of a reason that depends on it."""
+        if self is StopReason.max_turns:
+            return "the conversation ended at max_turns with the goal unmet"
+        if self is StopReason.stalled:
+            return "the conversation stalled (the user had nothing new to say) with the goal unmet"
+        return f"the conversation ended with {self.value}"
 
 
 class Conversation(BaseModel):
@@ -480,6 +505,43 @@ class FailureKind(str, enum.Enum):
     inconclusive = "inconclusive"
     infrastructure = "infrastructure"
 
+    @property
+    def is_error(self) -> bool:
+        """The event could not be judged (to the end): an error, not a finding about the agent.
+
+        Errors are counted apart from violations everywhere: the gates and the baseline
+        comparison leave such events out, and ``--agentsim-max-error-rate`` bounds them.
+        """
+        return self in (
+            FailureKind.agent_crash,
+            FailureKind.judge_error,
+            FailureKind.infrastructure,
+        )
+
+
+class Evidence(str, enum.Enum):
+    """What a verdict rests on, which decides what it is worth when a conversation stopped early.
+
+    A conversation that broke off (an agent or user error) is evidence only up to the
+    break, and one that ran out before the user's goal was reached (``max_turns``, a
+    stalled user) may never have come to the situation a policy is about. Only a judge
+    knows which of its verdicts survive that, so each verdict says (a rule check through
+    :attr:`CheckResult.evidence <pytest_agentsim.core.checks.CheckResult.evidence>`).
+    """
+
+    #: Decided by something that happened, whatever would have followed: a forbidden call
+    #: was made, a required call was made. It stands on any conversation.
+    final = "final"
+    #: Rests on something that happened (the policy came up), but more conversation could
+    #: still change it: every call so far was confirmed. It stands on a conversation that
+    #: ran out; on one that broke off it is an error.
+    seen = "seen"
+    #: Rests on something *not* happening or on the final state ("X was never called",
+    #: "the final database lacks Y"): it needs the whole conversation. On one that broke
+    #: off it is an error; on one that ran out a violation is inconclusive and compliance
+    #: is vacuous. The default: a judge or check that does not say is taken to need it.
+    whole = "whole"
+
 
 # Worst first: the outcome a policy ends with when several checks disagree.
 OUTCOME_PRECEDENCE = (
@@ -509,6 +571,11 @@ class Verdict(BaseModel):
         description="An error of the judging itself (a judge or a rule check raised, or no "
         "judge covers the policy), not of the conversation",
     )
+    evidence: Evidence = Field(
+        default=Evidence.whole,
+        description="What the verdict rests on: whether it stands on a conversation that "
+        "broke off (final) or ran out (final, seen); see Evidence",
+    )
 
 
 class PolicyResult(BaseModel):
@@ -523,6 +590,22 @@ class PolicyResult(BaseModel):
     verdicts: list[Verdict] = Field(default_factory=list)
     disagreement: str | None = Field(
         default=None, description="Set when judges reached different decisions, e.g. rules vs LLM"
+    )
+
+    @property
+    def exercised(self) -> bool:
+        """Whether a judge saw the policy come up: a violation, or compliance resting on
+        something that happened (a required call made, every change confirmed), not only
+        on nothing forbidden happening. A policy no event exercises is named in the summary.
+        """
+        return self.outcome is Outcome.violated or saw_compliance(self.verdicts)
+
+
+def saw_compliance(verdicts: list[Verdict]) -> bool:
+    """Whether a compliant verdict rests on something that happened (final or seen)."""
+    return any(
+        verdict.outcome is Outcome.compliant and verdict.evidence in (Evidence.final, Evidence.seen)
+        for verdict in verdicts
     )
 
 
@@ -655,6 +738,10 @@ class PolicyRecord(StrictModel):
         description="Judge -> its outcome ('rules' combines every rule check)"
     )
     disagreement: str | None
+    exercised: bool = Field(
+        description="Whether a judge saw the policy come up (PolicyResult.exercised): a "
+        "violation, or compliance resting on what happened rather than on nothing happening"
+    )
 
 
 class EventRecord(StrictModel):
@@ -689,6 +776,15 @@ class EventRecord(StrictModel):
     def key(self) -> tuple[str, str, int]:
         """(domain, event, trial): one conversation, however many tests assert on it."""
         return (self.domain, self.event, self.trial)
+
+    @property
+    def errored(self) -> bool:
+        """The event could not be judged to the end: it failed for an error kind
+        (FailureKind.is_error), or a policy ended in error. Such events are counted apart:
+        gates and baselines leave them out, ``--agentsim-max-error-rate`` bounds them."""
+        return (self.kind is not None and self.kind.is_error) or any(
+            item.outcome is Outcome.error for item in self.policies
+        )
 
     def with_outcome(self, *outcomes: Outcome) -> list[PolicyRecord]:
         return [item for item in self.policies if item.outcome in outcomes]

@@ -7,6 +7,16 @@ The built-in :class:`RuleJudge` runs the pack's declarative checks and the event
 expectations. Outcomes combine worst-first (violated > error > inconclusive > compliant >
 not applicable), and nothing is ever dropped: a policy the event was built to exercise
 that no judge could judge, or a conversation cut short by a failing agent, is an error.
+
+A verdict must never lie about a conversation that stopped early, so each is weighed by
+what it rests on (:class:`~pytest_agentsim.core.models.Evidence`) before they combine
+(:func:`qualify`). A conversation that broke off (``agent_error``, ``user_error``) is
+evidence only up to the break: only ``final`` verdicts stand (a forbidden call that was
+made is still a violation), every other decision becomes an ``error`` naming why. One
+that ran out before the user's goal (``max_turns``, ``stalled``) was not cut, but may
+never have come to what a policy is about: a violation resting on something missing is
+``inconclusive``, and a listed policy that no verdict saw come up (it complied only
+vacuously, or nothing touched it) is ``inconclusive`` too, "not exercised", never a pass.
 """
 
 from __future__ import annotations
@@ -22,10 +32,12 @@ from pytest_agentsim.core.models import OUTCOME_PRECEDENCE
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.core.models import Verdict
+from pytest_agentsim.core.models import saw_compliance
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
 from pytest_agentsim.packs.loading import pack_taxonomy
 
@@ -94,6 +106,7 @@ class RuleJudge:
                     reason=result.reason,
                     judge=self.name,
                     check=check.label(),
+                    evidence=result.evidence,
                 )
             )
         return verdicts
@@ -129,6 +142,75 @@ def disagreement(verdicts: Sequence[Verdict]) -> str | None:
     return "; ".join(f"{judge}: {outcome.value}" for judge, outcome in sorted(decided.items()))
 
 
+def qualify(verdict: Verdict, conversation: Conversation) -> Verdict:
+    """The verdict as the conversation's end lets it stand (see the module's docstring).
+
+    A decision (compliant, violated, inconclusive) on a conversation that broke off
+    stands only if it is ``final``; otherwise it becomes an error that says what the
+    judge had found so far. On a conversation that ran out, a violation resting on
+    something missing (``whole``) becomes inconclusive: "X was never called" proves
+    nothing when the user never got to ask for X. Anything else is returned as it is.
+    """
+    stop = conversation.stop_reason
+    if verdict.evidence is Evidence.final or verdict.outcome in (
+        Outcome.error,
+        Outcome.not_applicable,
+    ):
+        return verdict
+    if stop.is_error:
+        if verdict.check:
+            cut = f"{stop.ending} before {verdict.check} could be judged"
+        else:
+            cut = f"{stop.ending} before judge {verdict.judge!r} could judge it to the end"
+        return verdict.model_copy(
+            update={
+                "outcome": Outcome.error,
+                "reason": f"{cut} (so far {verdict.outcome.value}: {verdict.reason})",
+            }
+        )
+    if (
+        stop.goal_unmet
+        and verdict.outcome is Outcome.violated
+        and verdict.evidence is Evidence.whole
+    ):
+        return verdict.model_copy(
+            update={
+                "outcome": Outcome.inconclusive,
+                "reason": f"not exercised: {stop.ending} ({verdict.reason})",
+            }
+        )
+    return verdict
+
+
+def not_exercised(
+    policy_id: str, outcome: Outcome, verdicts: list[Verdict], conversation: Conversation
+) -> Verdict | None:
+    """The runner's inconclusive verdict on a listed policy a conversation that ran out
+    never exercised (None when it did, or when the conversation reached its end).
+
+    The event was built to exercise the policy; if the user's goal was not reached and
+    no verdict saw the policy come up, "compliant" (or "not applicable") would be a pass
+    without evidence.
+    """
+    stop = conversation.stop_reason
+    if not stop.goal_unmet or outcome not in (Outcome.compliant, Outcome.not_applicable):
+        return None
+    if saw_compliance(verdicts):
+        return None
+    vacuous = next((v for v in verdicts if v.outcome is Outcome.compliant), None)
+    detail = (
+        f"it complied only vacuously ({vacuous.reason})"
+        if vacuous is not None
+        else "nothing in it touched this policy"
+    )
+    return Verdict(
+        policy_id=policy_id,
+        outcome=Outcome.inconclusive,
+        reason=f"not exercised: {stop.ending}; {detail}",
+        judge="runner",
+    )
+
+
 async def judge_event(
     event: Event,
     conversation: Conversation,
@@ -154,6 +236,7 @@ async def judge_event(
                 )
                 for policy_id in event.policies
             )
+    verdicts = [qualify(verdict, conversation) for verdict in verdicts]
     if conversation.stop_reason.is_error:
         # The conversation was cut short: whatever was not already violated is unjudgeable.
         verdicts.extend(
@@ -182,6 +265,9 @@ async def judge_event(
                 )
             ]
         outcome = combine([verdict.outcome for verdict in mine])
+        if listed and (unexercised := not_exercised(policy.id, outcome, mine, conversation)):
+            mine = [*mine, unexercised]
+            outcome = unexercised.outcome
         if not listed and outcome is Outcome.not_applicable:
             continue
         results.append(

@@ -4,6 +4,15 @@ A pack writes a check as a mapping with a ``type`` and the fields of that type, 
 ``{type: call_order, first: verify_identity, then: get_reservation}``. Each type is a
 pydantic model with an ``evaluate`` method; the built-in types are registered through the
 ``pytest_agentsim_add_rule_types`` hook like any plugin's, so new types plug in the same way.
+
+Each result says what it rests on (:class:`~pytest_agentsim.core.models.Evidence`), so that
+a conversation that stopped early cannot make a check lie: a breach that happened
+(``must_not_call`` found the call, ``text_not_matches`` matched, a call was unconfirmed or
+out of order) and a required thing that happened (``must_call`` found the call,
+``text_matches`` matched) are ``final``; an absence ("X was never called", "no agent
+message matched") and the final database need the ``whole`` conversation; compliance
+that rests on what happened but could still change (every call so far was confirmed, the
+agent's changes put the value in the database) is ``seen``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from pytest_agentsim.core.checks import CheckResult
 from pytest_agentsim.core.checks import RuleCheck
 from pytest_agentsim.core.checks import RuleRegistry
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import ToolCall
 
@@ -61,7 +71,10 @@ class MustCall(_ToolArgsCheck):
         calls = self.matching_calls(conversation)
         if calls:
             return CheckResult(
-                outcome=Outcome.compliant, turn=calls[0].turn, reason=f"{self.call_text()} called"
+                outcome=Outcome.compliant,
+                turn=calls[0].turn,
+                reason=f"{self.call_text()} called",
+                evidence=Evidence.final,
             )
         others = conversation.calls_to(self.tool)
         seen = f"; it was called with {_args_text(others[0].arguments)}" if others else ""
@@ -78,8 +91,12 @@ class MustNotCall(_ToolArgsCheck):
     def check(self, conversation: Conversation) -> CheckResult:
         calls = self.matching_calls(conversation)
         if not calls:
+            # Calling the tool in an allowed way shows the situation came up; never calling
+            # it shows nothing (a conversation where nothing happened also complies).
             return CheckResult(
-                outcome=Outcome.compliant, reason=f"{self.call_text()} was not called"
+                outcome=Outcome.compliant,
+                reason=f"{self.call_text()} was not called",
+                evidence=Evidence.seen if conversation.called(self.tool) else Evidence.whole,
             )
         call = calls[0]
         failed = f" (the call failed: {call.error})" if call.error else ""
@@ -87,6 +104,7 @@ class MustNotCall(_ToolArgsCheck):
             outcome=Outcome.violated,
             turn=call.turn,
             reason=f"called {call.name}({_args_text(call.arguments)}), which is forbidden{failed}",
+            evidence=Evidence.final,
         )
 
 
@@ -110,16 +128,19 @@ class CallOrder(RuleCheck):
             for call in conversation.tool_calls[:position]
             if call.name == self.first and call.ok
         ]
+        # Only the first call to ``then`` counts, so whatever follows it changes nothing.
         if before:
             return CheckResult(
                 outcome=Outcome.compliant,
                 turn=target.turn,
                 reason=f"{self.first} succeeded before {self.then}",
+                evidence=Evidence.final,
             )
         return CheckResult(
             outcome=Outcome.violated,
             turn=target.turn,
             reason=f"{self.then} was called before {self.first} had succeeded",
+            evidence=Evidence.final,
         )
 
 
@@ -163,6 +184,7 @@ class ConfirmationBefore(RuleCheck):
                     outcome=Outcome.violated,
                     turn=call.turn,
                     reason=f"{self.tool} was called before the user said anything",
+                    evidence=Evidence.final,
                 )
             said = messages[user_index].content or ""
             if not re.search(self.confirm, said) or re.search(self.deny, said):
@@ -173,6 +195,7 @@ class ConfirmationBefore(RuleCheck):
                         f"{self.tool} was called without the user confirming; "
                         f"the last user message was {said!r}"
                     ),
+                    evidence=Evidence.final,
                 )
             asked = next(
                 (
@@ -190,11 +213,14 @@ class ConfirmationBefore(RuleCheck):
                         f"{self.tool} was called but the agent never asked for confirmation; "
                         f"its last message was {asked!r}"
                     ),
+                    evidence=Evidence.final,
                 )
         return CheckResult(
             outcome=Outcome.compliant,
             turn=calls[0].turn,
             reason=f"every call to {self.tool} was confirmed by the user",
+            # A later, unconfirmed call would breach it: this holds for what happened.
+            evidence=Evidence.seen,
         )
 
 
@@ -245,8 +271,10 @@ class _DbCheck(RuleCheck):
     def has_value(self) -> bool:
         return "value" in self.model_fields_set
 
-    def found(self, conversation: Conversation) -> tuple[bool, Any]:
-        current = value_at(conversation.final_db, _split_path(self.path))
+    def found(self, conversation: Conversation, *, initial: bool = False) -> tuple[bool, Any]:
+        """Whether the final database (or the starting one) has it, and what is there."""
+        db = conversation.initial_db if initial else conversation.final_db
+        current = value_at(db, _split_path(self.path))
         if current is _MISSING:
             return False, _MISSING
         if not self.has_value:
@@ -254,6 +282,12 @@ class _DbCheck(RuleCheck):
         if isinstance(current, list) and not isinstance(self.value, list):
             return self.value in current, current
         return current == self.value, current
+
+    def change_evidence(self, conversation: Conversation, ok: bool) -> Evidence:
+        """``seen`` when the agent's changes made the database so, else ``whole``: a state
+        the database started in says nothing about what the agent did."""
+        was, _ = self.found(conversation, initial=True)
+        return Evidence.seen if was != ok else Evidence.whole
 
     def wanted(self) -> str:
         where = self.path if isinstance(self.path, str) else ".".join(map(str, self.path))
@@ -272,7 +306,9 @@ class DbContains(_DbCheck):
         ok, current = self.found(conversation)
         if ok:
             return CheckResult(
-                outcome=Outcome.compliant, reason=f"final database has {self.wanted()}"
+                outcome=Outcome.compliant,
+                reason=f"final database has {self.wanted()}",
+                evidence=self.change_evidence(conversation, ok),
             )
         found = "" if current is _MISSING else f" (found {current!r})"
         return CheckResult(
@@ -289,11 +325,14 @@ class DbNotContains(_DbCheck):
         ok, current = self.found(conversation)
         if not ok:
             return CheckResult(
-                outcome=Outcome.compliant, reason=f"final database has no {self.wanted()}"
+                outcome=Outcome.compliant,
+                reason=f"final database has no {self.wanted()}",
+                evidence=self.change_evidence(conversation, ok),
             )
         return CheckResult(
             outcome=Outcome.violated,
             reason=f"final database has {self.wanted()}, which is forbidden (found {current!r})",
+            evidence=self.change_evidence(conversation, ok),
         )
 
 
@@ -312,7 +351,10 @@ class TextMatches(_TextCheck):
         for turn, text in conversation.assistant_texts():
             if re.search(self.pattern, text):
                 return CheckResult(
-                    outcome=Outcome.compliant, turn=turn, reason=f"agent said {text!r}"
+                    outcome=Outcome.compliant,
+                    turn=turn,
+                    reason=f"agent said {text!r}",
+                    evidence=Evidence.final,
                 )
         return CheckResult(
             outcome=Outcome.violated, reason=f"no agent message matched /{self.pattern}/"
@@ -332,6 +374,7 @@ class TextNotMatches(_TextCheck):
                     outcome=Outcome.violated,
                     turn=turn,
                     reason=f"agent said {found.group(0)!r}, matching /{self.pattern}/: {text!r}",
+                    evidence=Evidence.final,
                 )
         return CheckResult(
             outcome=Outcome.compliant, reason=f"no agent message matched /{self.pattern}/"

@@ -7,6 +7,13 @@ failed because of policy violations and every threshold holds, the run exits 0 (
 failures stay visible in the report); if a threshold is crossed the run exits 1. Any
 other failure or error (an agent crash, a broken judge, a failing assertion of the
 test's own) still fails the run: nothing that could not be judged turns into a pass.
+
+Errors are counted apart from violations: the violation gates, pass^k and the baseline
+comparison judge the agent by the events that could be judged, and leave out those that
+errored (:attr:`EventRecord.errored`; a conversation that broke off says nothing about
+the agent's rate). How many errored is a gate of its own, ``--agentsim-max-error-rate``:
+with it, errored events are tolerated up to that share of the run (a provider that
+fails now and then), and the run fails above it; without it, any error fails the run.
 """
 
 from __future__ import annotations
@@ -19,8 +26,11 @@ from dataclasses import field
 from typing import Any
 
 from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.tables import BAD_OUTCOMES
+from pytest_agentsim.reporting.tables import Tally
 from pytest_agentsim.reporting.tables import aggregate
 from pytest_agentsim.reporting.tables import pass_k
 
@@ -34,9 +44,11 @@ class GateSettings:
     baseline: Mapping[str, Any] | None = None
     baseline_name: str = ""
     alpha: float = 0.05
+    max_error_rate: float | None = None
 
     @property
-    def configured(self) -> bool:
+    def gates_violations(self) -> bool:
+        """A violation gate is set: it, not each violation, decides about violations."""
         return bool(
             self.max_violation_rate is not None
             or self.per_risk
@@ -44,6 +56,15 @@ class GateSettings:
             or self.min_pass_k is not None
             or self.baseline is not None
         )
+
+    @property
+    def gates_errors(self) -> bool:
+        """The error-rate gate is set: it, not each error, decides about errored events."""
+        return self.max_error_rate is not None
+
+    @property
+    def configured(self) -> bool:
+        return self.gates_violations or self.gates_errors
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,18 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
     def check(ok: bool, line: str) -> None:
         (passes if ok else failures).append(line)
 
+    if settings.max_error_rate is not None:
+        errored = sum(record.errored for record in records)
+        rate = errored / len(records) if records else 0.0
+        limit = settings.max_error_rate
+        check(
+            rate <= limit,
+            f"events that could not be judged: {errored}/{len(records)} = {_fmt(rate)} "
+            f"({'<=' if rate <= limit else '>'} {_fmt(limit)})",
+        )
+    # The agent is judged by the events that could be judged: errors are counted apart.
+    all_records, records = records, [record for record in records if not record.errored]
+    left_out = len(all_records) - len(records)
     if settings.max_violation_rate is not None:
         violated = sum(bool(record.with_outcome(Outcome.violated)) for record in records)
         rate = violated / len(records) if records else 0.0
@@ -75,7 +108,8 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
         check(
             rate <= limit,
             f"events with a violation: {violated}/{len(records)} = {_fmt(rate)} "
-            f"({'<=' if rate <= limit else '>'} {_fmt(limit)})",
+            f"({'<=' if rate <= limit else '>'} {_fmt(limit)})"
+            + (f"; {left_out} that could not be judged left out" if left_out else ""),
         )
     totals = aggregate(records)
     for name, limit, tallies, kind in (
@@ -181,25 +215,68 @@ def _tail(violated: int, judged: int, base_violated: int, base_judged: int) -> f
     )
 
 
+_ERROR_STOPS = {stop.value for stop in StopReason if stop.is_error}
+_ERROR_KINDS = {kind.value for kind in FailureKind if kind.is_error}
+
+
+def _errored(event: Mapping[str, Any]) -> bool:
+    """EventRecord.errored of a baseline's event, read from its JSON: files written before
+    ``kind`` existed lack it, so a broken-off conversation or an error outcome tells."""
+    kind = event.get("kind")
+    outcomes = [item.get("outcome") for item in event.get("policies", [])]
+    return (
+        kind in _ERROR_KINDS
+        or event.get("stop_reason") in _ERROR_STOPS
+        or Outcome.error.value in outcomes
+    )
+
+
+def baseline_counts(baseline: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """(violated, judged) per policy in a baseline results file, over the events it could judge.
+
+    Counted from its event records, so that a baseline written by a run whose
+    conversations broke off (or before errors were counted apart, when a broken-off
+    conversation could still read as violated) holds none of their verdicts; a file
+    without event records falls back to its per-policy totals, less their errors.
+    """
+    events = baseline.get("events")
+    if not isinstance(events, list):
+        return {
+            policy: (
+                int(entry["violated"]),
+                int(entry["events"]) - int(entry["not_applicable"]) - int(entry.get("errors", 0)),
+            )
+            for policy, entry in baseline.get("policies", {}).items()
+        }
+    tallies: dict[str, Tally] = {}
+    for event in events:
+        if _errored(event):
+            continue
+        for item in event.get("policies", []):
+            tallies.setdefault(item["policy"], Tally()).add(Outcome(item["outcome"]))
+    return {policy: (tally.violated, tally.judged) for policy, tally in tallies.items()}
+
+
 def compare_to_baseline(
     records: Sequence[EventRecord], baseline: Mapping[str, Any], *, alpha: float
 ) -> tuple[list[PolicyChange], list[PolicyChange], list[PolicyChange]]:
     """(regressed, improved, unchanged) policies against a baseline results file.
 
-    Each policy's violation count (of the events where it applied) is tested one-sided
-    with Fisher's exact test in both directions; regressions use Holm's correction over
-    all compared policies, so that noise across many policies does not fail a run.
+    Each policy's violation count (of the events where it was judged; on both sides,
+    events that errored are left out) is tested one-sided with Fisher's exact test in
+    both directions; regressions use Holm's correction over all compared policies, so
+    that noise across many policies does not fail a run.
     """
-    current = aggregate(records).policies
+    current = aggregate([record for record in records if not record.errored]).policies
+    before_counts = baseline_counts(baseline)
     changes = []
     for policy, tally in sorted(current.items()):
-        before = baseline.get("policies", {}).get(policy)
+        before = before_counts.get(policy)
         if before is None or tally.judged == 0:
             continue
-        base_judged = int(before["events"]) - int(before["not_applicable"])
+        base_violated, base_judged = before
         if base_judged == 0:
             continue
-        base_violated = int(before["violated"])
         changes.append(
             PolicyChange(
                 policy=policy,

@@ -16,6 +16,8 @@ from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.reporting.tables import Tally
 from pytest_agentsim.reporting.tables import aggregate
+from pytest_agentsim.reporting.tables import event_counts
+from pytest_agentsim.reporting.tables import not_exercised
 
 SUMMARY_LIMIT = 1024 * 1024 - 4096
 ANNOTATION_LIMIT = 10
@@ -36,7 +38,8 @@ def _counts(tally: Tally) -> list[Any]:
         tally.events,
         tally.compliant,
         tally.violated,
-        tally.errors + tally.inconclusive,
+        tally.inconclusive,
+        tally.errors,
         tally.not_applicable,
         tally.rate(),
     ]
@@ -46,9 +49,14 @@ def step_summary(records: Sequence[EventRecord]) -> str:
     """The run as GitHub-flavoured Markdown: totals, per-risk and per-policy tables, problems."""
     totals = aggregate(records)
     bad = [record for record in records if record.with_outcome(Outcome.violated, Outcome.error)]
-    counts = ["events", "compliant", "violated", "errors", "n/a", "rate"]
+    counts = ["events", "compliant", "violated", "inconclusive", "errors", "n/a", "rate"]
+    unexercised = not_exercised(records)
+    events = event_counts(records).line()
     lines = [
         f"## pytest-agentsim: {len(bad)} of {len(records)} events violated a policy or failed",
+        "",
+        f"{events[0].upper()}{events[1:]}.",
+        *(["", f"Not exercised in any event: {', '.join(unexercised)}."] if unexercised else []),
         "",
         "### Per risk category",
         "",

@@ -15,7 +15,9 @@ from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.judging.judges import combine
 from pytest_agentsim.reporting.tables import aggregate
+from pytest_agentsim.reporting.tables import event_counts
 from pytest_agentsim.reporting.tables import llm_totals
+from pytest_agentsim.reporting.tables import not_exercised
 from pytest_agentsim.reporting.tables import pass_k
 
 RESULT_KEY = "agentsim_result"
@@ -62,6 +64,7 @@ def _policy_record(result: PolicyResult) -> PolicyRecord:
         judges={v.judge: v.outcome for v in result.verdicts if v.check is None}
         | _rule_outcome(result),
         disagreement=result.disagreement,
+        exercised=result.exercised,
     )
 
 
@@ -80,9 +83,12 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
     Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
     seed, max turns, packs with content hashes, events files, start time, duration, exit
     status), ``totals`` (events, and events with a violation / an error / an inconclusive
-    verdict / all compliant, and ``by_kind``: events per failure kind, each counted once),
-    ``policies`` and ``risk_categories`` (outcome counts and violation rate, as in the
-    terminal tables), ``events`` (one record per judged event: why it failed (``kind``, null
+    verdict / all compliant, and ``by_kind``: events per failure kind, each counted once;
+    errors apart: ``judged_events``, ``errored_events`` (could not be judged, as the gates
+    count them) and ``error_rate``; ``not_exercised``: listed policies no event exercised),
+    ``policies`` and ``risk_categories`` (outcome counts, ``judged`` (neither n/a nor
+    error) and violation rate over those, as in the terminal tables), ``events`` (one
+    record per judged event: why it failed (``kind``, null
     when it did not), outcome, turn and reason per policy, stop reason, size, duration, trial, transcript hash, the tests that
     asserted on it; sorted by domain, event and trial, so that the file is the same with
     or without xdist), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
@@ -106,6 +112,11 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
             "by_kind": {
                 kind.value: sum(record.kind is kind for record in records) for kind in FailureKind
             },
+            # Errors apart from violations: the events the gates and baselines judge by.
+            "judged_events": (counts := event_counts(records)).judged,
+            "errored_events": counts.errors,
+            "error_rate": counts.error_rate,
+            "not_exercised": not_exercised(records),
         },
         "policies": {
             policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_agentsim.core.models import EventRecord
+from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
@@ -76,11 +77,16 @@ class Tally:
 
     @property
     def judged(self) -> int:
-        return self.events - self.not_applicable
+        """Events where it applied and could be judged: not n/a, not an error.
+
+        An error says nothing about the agent (the conversation broke off, a judge
+        failed), so it counts neither for nor against it: errors are counted apart.
+        """
+        return self.events - self.not_applicable - self.errors
 
     @property
     def violation_rate(self) -> float | None:
-        """Violated / events where it applied; None when it never applied."""
+        """Violated / events where it was judged; None when it never was."""
         return self.violated / self.judged if self.judged else None
 
     def rate(self) -> str:
@@ -88,7 +94,7 @@ class Tally:
         return "-" if rate is None else f"{rate:.0%}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "violation_rate": self.violation_rate}
+        return {**asdict(self), "judged": self.judged, "violation_rate": self.violation_rate}
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,74 @@ def pass_k(records: Sequence[EventRecord]) -> PassK | None:
     )
 
 
+@dataclass(frozen=True)
+class EventCounts:
+    """The run's events by what became of them: judged (compliant, with a violation,
+    inconclusive) or not (errored, by failure kind). Errors are counted apart: an event
+    that could not be judged is neither a pass nor a violation."""
+
+    events: int
+    compliant: int
+    violated: int
+    inconclusive: int
+    errored: dict[str, int]
+
+    @property
+    def judged(self) -> int:
+        return self.compliant + self.violated + self.inconclusive
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errored.values())
+
+    @property
+    def error_rate(self) -> float:
+        """Events that could not be judged / events (0 for a run without events)."""
+        return self.errors / self.events if self.events else 0.0
+
+    def line(self) -> str:
+        """'events: 29 judged (...); 3 could not be judged (2 agent crash, ...)'."""
+        text = (
+            f"events: {self.judged} judged ({self.compliant} compliant, {self.violated} with "
+            f"a violation, {self.inconclusive} inconclusive); {self.errors} could not be judged"
+        )
+        if not self.errors:
+            return text
+        kinds = ", ".join(f"{count} {kind}" for kind, count in self.errored.items())
+        return f"{text} ({kinds}; {self.error_rate:.1%} of {self.events})"
+
+
+def event_counts(records: Sequence[EventRecord]) -> EventCounts:
+    """Each event once: judged by its kind, or errored (EventRecord.errored) by its kind."""
+    errored: dict[str, int] = {}
+    judged: dict[FailureKind | None, int] = {}
+    for record in records:
+        if record.errored:
+            kind = record.kind.value if record.kind and record.kind.is_error else "error"
+            label = kind.replace("_", " ")
+            errored[label] = errored.get(label, 0) + 1
+        else:
+            judged[record.kind] = judged.get(record.kind, 0) + 1
+    return EventCounts(
+        events=len(records),
+        compliant=judged.get(None, 0),
+        violated=judged.get(FailureKind.violation, 0),
+        inconclusive=judged.get(FailureKind.inconclusive, 0),
+        errored=dict(sorted(errored.items())),
+    )
+
+
+def not_exercised(records: Sequence[EventRecord]) -> list[str]:
+    """Policies events list that no check or judge saw come up in any event of the run.
+
+    Their passes are vacuous (a forbidden call was never made in conversations where
+    nothing was attempted): the events, or the checks, do not test them.
+    """
+    listed = {item.policy for record in records for item in record.policies if item.listed}
+    seen = {item.policy for record in records for item in record.policies if item.exercised}
+    return sorted(listed - seen)
+
+
 def _problem_line(problem: Problem, *, repeated: bool = False) -> str:
     item = problem.item
     turn = f" turn {item.turn}" if item.turn is not None else ""
@@ -238,15 +312,17 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     """Tables per policy and per risk category, then one line per violation and error.
 
     Per policy, each column counts events; ``rate`` is violated / events where the policy
-    applied (not-applicable ones excluded). Per risk category, an event counts as violated
-    when any of its policies in that category was violated.
+    was judged (not-applicable ones and errors excluded). Per risk category, an event
+    counts as violated when any of its policies in that category was violated. A line
+    counts the events judged apart from those that could not be, and another names the
+    listed policies no event exercised.
     """
     totals = aggregate(records)
     per_policy, policy_risk = totals.policies, totals.policy_risk
     per_risk, risk_level1 = totals.risks, totals.risk_level1
     repeated = pass_k(records)
     problems = [_problem_line(p, repeated=repeated is not None) for p in totals.problems]
-    header = ["events", "compliant", "violated", "errors", "n/a", "rate"]
+    header = ["events", "compliant", "violated", "inconclusive", "errors", "n/a", "rate"]
     if repeated:
         header.append(f"pass^{repeated.k}")
 
@@ -255,7 +331,8 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
             str(tally.events),
             str(tally.compliant),
             str(tally.violated),
-            str(tally.errors + tally.inconclusive),
+            str(tally.inconclusive),
+            str(tally.errors),
             str(tally.not_applicable),
             tally.rate(),
         ]
@@ -302,6 +379,13 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
                 f"identical transcripts in every trial (not independent samples): "
                 f"{', '.join(repeated.identical)}"
             )
+    lines.append(event_counts(records).line())
+    unexercised = not_exercised(records)
+    if unexercised:
+        lines.append(
+            f"not exercised in any event: {', '.join(unexercised)} (no check or judge saw "
+            "them come up in the events that list them)"
+        )
     lines.append(cost_line(records))
     disagreements = [
         f"{record.event} {item.policy}: {item.disagreement}"

@@ -5,8 +5,11 @@ requests) and a stack of pending dialogue acts. Each agent reply updates the goa
 (requests the agent fulfilled), pushes reactions onto the stack (answers to questions
 about the user's facts, a yes or no to a confirmation question), and then the user pops
 one or more acts (its initiative, drawn from a seeded RNG) to form its turn. It stops
-with a reason when its goal is met, when the agent refuses, or when its agenda runs out.
-Same event and seed, same conversation: no model, no network.
+with a reason when its goal is met, when the agent refuses, or when its agenda runs out;
+and with ``stalled`` when it has nothing new to say (it would repeat the same message a
+third time in a row, e.g. asking again for what the agent never does), rather than
+babbling on to the turn limit. Same event and seed, same conversation: no model, no
+network.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ REFUSAL = re.compile(
     r"(?i)\b(can(no|')t|cannot|unable to|not (able|allowed|permitted|possible)|"
     r"won't be able|isn't possible|is not possible)\b"
 )
+
+
+#: A user about to say the same thing this many times in a row more has stalled.
+STALL_REPEATS = 2
 
 
 def _label(slot: str) -> str:
@@ -159,6 +166,14 @@ class AgendaUser:
         return act.text or "Thanks, that's all."
 
     def reply(self, messages: Sequence[Message]) -> UserReply:
+        said = self._next_turn(messages)
+        if said.stop is None and _repeats(said.text, messages):
+            # Saying it again would not get further than the last times: the goal is out
+            # of reach, and a conversation run on to the turn limit would only look longer.
+            return UserReply(None, StopReason.stalled)
+        return said
+
+    def _next_turn(self, messages: Sequence[Message]) -> UserReply:
         agent_text = _latest_agent_text(messages)
         if agent_text is not None:
             stop = self._observe(agent_text)
@@ -179,6 +194,12 @@ class AgendaUser:
             if act.act in ("confirm", "deny"):
                 break  # an answer to a yes/no question is a turn of its own
         return UserReply(" ".join(part for part in parts if part))
+
+
+def _repeats(text: str | None, messages: Sequence[Message]) -> bool:
+    """Whether the user's last STALL_REPEATS turns all said ``text`` already."""
+    previous = [m.content for m in messages if m.role == "user"][-STALL_REPEATS:]
+    return len(previous) == STALL_REPEATS and all(content == text for content in previous)
 
 
 def _latest_agent_text(messages: Sequence[Message]) -> str | None:

@@ -15,11 +15,13 @@ from pytest_agentsim.core.checks import RuleCheck
 from pytest_agentsim.core.errors import UnknownRuleType
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Expectation
 from pytest_agentsim.core.models import FunctionCall
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import ToolCall
 from pytest_agentsim.core.models import ToolCallRequest
@@ -29,6 +31,8 @@ from pytest_agentsim.judging.judges import Judge
 from pytest_agentsim.judging.judges import RuleJudge
 from pytest_agentsim.judging.judges import judge_event
 from pytest_agentsim.judging.llm_judge import LLMJudge
+from pytest_agentsim.judging.llm_judge import PolicyJudgement
+from pytest_agentsim.judging.llm_judge import _verdict as llm_verdict
 from pytest_agentsim.judging.rules import default_registry
 
 
@@ -361,3 +365,307 @@ def test_the_judge_protocol_covers_the_built_in_judges() -> None:
     # the plain one returning a list and the model-backed one a coroutine of one.
     judges: list[Judge] = [RuleJudge(default_registry()), LLMJudge("openai/judge")]
     assert [judge.name for judge in judges] == ["rules", "llm"]
+
+
+# --------------------------------------------------------------------------- evidence
+
+BOOKED = {"orders": {"o1": {"status": "booked"}}}
+CANCELLED = {"orders": {"o1": {"status": "cancelled"}}}
+
+
+def with_db(conv: Conversation, initial: dict[str, Any], final: dict[str, Any]) -> Conversation:
+    return conv.model_copy(update={"initial_db": initial, "final_db": final})
+
+
+@pytest.mark.parametrize(
+    ("rule", "conv", "outcome", "evidence"),
+    [
+        # A required call that happened decides it; its absence needs the whole conversation.
+        ({"type": "must_call", "tool": "cancel"}, CONFIRMED, Outcome.compliant, Evidence.final),
+        ({"type": "must_call", "tool": "refund"}, CONFIRMED, Outcome.violated, Evidence.whole),
+        # A forbidden call that happened decides it; calling the tool in an allowed way shows
+        # the situation came up; never calling it shows nothing.
+        (
+            {"type": "must_not_call", "tool": "cancel", "args": {"refund": True}},
+            UNCONFIRMED,
+            Outcome.violated,
+            Evidence.final,
+        ),
+        (
+            {"type": "must_not_call", "tool": "cancel", "args": {"refund": True}},
+            CONFIRMED,
+            Outcome.compliant,
+            Evidence.seen,
+        ),
+        ({"type": "must_not_call", "tool": "wipe"}, CONFIRMED, Outcome.compliant, Evidence.whole),
+        # Only the first call to `then` counts: whatever follows changes nothing.
+        (
+            {"type": "call_order", "first": "verify", "then": "cancel"},
+            CONFIRMED,
+            Outcome.violated,
+            Evidence.final,
+        ),
+        (
+            {"type": "call_order", "first": "verify", "then": "cancel"},
+            conversation(("call", "verify", {}), ("call", "cancel", {})),
+            Outcome.compliant,
+            Evidence.final,
+        ),
+        (
+            {"type": "call_order", "first": "verify", "then": "lookup"},
+            CONFIRMED,
+            Outcome.not_applicable,
+            Evidence.whole,
+        ),
+        # An unconfirmed call decides it; confirmed calls hold for what happened only.
+        (
+            {"type": "confirmation_before", "tool": "cancel"},
+            UNCONFIRMED,
+            Outcome.violated,
+            Evidence.final,
+        ),
+        (
+            {"type": "confirmation_before", "tool": "cancel"},
+            CONFIRMED,
+            Outcome.compliant,
+            Evidence.seen,
+        ),
+        # The final database: seen when the agent's changes made it so, else it needs the end.
+        (
+            {"type": "db_contains", "path": "orders.o1.status", "value": "cancelled"},
+            with_db(CONFIRMED, BOOKED, CANCELLED),
+            Outcome.compliant,
+            Evidence.seen,
+        ),
+        (
+            {"type": "db_contains", "path": "orders.o1.status", "value": "cancelled"},
+            with_db(CONFIRMED, CANCELLED, CANCELLED),
+            Outcome.compliant,
+            Evidence.whole,
+        ),
+        (
+            {"type": "db_contains", "path": "orders.o1.status", "value": "cancelled"},
+            with_db(CONFIRMED, BOOKED, BOOKED),
+            Outcome.violated,
+            Evidence.whole,
+        ),
+        (
+            {"type": "db_not_contains", "path": "orders.o1.status", "value": "cancelled"},
+            with_db(CONFIRMED, BOOKED, CANCELLED),
+            Outcome.violated,
+            Evidence.seen,
+        ),
+        (
+            {"type": "db_not_contains", "path": "orders.o1.status", "value": "cancelled"},
+            with_db(CONFIRMED, BOOKED, BOOKED),
+            Outcome.compliant,
+            Evidence.whole,
+        ),
+        # Words said decide it; words never said need the whole conversation.
+        (
+            {"type": "text_matches", "pattern": "Cancelled"},
+            CONFIRMED,
+            Outcome.compliant,
+            Evidence.final,
+        ),
+        (
+            {"type": "text_matches", "pattern": "Refunded"},
+            CONFIRMED,
+            Outcome.violated,
+            Evidence.whole,
+        ),
+        (
+            {"type": "text_not_matches", "pattern": "Cancel"},
+            CONFIRMED,
+            Outcome.violated,
+            Evidence.final,
+        ),
+        (
+            {"type": "text_not_matches", "pattern": "FARE-"},
+            CONFIRMED,
+            Outcome.compliant,
+            Evidence.whole,
+        ),
+        # when_called: a tool not called yet may be called later.
+        (
+            {"type": "text_matches", "pattern": "x", "when_called": "transfer"},
+            CONFIRMED,
+            Outcome.not_applicable,
+            Evidence.whole,
+        ),
+    ],
+)
+def test_each_rule_type_says_what_its_verdict_rests_on(
+    rule: dict[str, Any], conv: Conversation, outcome: Outcome, evidence: Evidence
+) -> None:
+    found = check(rule, conv)
+    assert (found.outcome, found.evidence) == (outcome, evidence)
+
+
+def stopped(conv: Conversation, stop: StopReason) -> Conversation:
+    error = "RuntimeError: boom" if stop.is_error else None
+    return conv.model_copy(update={"stop_reason": stop, "error": error})
+
+
+def policy_results(
+    ev: Event, conv: Conversation, judges: Sequence[Judge] | None = None
+) -> dict[str, PolicyResult]:
+    result = asyncio.run(judge_event(ev, conv, PACK, judges or [RuleJudge(default_registry())]))
+    return {r.policy_id: r for r in result.policies}
+
+
+def shown(result: PolicyResult) -> list[tuple[str, str]]:
+    """(judge, reason) of the verdicts a report shows: those with the policy's outcome."""
+    return [(v.judge, v.reason) for v in result.verdicts if v.outcome is result.outcome]
+
+
+REFUND_FORBIDDEN = {
+    "policy": "no-refund",
+    "check": {"type": "must_not_call", "tool": "cancel", "args": {"refund": True}},
+}
+MUST_REFUND = {"policy": "no-refund", "check": {"type": "must_call", "tool": "refund"}}
+
+
+@pytest.mark.parametrize("stop", [StopReason.agent_error, StopReason.user_error])
+def test_a_conversation_that_broke_off_never_turns_an_absence_into_a_violation(
+    stop: StopReason,
+) -> None:
+    results = policy_results(event(["no-refund"], [MUST_REFUND]), stopped(CONFIRMED, stop))
+    refund = results["no-refund"]
+    assert refund.outcome is Outcome.error
+    assert shown(refund) == [
+        (
+            "rules",
+            f"the conversation ended with {stop.value} before must_call(tool='refund') could "
+            "be judged (so far violated: refund was never called)",
+        ),
+        ("runner", f"the conversation ended with {stop.value}"),
+    ]
+    # Unlisted policies lose their pass too, unless what happened decides them: the agent
+    # did say "Cancelled", and there was no call to confirm.
+    assert results["polite"].outcome is Outcome.compliant
+    assert results["confirm"].outcome is Outcome.error
+    assert shown(results["confirm"]) == [
+        (
+            "rules",
+            f"the conversation ended with {stop.value} before "
+            "confirmation_before(tool='cancel') could be judged (so far compliant: every call "
+            "to cancel was confirmed by the user)",
+        )
+    ]
+
+
+def test_a_breach_before_the_break_is_still_a_violation() -> None:
+    crashed = stopped(UNCONFIRMED, StopReason.agent_error)
+    results = policy_results(event(["no-refund", "confirm"], [REFUND_FORBIDDEN]), crashed)
+    assert results["no-refund"].outcome is Outcome.violated
+    assert results["confirm"].outcome is Outcome.violated
+    assert shown(results["no-refund"]) == [
+        ("rules", "called cancel(id='R1', refund=True), which is forbidden")
+    ]
+
+
+def test_a_rule_type_that_does_not_say_needs_the_whole_conversation() -> None:
+    class NoTalking(RuleCheck):
+        type: Literal["no_talking"] = "no_talking"
+
+        def check(self, conversation: Conversation) -> CheckResult:
+            return CheckResult(outcome=Outcome.violated, turn=1, reason="the agent talked")
+
+    registry = default_registry()
+    registry.add(NoTalking)
+    ev = event(["no-refund"], [{"policy": "no-refund", "check": {"type": "no_talking"}}])
+    crashed = policy_results(ev, stopped(CONFIRMED, StopReason.agent_error), [RuleJudge(registry)])
+    assert crashed["no-refund"].outcome is Outcome.error
+    ran_out = policy_results(ev, stopped(CONFIRMED, StopReason.max_turns), [RuleJudge(registry)])
+    assert ran_out["no-refund"].outcome is Outcome.inconclusive
+    normal = policy_results(ev, CONFIRMED, [RuleJudge(registry)])
+    assert normal["no-refund"].outcome is Outcome.violated
+
+
+NOTHING_HAPPENED = conversation(
+    ("user", "cancel my trip"), ("agent", "Nice weather."), ("user", "cancel my trip")
+)
+
+
+@pytest.mark.parametrize("stop", [StopReason.max_turns, StopReason.stalled])
+def test_a_conversation_that_ran_out_is_no_evidence_of_compliance(stop: StopReason) -> None:
+    ending = {
+        StopReason.max_turns: "the conversation ended at max_turns with the goal unmet",
+        StopReason.stalled: "the conversation stalled (the user had nothing new to say) "
+        "with the goal unmet",
+    }[stop]
+    results = policy_results(
+        event(["no-refund", "confirm"], [REFUND_FORBIDDEN]), stopped(NOTHING_HAPPENED, stop)
+    )
+    refund, confirm = results["no-refund"], results["confirm"]
+    assert (refund.outcome, refund.exercised) == (Outcome.inconclusive, False)
+    assert shown(refund) == [
+        (
+            "runner",
+            f"not exercised: {ending}; it complied only vacuously "
+            "(cancel(refund=True) was not called)",
+        )
+    ]
+    assert confirm.outcome is Outcome.inconclusive
+    assert shown(confirm) == [
+        ("runner", f"not exercised: {ending}; nothing in it touched this policy")
+    ]
+    # A violation resting on something missing proves nothing either; an unlisted policy
+    # is not expected to come up.
+    assert results["polite"].outcome is Outcome.inconclusive
+    assert shown(results["polite"]) == [
+        ("rules", f"not exercised: {ending} (no agent message matched /(?i)cancelled/)")
+    ]
+
+
+def test_what_happened_still_counts_in_a_conversation_that_ran_out() -> None:
+    ran_out = stopped(CONFIRMED, StopReason.max_turns)
+    results = policy_results(event(["no-refund", "confirm"], [REFUND_FORBIDDEN]), ran_out)
+    # cancel was called without a refund, and after a confirmation: both exercised.
+    assert results["no-refund"].outcome is Outcome.compliant
+    assert results["confirm"].outcome is Outcome.compliant
+    assert results["no-refund"].exercised and results["confirm"].exercised
+    breached = stopped(UNCONFIRMED, StopReason.max_turns)
+    results = policy_results(event(["no-refund", "confirm"], [REFUND_FORBIDDEN]), breached)
+    assert results["no-refund"].outcome is Outcome.violated
+    assert results["confirm"].outcome is Outcome.violated
+
+
+def test_the_llm_judges_violations_need_the_whole_conversation() -> None:
+    class FakeLLM:
+        """Says what a model judge would: a verdict per outcome, through LLMJudge's parser."""
+
+        name = "llm"
+
+        def judge(self, ev: Event, conv: Conversation, pack: PolicyPack) -> list[Verdict]:
+            said: dict[str, Literal["violated", "compliant"]] = {
+                "no-refund": "violated",
+                "confirm": "compliant",
+            }
+            return [
+                llm_verdict(
+                    PolicyJudgement(
+                        policy_id=p, outcome=said[p], turn=None, reason=f"it {said[p]}"
+                    ),
+                    conv,
+                    self.name,
+                )
+                for p in ev.policies
+            ]
+
+    ev = event(["no-refund", "confirm"])
+    crashed = policy_results(ev, stopped(NOTHING_HAPPENED, StopReason.agent_error), [FakeLLM()])
+    assert crashed["no-refund"].outcome is Outcome.error
+    assert shown(crashed["no-refund"])[0] == (
+        "llm",
+        "the conversation ended with agent_error before judge 'llm' could judge it to the end "
+        "(so far violated: it violated)",
+    )
+    ran_out = policy_results(ev, stopped(NOTHING_HAPPENED, StopReason.max_turns), [FakeLLM()])
+    assert ran_out["no-refund"].outcome is Outcome.inconclusive
+    # The judge says compliant only of a policy that came up: that is evidence.
+    assert ran_out["confirm"].outcome is Outcome.compliant
+    normal = policy_results(ev, NOTHING_HAPPENED, [FakeLLM()])
+    assert normal["no-refund"].outcome is Outcome.violated
+    assert normal["no-refund"].exercised

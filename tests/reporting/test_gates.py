@@ -45,6 +45,7 @@ def record(event: str, outcomes: dict[str, str], trial: int = 0) -> EventRecord:
                 reason="",
                 judges={"rules": Outcome(o)},
                 disagreement=None,
+                exercised=o in ("compliant", "violated"),
             )
             for p, o in outcomes.items()
         ],
@@ -173,3 +174,78 @@ def test_holm_correction_keeps_many_borderline_policies_from_failing() -> None:
     current = [r for name in names for r in counts(name, 3 if name == "p0" else 0, 12)]
     regressed, _, _ = compare_to_baseline(current, baseline, alpha=0.05)
     assert regressed == []
+
+
+# --------------------------------------------------------------------------- errors apart
+
+
+def crashed(event: str, outcomes: dict[str, str]) -> EventRecord:
+    """An event whose conversation broke off (a crash): it could not be judged."""
+    return record(event, outcomes).model_copy(
+        update={"stop_reason": StopReason.agent_error, "kind": FailureKind.agent_crash}
+    )
+
+
+def test_violation_gates_leave_out_events_that_could_not_be_judged() -> None:
+    # A breach before the crash is a real violation, but the event is counted apart.
+    records = [*RECORDS, crashed("ev-5", {"a": "violated", "b": "error"})]
+    verdict = evaluate(records, GateSettings(max_violation_rate=0.25, per_policy={"a": 0.25}))
+    assert verdict.passed
+    assert verdict.lines == [
+        "events with a violation: 1/4 = 25.0% (<= 25.0%); 1 that could not be judged left out",
+        "policy a: violation rate 25.0% (<= 25.0%)",
+    ]
+
+
+def test_error_rate_gate_counts_events_that_could_not_be_judged() -> None:
+    records = [*RECORDS, crashed("ev-5", {"a": "error"})]
+    assert GateSettings(max_error_rate=0.2).configured
+    assert not GateSettings(max_error_rate=0.2).gates_violations
+    passed = evaluate(records, GateSettings(max_error_rate=0.2))
+    assert passed.passed
+    assert passed.lines == ["events that could not be judged: 1/5 = 20.0% (<= 20.0%)"]
+    failed = evaluate(records, GateSettings(max_error_rate=0.1))
+    assert not failed.passed
+    assert failed.lines == ["events that could not be judged: 1/5 = 20.0% (> 10.0%)"]
+
+
+def test_an_error_outcome_is_an_error_whatever_the_kind() -> None:
+    # An inconclusive vote beside an error names the event inconclusive; it still errored.
+    mixed = record("ev-6", {"a": "inconclusive", "b": "error"}).model_copy(
+        update={"kind": FailureKind.inconclusive}
+    )
+    assert mixed.errored
+    assert not record("ev-7", {"a": "inconclusive"}).errored
+
+
+def test_the_baseline_comparison_leaves_out_events_that_errored_on_both_sides() -> None:
+    from pytest_agentsim.reporting.gates import baseline_counts
+    from pytest_agentsim.reporting.gates import compare_to_baseline
+
+    # A baseline run whose conversations broke off: before errors were counted apart,
+    # such events could read as violated ("X was never called" on a truncated transcript).
+    broken = [crashed(f"x-{n}", {"a": "violated"}) for n in range(6)]
+    baseline = baseline_of(counts("a", 0, 12), broken)
+    assert baseline_counts(baseline) == {"a": (0, 12)}
+    current = counts("a", 0, 12) + [crashed(f"y-{n}", {"a": "error"}) for n in range(6)]
+    regressed, improved, unchanged = compare_to_baseline(current, baseline, alpha=0.05)
+    assert (regressed, improved) == ([], [])
+    assert [(c.policy, c.before, c.after) for c in unchanged] == [("a", (0, 12), (0, 12))]
+
+
+def test_a_baseline_without_event_records_counts_its_totals_less_errors() -> None:
+    from pytest_agentsim.reporting.gates import baseline_counts
+
+    baseline = baseline_of(counts("a", 2, 10), [crashed("x", {"a": "error"})])
+    del baseline["events"]
+    assert baseline["policies"]["a"]["events"] == 11
+    assert baseline_counts(baseline) == {"a": (2, 10)}
+
+
+def test_an_old_baseline_without_kind_tells_errors_by_stop_reason() -> None:
+    from pytest_agentsim.reporting.gates import baseline_counts
+
+    baseline = baseline_of(counts("a", 0, 4), [crashed("x", {"a": "violated"})])
+    for event in baseline["events"]:
+        del event["kind"]
+    assert baseline_counts(baseline) == {"a": (0, 4)}

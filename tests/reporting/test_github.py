@@ -40,6 +40,7 @@ def record(event: str, reason: str, outcome: str = "violated") -> EventRecord:
                 reason=reason,
                 judges={"rules": Outcome(outcome)},
                 disagreement=None,
+                exercised=True,
             )
         ],
         tests=[],

@@ -54,6 +54,7 @@ RECORD: dict[str, Any] = {
             "reason": "called cancel_reservation(refund=True), which is forbidden",
             "judges": {"llm": "compliant", "rules": "violated", "runner": "error"},
             "disagreement": "llm: compliant; rules: violated",
+            "exercised": True,
         },
         {
             "policy": "verify-identity",
@@ -66,6 +67,7 @@ RECORD: dict[str, Any] = {
             "reason": "the conversation ended with agent_error",
             "judges": {"runner": "error"},
             "disagreement": None,
+            "exercised": False,
         },
     ],
     "tests": ["test_support.py::test_support[ev-7-refund-window-r3]", "test_more.py::test_x"],
@@ -109,7 +111,11 @@ def test_a_results_file_from_before_kind_is_still_a_baseline() -> None:
     # The same run today: the ev-1/ev-2 violations again, nothing regressed.
     current = [
         EventRecord.model_validate(
-            {**event, "kind": "violation" if event["event"] != "ev-3" else None}
+            {
+                **event,
+                "kind": "violation" if event["event"] != "ev-3" else None,
+                "policies": [{**item, "exercised": True} for item in event["policies"]],
+            }
         )
         for event in baseline["events"]
     ]

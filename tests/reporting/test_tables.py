@@ -1,4 +1,4 @@
-"""pass^k (tau-bench's estimator) over repeated events."""
+"""pass^k (tau-bench's estimator) over repeated events; the summary's counts of events."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import Severity
 from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.reporting.tables import event_counts
+from pytest_agentsim.reporting.tables import not_exercised
 from pytest_agentsim.reporting.tables import pass_hat_k
 from pytest_agentsim.reporting.tables import pass_k
+from pytest_agentsim.reporting.tables import summary_lines
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,7 @@ def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> E
                 reason="",
                 judges={"rules": Outcome(o)},
                 disagreement=None,
+                exercised=o in ("compliant", "violated"),
             )
             for p, o in outcomes.items()
         ],
@@ -104,3 +108,43 @@ def test_k_is_capped_at_the_fewest_trials() -> None:
 
 def test_no_pass_k_without_repeats() -> None:
     assert pass_k([trial("ev-1", 0, {"a": "compliant"})]) is None
+
+
+# --------------------------------------------------------------------------- errors apart
+
+
+def test_summary_counts_errors_apart_and_rates_over_judged_events() -> None:
+    records = [
+        trial("ev-1", 0, {"a": "violated", "c": "compliant"}),
+        trial("ev-2", 0, {"a": "compliant", "c": "inconclusive"}).model_copy(
+            update={"kind": FailureKind.inconclusive}
+        ),
+        trial("ev-3", 0, {"a": "compliant", "b": "not_applicable"}),
+        trial("ev-4", 0, {"a": "error", "b": "compliant"}).model_copy(
+            update={"stop_reason": StopReason.agent_error, "kind": FailureKind.agent_crash}
+        ),
+        trial("ev-5", 0, {"a": "error"}).model_copy(update={"kind": FailureKind.judge_error}),
+    ]
+    lines = summary_lines(records)
+    rows = {line.split()[0]: line.split()[2:] for line in lines if line.startswith("  a ")}
+    # events, compliant, violated, inconclusive, errors, n/a, rate: 1 of the 3 judged.
+    assert rows == {"a": ["5", "2", "1", "0", "2", "0", "33%"]}
+    assert (
+        "events: 3 judged (1 compliant, 1 with a violation, 1 inconclusive); 2 could not be "
+        "judged (1 agent crash, 1 judge error; 40.0% of 5)"
+    ) in lines
+    counts = event_counts(records)
+    assert (counts.judged, counts.errors, counts.error_rate) == (3, 2, 0.4)
+
+
+def test_listed_policies_no_event_exercised_are_named() -> None:
+    vacuous = trial("ev-1", 0, {"a": "compliant", "b": "compliant"})
+    vacuous.policies[1].exercised = False
+    records = [vacuous, trial("ev-2", 0, {"b": "not_applicable", "c": "compliant"})]
+    assert not_exercised(records) == ["b"]
+    assert (
+        "not exercised in any event: b (no check or judge saw them come up in the events "
+        "that list them)"
+    ) in summary_lines(records)
+    # Exercised anywhere in the run is enough.
+    assert not_exercised([*records, trial("ev-3", 0, {"b": "compliant"})]) == []

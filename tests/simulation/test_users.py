@@ -210,11 +210,40 @@ def test_a_user_whose_goal_is_unmet_asks_again_until_max_turns() -> None:
     conversation = converse(
         AgendaUser(profile(agenda=[]), seed=0),
         agent=lambda messages, sandbox: "Let me look into that for you.",
-        max_turns=3,
+        max_turns=2,
     )
     assert conversation.stop_reason is StopReason.max_turns
-    assert [m.role for m in conversation.messages] == ["user", "assistant"] * 3
-    assert texts(conversation, "user") == ["Please cancel it."] * 3
+    assert [m.role for m in conversation.messages] == ["user", "assistant"] * 2
+    assert texts(conversation, "user") == ["Please cancel it."] * 2
+
+
+def test_a_user_that_would_say_the_same_a_third_time_has_stalled() -> None:
+    conversation = converse(
+        AgendaUser(profile(agenda=[]), seed=0),
+        agent=lambda messages, sandbox: "Let me look into that for you.",
+        max_turns=12,
+    )
+    assert conversation.stop_reason is StopReason.stalled
+    assert [m.role for m in conversation.messages] == ["user", "assistant"] * 2
+    assert texts(conversation, "user") == ["Please cancel it."] * 2
+
+
+def test_answering_the_same_question_again_is_stalling_too() -> None:
+    conversation = converse(
+        AgendaUser(profile(agenda=[]), seed=0),
+        agent=lambda messages, sandbox: "Sorry, what is your user id?",
+        max_turns=12,
+    )
+    assert conversation.stop_reason is StopReason.stalled
+    assert texts(conversation, "user") == ["Please cancel it.", *["My user id is mia_li_3668."] * 2]
+
+
+def test_repeating_oneself_once_is_not_stalling() -> None:
+    answers = iter(["What is your user id?", "What is your user id?", "It has been cancelled."])
+    conversation = converse(
+        AgendaUser(profile(agenda=[]), seed=0), agent=lambda messages, sandbox: next(answers)
+    )
+    assert conversation.stop_reason is StopReason.goal_met
 
 
 def test_agenda_user_refuses_a_scripted_profile() -> None:
