@@ -82,7 +82,7 @@ class RuleRegistry:
         if not isinstance(data, dict):
             raise UnknownRuleType(f"a check must be a mapping with a 'type', got {data!r}")
         name = data.get("type")
-        if name not in self._types:
+        if not isinstance(name, str) or name not in self._types:
             raise UnknownRuleType(
                 f"unknown check type {name!r} (expected one of: {', '.join(self.names)})"
             )

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PrivateAttr
+from pydantic import field_validator
+from pydantic import model_validator
 
 
 class StrictModel(BaseModel):
@@ -48,6 +50,17 @@ class DialogueAct(StrictModel):
     act: Literal["say", "inform", "request", "confirm", "deny", "bye"]
     slot: str | None = None
     text: str | None = None
+
+    @model_validator(mode="after")
+    def _has_what_it_says(self) -> DialogueAct:
+        """An act that would make the user say nothing, or "I don't know my ." is refused."""
+        if self.act == "inform" and not self.slot:
+            raise ValueError("an inform act needs the slot of the fact it gives")
+        if self.act == "say" and not self.text:
+            raise ValueError("a say act needs the text to say")
+        if self.act == "request" and not (self.slot or self.text):
+            raise ValueError("a request act needs a slot of the goal's requests or a text")
+        return self
 
 
 class GoalRequest(StrictModel):
@@ -114,23 +127,52 @@ class PolicyScenario(StrictModel):
     variants: list[Variant] = Field(default_factory=list)
 
 
+#: Sane maxima of a pack's generation sizes: far above any useful snapshot (whose file
+#: must stay loadable), low enough that a typo like ``count: 1e20`` is an error at load
+#: instead of a generation that never ends.
+MAX_EVENTS = 10_000
+MAX_COVERAGE_K = 100
+MAX_ATTEMPTS = 1_000
+MAX_EVENT_COMPLEXITY = 1_000
+
+
 class GenerationSpec(StrictModel):
     """How many events to generate for a pack, and from what material (pack ``generation``)."""
 
-    count: int = Field(default=20, ge=1, description="Events in the snapshot (at least)")
+    count: int = Field(
+        default=20, ge=1, le=MAX_EVENTS, description="Events in the snapshot (at least)"
+    )
     complexity: tuple[int, int] = Field(
         default=(4, 12), description="Range of an event's summed policy complexity"
     )
-    coverage_k: int = Field(default=1, ge=1, description="Events per policy, at least")
+    coverage_k: int = Field(
+        default=1, ge=1, le=MAX_COVERAGE_K, description="Events per policy, at least"
+    )
     edge_threshold: float = Field(
         default=5.0, ge=0, le=10, description="Edges this heavy are exercised at least once"
     )
-    attempts: int = Field(default=12, ge=1, description="Tries per sample before reporting it")
+    attempts: int = Field(
+        default=12, ge=1, le=MAX_ATTEMPTS, description="Tries per sample before reporting it"
+    )
     model_attempts: int = Field(
         default=3,
         ge=1,
+        le=MAX_ATTEMPTS,
         description="Tries per sample when a model fills events (each one a call)",
     )
+
+    @field_validator("complexity")
+    @classmethod
+    def _a_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        """[low, high] as the policy graph's sampling needs it, checked at load, not when
+        generating (where a bad range used to surface as a bare ValueError)."""
+        low, high = value
+        if not 1 <= low <= high <= MAX_EVENT_COMPLEXITY:
+            raise ValueError(
+                f"expected [low, high] with 1 <= low <= high <= {MAX_EVENT_COMPLEXITY}"
+            )
+        return value
+
     entities: dict[str, EntitySpec] = Field(default_factory=dict)
     personas: list[str] = Field(default_factory=list)
 
