@@ -41,9 +41,14 @@ def load_event_files(
     paths: Iterable[Path], packs: dict[str, PolicyPack], registry: RuleRegistry
 ) -> list[Event]:
     """Every event of the files, validated against its pack; an id twice in a domain is
-    a configuration error naming both places."""
+    a configuration error naming both places.
+
+    No event at all is a configuration error too: every test over events would be
+    skipped and the run would pass without having judged anything.
+    """
     events: list[Event] = []
     seen: dict[tuple[str, str], str] = {}
+    paths = list(paths)
     for path in paths:
         if not path.exists():
             raise ConfigError(
@@ -58,6 +63,12 @@ def load_event_files(
                 )
             seen[key] = display_path(path)
             events.append(event)
+    if paths and not events:
+        files = ", ".join(display_path(path) for path in paths)
+        raise ConfigError(
+            f"{files}: no events to run ('events' is empty); add events, or write them "
+            "from the packs' templates with `pytest --agentsim --agentsim-generate`"
+        )
     return events
 
 
