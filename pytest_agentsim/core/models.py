@@ -351,6 +351,11 @@ class GenerationInfo(StrictModel):
 
     pack: str = Field(description="The pack file, relative to the snapshot")
     fingerprint: str = Field(description="PolicyPack.fingerprint of the pack it was built from")
+    events_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the events as written (pytest_agentsim.packs.events."
+        "events_digest): a hand edit or a truncation of the file no longer matches it",
+    )
     seed: int
     generator: str = Field(description="'templates', or 'llm:<model>'")
     covered: dict[str, int] = Field(
@@ -362,13 +367,21 @@ class GenerationInfo(StrictModel):
     @property
     def regenerate_command(self) -> str:
         """The command that writes this snapshot again, with the same generator."""
-        command = f"pytest --agentsim --agentsim-generate --agentsim-seed {self.seed}"
-        if self.generator.startswith("llm:"):
-            command += (
-                f" --agentsim-generate-model={self.generator.removeprefix('llm:')}"
-                " --agentsim-record-mode=new_episodes"
-            )
-        return command
+        return regenerate_command(self.seed, self.generator)
+
+
+def regenerate_command(seed: object, generator: object) -> str:
+    """The command that writes a snapshot again with the same seed and generator; either
+    may be missing (None) when read from a header that did not validate."""
+    command = "pytest --agentsim --agentsim-generate"
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        command += f" --agentsim-seed {seed}"
+    if isinstance(generator, str) and generator.startswith("llm:"):
+        command += (
+            f" --agentsim-generate-model={generator.removeprefix('llm:')}"
+            " --agentsim-record-mode=new_episodes"
+        )
+    return command
 
 
 class EventSet(StrictModel):

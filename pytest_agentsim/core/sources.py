@@ -399,6 +399,15 @@ def load_model(
     ``collection`` (e.g. ``policy 'x'`` in ``policies``) and what was expected.
     """
     raw = load_document(path, what=what)
+    return validate_document(path, raw, model, what=what, kind=kind, collection=collection), raw
+
+
+def validate_document(
+    path: Path, raw: Any, model: type[ModelT], *, what: str, kind: str, collection: str
+) -> ModelT:
+    """Validate a document :func:`load_document` loaded from ``path`` into ``model``
+    (the second half of :func:`load_model`, for a loader that looks at the raw document
+    first)."""
     if not isinstance(raw, LineDict):
         required = " and ".join(
             repr(name) for name, f in model.model_fields.items() if f.is_required()
@@ -408,7 +417,7 @@ def load_model(
             f"{display_path(path)}: the {what} must be a mapping with {required}, got {got}"
         )
     try:
-        return model.model_validate(to_plain(raw)), raw
+        return model.model_validate(to_plain(raw))
     except ValidationError as exc:
         raise ConfigError(
             validation_error_message(
