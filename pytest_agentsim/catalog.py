@@ -8,8 +8,10 @@ a script or a unit test builds one from file paths alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_agentsim.core.checks import RuleRegistry
 from pytest_agentsim.core.checks import tools_named
@@ -155,3 +157,17 @@ class Catalog:
                     f"agentsim_max_violation_rate_per_{option}: unknown {unknown} "
                     f"(expected one of: {', '.join(sorted(known))})"
                 )
+
+    def check_baseline(self, baseline: Mapping[str, Any] | None, name: str) -> None:
+        """A baseline sharing no policy with the packs is a usage error: the gate would
+        compare nothing and pass whatever the run did (a file from another product, or
+        from before every policy was renamed)."""
+        if baseline is None:
+            return
+        names = set(baseline.get("policies", {}))
+        if not names & self.policy_ids:
+            raise ConfigError(
+                f"{name}: the baseline has none of the packs' policies (it has: "
+                f"{', '.join(sorted(names))}; the packs have: "
+                f"{', '.join(sorted(self.policy_ids))})"
+            )

@@ -7,7 +7,6 @@ and what was expected. Flags, ini keys, defaults, minimums and choices come from
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,10 @@ from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import ModelPrice
 from pytest_agentsim.llm.run import LLMSettings
 from pytest_agentsim.options import Option
+from pytest_agentsim.reporting.baseline import load_baseline
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import parse_rate
 from pytest_agentsim.reporting.gates import parse_thresholds
-from pytest_agentsim.reporting.results import RESULTS_SCHEMA
-from pytest_agentsim.reporting.results import RESULTS_VERSION
 
 Choice = TypeVar("Choice", bound=str)
 RateDefault = TypeVar("RateDefault", float, None)
@@ -283,23 +281,4 @@ def _path_setting(config: pytest.Config, option: Option[str | None]) -> Path | N
 
 
 def _load_baseline(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    where = display_path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: baseline results file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}:{exc.lineno}: baseline is not valid JSON: {exc.msg}") from None
-    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
-        raise ConfigError(
-            f"{where}: not a pytest-agentsim results file (expected schema {RESULTS_SCHEMA!r}; "
-            "write one with --agentsim-json)"
-        )
-    if document.get("version") != RESULTS_VERSION:
-        raise ConfigError(
-            f"{where}: results version {document.get('version')!r} is not supported "
-            f"(expected {RESULTS_VERSION})"
-        )
-    return document
+    return None if path is None else load_baseline(path)

@@ -47,6 +47,10 @@ class _LineLoader(yaml.SafeLoader):
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping's own key given twice (JSON and YAML alike forbid it; parsers keep one)."""
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     """A mapping with its lines; a key given twice is an error naming both lines.
 
@@ -70,7 +74,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
             )
         if index >= merged:
             if key in own_keys:
-                raise yaml.MarkedYAMLError(
+                raise _DuplicateKey(
                     problem=f"duplicate key {key!r} (first on line {mapping.key_lines[key]})",
                     problem_mark=key_node.start_mark,
                 )
@@ -229,6 +233,39 @@ def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> 
         loader.dispose()
 
 
+#: JSON read again for the lines of an error (:func:`json_lines`) up to this size; beyond
+#: it the error names the field without a line rather than parse for minutes.
+MAX_LINE_LOOKUP_CHARS = 4 * 1024 * 1024
+
+
+def json_lines(path: Path, text: str, *, what: str) -> Any:
+    """JSON ``text`` (already parsed by the json module) read again with the line of each
+    key and item, for the message about a mistake in it; None when it is too large to
+    read again quickly or does not read as YAML.
+
+    A key given twice in one object, which the json module would silently take the last
+    of, is a ConfigError naming both lines.
+    """
+    if len(text) > MAX_LINE_LOOKUP_CHARS:
+        return None
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    except _DuplicateKey as exc:
+        line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+        raise ConfigError(
+            f"{display_path(path)}{line}: invalid JSON in {what}: {exc.problem}"
+        ) from None
+    except (yaml.YAMLError, _TooComplex, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
 def to_plain(data: Any) -> Any:
     """Strip line bookkeeping so models hold ordinary dicts and lists."""
     if isinstance(data, dict):
@@ -302,6 +339,20 @@ def _model_at(model: type[BaseModel] | None, loc: Sequence[int | str]) -> type[B
     return None
 
 
+class _Shown:
+    """A value as an error message shows it: its repr, cut short when long (a whole list
+    of policies where a mapping was expected would otherwise fill the screen)."""
+
+    LIMIT = 80
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        text = repr(to_plain(self.value))
+        return text if len(text) <= self.LIMIT else text[: self.LIMIT - 3] + "..."
+
+
 def describe_error(
     error: Any, *, field_loc: Loc, model: type[BaseModel] | None = None, model_loc: Loc = ()
 ) -> str:
@@ -313,7 +364,8 @@ def describe_error(
     field = field_path(field_loc) or "value"
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    got = error.get("input")
+    value = error.get("input")
+    got = _Shown(value)
     if kind == "missing":
         return f"missing required field '{field}'"
     if kind == "extra_forbidden":
@@ -335,8 +387,11 @@ def describe_error(
         return f"{field} must be {bounds[kind]} {limit}, got {got!r}"
     if kind == "string_pattern_mismatch":
         return f"{field} must match {ctx.get('pattern')}, got {got!r}"
-    if kind == "too_short" and isinstance(got, (list, dict, str)) and not got:
+    if kind == "too_short" and isinstance(value, (list, dict, str)) and not value:
         return f"{field} must not be empty"
+    if kind in ("model_type", "dict_type"):
+        # Not "a valid dictionary or instance of Policy": the user wrote YAML, not Python.
+        return f"{field}: input should be a mapping, got {got!r}"
     if kind == "value_error" and ctx.get("error") is not None:
         # A validator's own words, without pydantic's "Value error, " in front.
         return f"{field}: {ctx['error']}, got {got!r}"
