@@ -7,7 +7,9 @@ and what was expected. Flags, ini keys, defaults, minimums and choices come from
 
 from __future__ import annotations
 
+import difflib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from pathlib import PurePath
@@ -74,6 +76,8 @@ def _int_setting(config: pytest.Config, option: Option[int]) -> int:
         raise ConfigError(f"{source}: expected an integer, got {value!r}") from None
     if option.minimum is not None and number < option.minimum:
         raise ConfigError(f"{source}: expected an integer >= {option.minimum}, got {number}")
+    if option.maximum is not None and number > option.maximum:
+        raise ConfigError(f"{source}: expected an integer <= {option.maximum}, got {number}")
     return number
 
 
@@ -92,7 +96,58 @@ def _default_dir(config: pytest.Config, option: Option[str]) -> str:
     return display_path(config.rootpath / PurePath(option.default).parent)
 
 
+def _ini_keys(config: pytest.Config) -> list[str]:
+    """The keys the ini file (and ``-o``) set: pytest reports unknown ones only as a
+    warning, and offers no other way to list them (``inicfg`` is deprecated, still there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [str(key) for key in config.inicfg]
+
+
+def _ini_line(config: pytest.Config, key: str) -> str:
+    """``file:line`` of an ini key, or where else it came from."""
+    overrides = getattr(config.option, "override_ini", None) or []
+    if any(str(item).split("=", 1)[0].strip() == key for item in overrides):
+        return f"-o {key}"
+    if config.inipath is None:
+        return "ini"
+    where = display_path(config.inipath)
+    try:
+        lines = config.inipath.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return where
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*[=:]")
+    number = next((n for n, line in enumerate(lines, 1) if pattern.match(line)), None)
+    return f"{where}:{number}" if number else where
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """An ini key that looks like one of ours but is not is a usage error naming the
+    nearest known key: pytest only warns, and a misspelt gate would silently not apply.
+
+    Keys another plugin registered are known to pytest and left alone; so are unknown
+    keys that neither start with ``agentsim`` nor come close to one of ours.
+    """
+    ours = sorted(option.ini for option in options.OPTIONS if option.ini)
+    for key in sorted(_ini_keys(config)):
+        if key in ours:
+            continue
+        try:
+            config.getini(key)
+            continue  # registered by pytest or another plugin
+        except ValueError:
+            pass
+        nearest = difflib.get_close_matches(key, ours, n=1, cutoff=0.6)
+        if not key.lower().startswith("agentsim") and not difflib.get_close_matches(
+            key, ours, n=1, cutoff=0.85
+        ):
+            continue
+        hint = f"did you mean {nearest[0]!r}?" if nearest else f"known: {', '.join(ours)}"
+        raise ConfigError(f"{_ini_line(config, key)}: unknown ini key {key!r} ({hint})")
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
+    check_ini_keys(config)
     packs = _paths(config, options.PACKS)
     if not packs:
         raise ConfigError(
