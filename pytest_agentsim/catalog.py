@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.packs.events import load_events
 from pytest_agentsim.packs.loading import load_pack
 from pytest_agentsim.packs.loading import pack_taxonomy
+from pytest_agentsim.simulation.sandbox import Tool
+from pytest_agentsim.simulation.sandbox import args_problem
 
 
 def load_packs(paths: Iterable[Path], registry: RuleRegistry) -> dict[str, PolicyPack]:
@@ -74,6 +77,16 @@ def load_event_files(
     return events
 
 
+@dataclass(frozen=True)
+class _JudgedCheck:
+    """A check judged on an event, with the words that place it for a message: ``owner``
+    (the policy or expectation it belongs to) and ``where`` (the check itself)."""
+
+    check: dict[str, Any]
+    owner: str
+    where: str
+
+
 class Catalog:
     """The run's packs (by domain) and events, and the questions tests ask of them."""
 
@@ -82,6 +95,7 @@ class Catalog:
         self.events = list(events)
         self._graphs: dict[str, PolicyGraph] = {}
         self._tool_problems: dict[tuple[str, str, frozenset[str]], str | None] = {}
+        self._arg_problems: dict[tuple[str, str, frozenset[Tool]], str | None] = {}
 
     def policy_graph(self, domain: str) -> PolicyGraph:
         """The pack's policy graph (declared and derived edges), built once per domain."""
@@ -125,18 +139,15 @@ class Catalog:
         """
         key = (pack.domain, event.id, tools)
         if key not in self._tool_problems:
-            pack_file = display_path(pack.path or pack.domain)
-            named = [
-                (tool, f"{pack_file}:{policy.line}: policy {policy.id!r}: a check")
-                for policy in pack.policies
-                for check in policy.checks
-                for tool in sorted(tools_named(check))
-            ] + [
-                (tool, f"event {event.id!r}: an expected check of {expectation.policy!r}")
-                for expectation in event.expected
-                for tool in sorted(tools_named(expectation.check))
-            ]
-            missing = next(((tool, where) for tool, where in named if tool not in tools), None)
+            missing = next(
+                (
+                    (tool, check.owner)
+                    for check in self._checks(pack, event)
+                    for tool in sorted(tools_named(check.check))
+                    if tool not in tools
+                ),
+                None,
+            )
             self._tool_problems[key] = (
                 None
                 if missing is None
@@ -144,6 +155,59 @@ class Catalog:
                 f"provide (tools: {', '.join(sorted(tools)) or 'none'})"
             )
         return self._tool_problems[key]
+
+    def tool_problem(self, pack: PolicyPack, event: Event, tools: Mapping[str, Tool]) -> str | None:
+        """Why the event's checks cannot be judged with these tools: a check names a tool
+        ``agentsim_tools`` lacks (:meth:`unknown_tool`), or ``args`` a tool call can never
+        have (an argument the tool does not take, or a value its type never takes, such as
+        ``refund: null`` for a ``bool``). Either would silently decide the check: a
+        ``must_not_call`` always compliant, a ``must_call`` always violated.
+
+        The tools are known only when a test runs (``agentsim_tools`` is a fixture), so
+        this is asked per test, like :meth:`unknown_tool`, and names the check's line.
+        """
+        problem = self.unknown_tool(pack, event, frozenset(tools))
+        if problem is not None:
+            return problem
+        key = (pack.domain, event.id, frozenset(tools.values()))
+        if key not in self._arg_problems:
+            self._arg_problems[key] = next(
+                (
+                    f"{check.where}: {why}"
+                    for check in self._checks(pack, event)
+                    if (why := args_problem(check.check, tools)) is not None
+                ),
+                None,
+            )
+        return self._arg_problems[key]
+
+    @staticmethod
+    def _checks(pack: PolicyPack, event: Event) -> list[_JudgedCheck]:
+        """Every check judged on ``event``: its pack's (all policies are judged on every
+        event) and its own expectations."""
+        pack_file = display_path(pack.path or pack.domain)
+        events_file = display_path(event.path) if event.path else None
+        checks = [
+            _JudgedCheck(
+                check,
+                owner=f"{pack_file}:{policy.line}: policy {policy.id!r}: a check",
+                where=f"{pack_file}:{policy.check_line(number)}: policy {policy.id!r}: "
+                f"checks[{number}]",
+            )
+            for policy in pack.policies
+            for number, check in enumerate(policy.checks)
+        ]
+        for number, expectation in enumerate(event.expected):
+            location = f"{events_file}:{expectation.line or event.line}: " if events_file else ""
+            checks.append(
+                _JudgedCheck(
+                    expectation.check,
+                    owner=f"{location}event {event.id!r}: an expected check of "
+                    f"{expectation.policy!r}",
+                    where=f"{location}event {event.id!r}: expected[{number}].check",
+                )
+            )
+        return checks
 
     def check_gate_names(self, per_risk: Iterable[str], per_policy: Iterable[str]) -> None:
         """A per-risk or per-policy gate naming nothing the packs know is a usage error."""

@@ -195,11 +195,17 @@ class Policy(StrictModel):
         description="Material for offline event generation (see pytest_agentsim.generation)",
     )
     _line: int | None = PrivateAttr(default=None)
+    _check_lines: list[int | None] = PrivateAttr(default_factory=list)
 
     @property
     def line(self) -> int | None:
         """Line of the policy in its pack file, for error messages and annotations."""
         return self._line
+
+    def check_line(self, index: int) -> int | None:
+        """Line of ``checks[index]`` in the pack file (the policy's line if unknown)."""
+        lines = self._check_lines
+        return (lines[index] if index < len(lines) else None) or self._line
 
 
 class PolicyEdge(StrictModel):
@@ -308,6 +314,12 @@ class Expectation(StrictModel):
 
     policy: str
     check: dict[str, Any]
+    _line: int | None = PrivateAttr(default=None)
+
+    @property
+    def line(self) -> int | None:
+        """Line of the expectation in its events file, for error messages."""
+        return self._line
 
 
 class Event(StrictModel):
@@ -328,10 +340,16 @@ class Event(StrictModel):
         default_factory=dict, description="Generated events: the variant used for each policy"
     )
     _line: int | None = PrivateAttr(default=None)
+    _path: str | None = PrivateAttr(default=None)
 
     @property
     def line(self) -> int | None:
         return self._line
+
+    @property
+    def path(self) -> str | None:
+        """The events file the event was loaded from (None when built in code)."""
+        return self._path
 
     @property
     def test_id(self) -> str:

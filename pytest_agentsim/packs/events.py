@@ -60,6 +60,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
     for index, event in enumerate(event_set.events):
         loc = ("events", index)
         event._line = line_of(raw, loc)
+        event._path = str(path)
         prefix = f"event {event.id!r}: "
         if event.id in seen:
             raise ConfigError(
@@ -81,6 +82,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
                 )
         for number, expectation in enumerate(event.expected):
             exp_loc = (*loc, "expected", number)
+            expectation._line = line_of(raw, exp_loc)
             if expectation.policy not in event.policies:
                 raise ConfigError(
                     f"{where}:{line_of(raw, (*exp_loc, 'policy'))}: {prefix}expected[{number}] "

@@ -93,6 +93,9 @@ def load_pack(
             )
         for number, check in enumerate(policy.checks):
             validate_check(path, raw, check, (*loc, "checks", number), prefix, registry)
+        policy._check_lines = [
+            line_of(raw, (*loc, "checks", number)) for number in range(len(policy.checks))
+        ]
 
     for index, edge in enumerate(pack.edges):
         for number, policy_id in enumerate(edge.between):
