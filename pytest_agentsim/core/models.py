@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from typing import Any
 from typing import Literal
 
@@ -69,6 +70,17 @@ class GoalRequest(StrictModel):
     slot: str
     text: str = Field(description="How the user asks for it")
     done_when: str = Field(description="Regex over the agent's replies that shows it was met")
+
+    @field_validator("done_when")
+    @classmethod
+    def _a_regex(cls, value: str) -> str:
+        """Compiled at load: the offline user searches it in every agent reply, where an
+        invalid one would crash the conversation instead of naming the line."""
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
 
 
 class EntitySpec(StrictModel):

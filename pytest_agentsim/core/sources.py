@@ -221,7 +221,9 @@ def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> 
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}{line}: invalid YAML in {what}: {exc.problem}") from None
+        # The context says what the parser was reading ("while parsing a flow mapping").
+        problem = f"{exc.context}, {exc.problem}" if exc.context else exc.problem
+        raise ConfigError(f"{where}{line}: invalid YAML in {what}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML in {what}: {exc}") from None
     except RecursionError:  # the parser nests deeper than MAX_DEPTH before it is checked
@@ -387,17 +389,19 @@ def describe_error(
         return f"{field} must be {bounds[kind]} {limit}, got {got!r}"
     if kind == "string_pattern_mismatch":
         return f"{field} must match {ctx.get('pattern')}, got {got!r}"
-    if kind == "too_short" and isinstance(value, (list, dict, str)) and not value:
+    if kind in ("too_short", "string_too_short") and value in ([], {}, ""):
         return f"{field} must not be empty"
+    # The object itself (a policy that is a string) is named by the context alone.
+    named = f"{field}: " if field_loc else ""
     if kind in ("model_type", "dict_type"):
         # Not "a valid dictionary or instance of Policy": the user wrote YAML, not Python.
-        return f"{field}: input should be a mapping, got {got!r}"
+        return f"{named}input should be a mapping, got {got!r}"
     if kind == "value_error" and ctx.get("error") is not None:
         # A validator's own words, without pydantic's "Value error, " in front.
-        return f"{field}: {ctx['error']}, got {got!r}"
+        return f"{named}{ctx['error']}, got {got!r}"
     message = str(error["msg"])
     message = message[:1].lower() + message[1:]
-    return f"{field}: {message}, got {got!r}"
+    return f"{named}{message}, got {got!r}"
 
 
 def validation_error_message(

@@ -218,18 +218,23 @@ def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
     record would be decided by its absence; generated events are held to the same rule.
     A fact ``<entity>_id`` of an entity of the pack's ``generation.entities`` must name a
     record of that entity's table. A fact named otherwise can still give an unknown id on
-    purpose. A pack without records in its database has nothing to check against.
+    purpose. A database without records has nothing to check against.
     """
     db = starting_db(pack, event)
     ids = record_ids(db)
-    if not ids:
-        return None
     entity_tables = {f"{name}_id": spec.table for name, spec in pack.generation.entities.items()}
     for slot, value in event.user.facts.items():
         if not str(slot).endswith("_id"):
             continue
         table = entity_tables.get(str(slot))
-        known = table_ids(db.get(table)) if table is not None else set(ids)
+        if table is not None:
+            # Entities are drawn from every key of their table, whatever its records are.
+            rows = db.get(table)
+            known = {str(key) for key in rows} if isinstance(rows, Mapping) else table_ids(rows)
+        else:
+            known = set(ids)
+        if not known:
+            continue
         for item in id_values(value):
             if item not in known:
                 of = f"of {table} " if table is not None else ""

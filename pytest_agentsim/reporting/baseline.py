@@ -75,6 +75,8 @@ def load_baseline(path: Path) -> dict[str, Any]:
     """The results file at ``path``, checked to be a baseline the gate can trust."""
     where = display_path(path)
     text = read_user_text(path, what=_WHAT, max_bytes=MAX_BASELINE_BYTES)
+    if not text.strip():
+        raise ConfigError(f"{where}: the {_WHAT} is empty (write one with --agentsim-json)")
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:

@@ -148,7 +148,8 @@ def args_problem(check: Mapping[str, Any], tools: Mapping[str, Tool]) -> str | N
             matches = False
         if not matches:
             return (
-                f"args.{name} is {value!r}, which {tool.name}'s argument {name!r} "
+                f"args.{name} is {json.dumps(value, default=str)}, which {tool.name}'s "
+                f"argument {name!r} "
                 f"({_type_name(field.annotation)}) never is, so the check can never match"
             )
     return None
