@@ -8,8 +8,11 @@ a script or a unit test builds one from file paths alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_agentsim.core.checks import RuleRegistry
 from pytest_agentsim.core.checks import tools_named
@@ -21,6 +24,8 @@ from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.packs.events import load_events
 from pytest_agentsim.packs.loading import load_pack
 from pytest_agentsim.packs.loading import pack_taxonomy
+from pytest_agentsim.simulation.sandbox import Tool
+from pytest_agentsim.simulation.sandbox import args_problem
 
 
 def load_packs(paths: Iterable[Path], registry: RuleRegistry) -> dict[str, PolicyPack]:
@@ -41,9 +46,14 @@ def load_event_files(
     paths: Iterable[Path], packs: dict[str, PolicyPack], registry: RuleRegistry
 ) -> list[Event]:
     """Every event of the files, validated against its pack; an id twice in a domain is
-    a configuration error naming both places."""
+    a configuration error naming both places.
+
+    No event at all is a configuration error too: every test over events would be
+    skipped and the run would pass without having judged anything.
+    """
     events: list[Event] = []
     seen: dict[tuple[str, str], str] = {}
+    paths = list(paths)
     for path in paths:
         if not path.exists():
             raise ConfigError(
@@ -58,7 +68,23 @@ def load_event_files(
                 )
             seen[key] = display_path(path)
             events.append(event)
+    if paths and not events:
+        files = ", ".join(display_path(path) for path in paths)
+        raise ConfigError(
+            f"{files}: no events to run ('events' is empty); add events, or write them "
+            "from the packs' templates with `pytest --agentsim --agentsim-generate`"
+        )
     return events
+
+
+@dataclass(frozen=True)
+class _JudgedCheck:
+    """A check judged on an event, with the words that place it for a message: ``owner``
+    (the policy or expectation it belongs to) and ``where`` (the check itself)."""
+
+    check: dict[str, Any]
+    owner: str
+    where: str
 
 
 class Catalog:
@@ -69,6 +95,7 @@ class Catalog:
         self.events = list(events)
         self._graphs: dict[str, PolicyGraph] = {}
         self._tool_problems: dict[tuple[str, str, frozenset[str]], str | None] = {}
+        self._arg_problems: dict[tuple[str, str, frozenset[Tool]], str | None] = {}
 
     def policy_graph(self, domain: str) -> PolicyGraph:
         """The pack's policy graph (declared and derived edges), built once per domain."""
@@ -112,18 +139,15 @@ class Catalog:
         """
         key = (pack.domain, event.id, tools)
         if key not in self._tool_problems:
-            pack_file = display_path(pack.path or pack.domain)
-            named = [
-                (tool, f"{pack_file}:{policy.line}: policy {policy.id!r}: a check")
-                for policy in pack.policies
-                for check in policy.checks
-                for tool in sorted(tools_named(check))
-            ] + [
-                (tool, f"event {event.id!r}: an expected check of {expectation.policy!r}")
-                for expectation in event.expected
-                for tool in sorted(tools_named(expectation.check))
-            ]
-            missing = next(((tool, where) for tool, where in named if tool not in tools), None)
+            missing = next(
+                (
+                    (tool, check.owner)
+                    for check in self._checks(pack, event)
+                    for tool in sorted(tools_named(check.check))
+                    if tool not in tools
+                ),
+                None,
+            )
             self._tool_problems[key] = (
                 None
                 if missing is None
@@ -131,6 +155,59 @@ class Catalog:
                 f"provide (tools: {', '.join(sorted(tools)) or 'none'})"
             )
         return self._tool_problems[key]
+
+    def tool_problem(self, pack: PolicyPack, event: Event, tools: Mapping[str, Tool]) -> str | None:
+        """Why the event's checks cannot be judged with these tools: a check names a tool
+        ``agentsim_tools`` lacks (:meth:`unknown_tool`), or ``args`` a tool call can never
+        have (an argument the tool does not take, or a value its type never takes, such as
+        ``refund: null`` for a ``bool``). Either would silently decide the check: a
+        ``must_not_call`` always compliant, a ``must_call`` always violated.
+
+        The tools are known only when a test runs (``agentsim_tools`` is a fixture), so
+        this is asked per test, like :meth:`unknown_tool`, and names the check's line.
+        """
+        problem = self.unknown_tool(pack, event, frozenset(tools))
+        if problem is not None:
+            return problem
+        key = (pack.domain, event.id, frozenset(tools.values()))
+        if key not in self._arg_problems:
+            self._arg_problems[key] = next(
+                (
+                    f"{check.where}: {why}"
+                    for check in self._checks(pack, event)
+                    if (why := args_problem(check.check, tools)) is not None
+                ),
+                None,
+            )
+        return self._arg_problems[key]
+
+    @staticmethod
+    def _checks(pack: PolicyPack, event: Event) -> list[_JudgedCheck]:
+        """Every check judged on ``event``: its pack's (all policies are judged on every
+        event) and its own expectations."""
+        pack_file = display_path(pack.path or pack.domain)
+        events_file = display_path(event.path) if event.path else None
+        checks = [
+            _JudgedCheck(
+                check,
+                owner=f"{pack_file}:{policy.line}: policy {policy.id!r}: a check",
+                where=f"{pack_file}:{policy.check_line(number)}: policy {policy.id!r}: "
+                f"checks[{number}]",
+            )
+            for policy in pack.policies
+            for number, check in enumerate(policy.checks)
+        ]
+        for number, expectation in enumerate(event.expected):
+            location = f"{events_file}:{expectation.line or event.line}: " if events_file else ""
+            checks.append(
+                _JudgedCheck(
+                    expectation.check,
+                    owner=f"{location}event {event.id!r}: an expected check of "
+                    f"{expectation.policy!r}",
+                    where=f"{location}event {event.id!r}: expected[{number}].check",
+                )
+            )
+        return checks
 
     def check_gate_names(self, per_risk: Iterable[str], per_policy: Iterable[str]) -> None:
         """A per-risk or per-policy gate naming nothing the packs know is a usage error."""
@@ -144,3 +221,17 @@ class Catalog:
                     f"agentsim_max_violation_rate_per_{option}: unknown {unknown} "
                     f"(expected one of: {', '.join(sorted(known))})"
                 )
+
+    def check_baseline(self, baseline: Mapping[str, Any] | None, name: str) -> None:
+        """A baseline sharing no policy with the packs is a usage error: the gate would
+        compare nothing and pass whatever the run did (a file from another product, or
+        from before every policy was renamed)."""
+        if baseline is None:
+            return
+        names = set(baseline.get("policies", {}))
+        if not names & self.policy_ids:
+            raise ConfigError(
+                f"{name}: the baseline has none of the packs' policies (it has: "
+                f"{', '.join(sorted(names))}; the packs have: "
+                f"{', '.join(sorted(self.policy_ids))})"
+            )

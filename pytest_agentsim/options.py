@@ -49,6 +49,9 @@ class Option(Generic[T_co]):
     the default comes from, the ini file's help adds the default. ``note`` and
     ``default_text`` are the README's words: the note in parentheses after the flag (or
     the ini key), and the default cell when the default's value alone would not say it.
+    ``minimum`` and ``maximum`` bound an ``int``: the maximum is a sane one, so that a
+    typo (``agentsim_repeat = 1000000000``) is a usage error instead of a run that never
+    ends.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Option(Generic[T_co]):
     ini: str | None = None
     metavar: str | None = None
     minimum: int | None = None
+    maximum: int | None = None
     choices: tuple[T_co, ...] = ()
     note: str = ""
     default_text: str = ""
@@ -199,6 +203,7 @@ MAX_TURNS = Option(
     metavar="N",
     help="User turns before a conversation is stopped",
     minimum=1,
+    maximum=1_000,
     default=20,
 )
 TURN_TIMEOUT = Option(
@@ -224,6 +229,7 @@ REPEAT = Option(
     metavar="K",
     help="Run each event K times and report pass^k (tau-bench)",
     minimum=1,
+    maximum=1_000,
     default=1,
 )
 CONCURRENCY = Option(
@@ -235,6 +241,7 @@ CONCURRENCY = Option(
     metavar="N",
     help="Simulate up to N conversations at a time (worth it when models answer)",
     minimum=1,
+    maximum=1_000,
     default=1,
     note="conversations simulated at a time; needs session-scoped `agentsim_agent` and "
     "`agentsim_tools`; also events a model fills at a time; results are the same",
@@ -246,6 +253,7 @@ PROGRESS_SECONDS = Option(
     ini="agentsim_progress_seconds",
     help="Seconds between progress lines on long runs (0: after every event)",
     minimum=0,
+    maximum=86_400,
     default=10,
     note="a progress line on long runs; not with `-q`",
 )
@@ -367,6 +375,7 @@ JUDGE_SAMPLES = Option(
     metavar="N",
     help="Ask the LLM judge N times; a policy's verdict must be unanimous, else it is inconclusive",
     minimum=1,
+    maximum=100,
     default=1,
 )
 INCONCLUSIVE: Option[InconclusiveMode] = Option(

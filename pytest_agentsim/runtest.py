@@ -243,9 +243,7 @@ class ConversationTests:
                 self.settings.concurrency,
             )
         sandbox = sandbox_for(tools, starting_db(pack, event))
-        if sandbox.tools and (
-            problem := self.catalog.unknown_tool(pack, event, frozenset(sandbox.tools))
-        ):
+        if sandbox.tools and (problem := self.catalog.tool_problem(pack, event, sandbox.tools)):
             pytest.fail(problem, pytrace=False)
         result = runner.result(event, pack, agent, sandbox, trial, user_model=self.user_model(item))
         item.stash[EVENT_RESULT] = result

@@ -75,6 +75,7 @@ class AgentSimSession:
             )
         gates = self.settings.gates
         self.catalog.check_gate_names(gates.per_risk, gates.per_policy)
+        self.catalog.check_baseline(gates.baseline, gates.baseline_name)
         self.runner = SimulationRunner(
             judges=self.judges,
             max_turns=self.settings.max_turns,

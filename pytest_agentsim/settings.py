@@ -7,8 +7,9 @@ and what was expected. Flags, ini keys, defaults, minimums and choices come from
 
 from __future__ import annotations
 
-import json
+import difflib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from pathlib import PurePath
@@ -27,11 +28,10 @@ from pytest_agentsim.llm.messages import RoleName
 from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import LLMSettings
 from pytest_agentsim.options import Option
+from pytest_agentsim.reporting.baseline import load_baseline
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import parse_rate
 from pytest_agentsim.reporting.gates import parse_thresholds
-from pytest_agentsim.reporting.results import RESULTS_SCHEMA
-from pytest_agentsim.reporting.results import RESULTS_VERSION
 
 Choice = TypeVar("Choice", bound=str)
 RateDefault = TypeVar("RateDefault", float, None)
@@ -80,6 +80,8 @@ def _int_setting(config: pytest.Config, option: Option[int]) -> int:
         raise ConfigError(f"{source}: expected an integer, got {value!r}") from None
     if option.minimum is not None and number < option.minimum:
         raise ConfigError(f"{source}: expected an integer >= {option.minimum}, got {number}")
+    if option.maximum is not None and number > option.maximum:
+        raise ConfigError(f"{source}: expected an integer <= {option.maximum}, got {number}")
     return number
 
 
@@ -132,7 +134,60 @@ def _default_dir(config: pytest.Config, option: Option[str]) -> str:
     return display_path(config.rootpath / PurePath(option.default).parent)
 
 
+def _ini_keys(config: pytest.Config) -> list[str]:
+    """The keys the ini file (and ``-o``) set: pytest reports unknown ones only as a
+    warning, and offers no other way to list them (``inicfg`` is deprecated, still there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [str(key) for key in config.inicfg]
+
+
+def _ini_line(config: pytest.Config, key: str) -> str:
+    """``file:line`` of an ini key, or where else it came from."""
+    overrides = getattr(config.option, "override_ini", None) or []
+    if any(str(item).split("=", 1)[0].strip() == key for item in overrides):
+        return f"-o {key}"
+    if config.inipath is None:
+        return "ini"
+    where = display_path(config.inipath)
+    try:
+        lines = config.inipath.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return where
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*[=:]")
+    number = next((n for n, line in enumerate(lines, 1) if pattern.match(line)), None)
+    return f"{where}:{number}" if number else where
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """An ini key that looks like one of ours but is not is a usage error naming the
+    nearest known key: pytest only warns, and a misspelt gate would silently not apply.
+
+    Keys another plugin registered are known to pytest and left alone; so are unknown
+    keys that neither start with ``agentsim`` nor come close to one of ours.
+    """
+    ours = sorted(option.ini for option in options.OPTIONS if option.ini)
+    for key in sorted(_ini_keys(config)):
+        if key in ours:
+            continue
+        try:
+            config.getini(key)
+            continue  # registered by pytest or another plugin
+        except ValueError:
+            pass
+        nearest = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+        if not key.lower().startswith("agentsim") and not nearest:
+            continue
+        hint = (
+            f"did you mean {nearest[0]!r}?"
+            if nearest
+            else "not a pytest-agentsim setting; `pytest --help` lists them"
+        )
+        raise ConfigError(f"{_ini_line(config, key)}: unknown ini key {key!r} ({hint})")
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
+    check_ini_keys(config)
     packs = _paths(config, options.PACKS)
     if not packs:
         raise ConfigError(
@@ -326,23 +381,4 @@ def _path_setting(config: pytest.Config, option: Option[str | None]) -> Path | N
 
 
 def _load_baseline(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    where = display_path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: baseline results file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}:{exc.lineno}: baseline is not valid JSON: {exc.msg}") from None
-    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
-        raise ConfigError(
-            f"{where}: not a pytest-agentsim results file (expected schema {RESULTS_SCHEMA!r}; "
-            "write one with --agentsim-json)"
-        )
-    if document.get("version") != RESULTS_VERSION:
-        raise ConfigError(
-            f"{where}: results version {document.get('version')!r} is not supported "
-            f"(expected {RESULTS_VERSION})"
-        )
-    return document
+    return None if path is None else load_baseline(path)

@@ -474,7 +474,9 @@ def test_policy_and_risk_markers_select_events(product: pytest.Pytester) -> None
     )
 
 
-def test_a_test_with_no_events_is_skipped_saying_why(product: pytest.Pytester) -> None:
+def test_a_test_with_no_events_is_skipped_saying_why_and_no_events_at_all_is_an_error(
+    product: pytest.Pytester,
+) -> None:
     product.makepyfile(
         test_agent="""
         import pytest
@@ -497,8 +499,9 @@ def test_a_test_with_no_events_is_skipped_saying_why(product: pytest.Pytester) -
         "version: 1\ndomain: notes\nevents: []\n"
     )
     result = product.runpytest("--agentsim", "-rs", "test_agent.py")
-    result.stdout.fnmatch_lines(
-        ["SKIPPED [[]1[]] test_agent.py:*: no agentsim events: the events files hold none"]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: fixtures/events/notes.yaml: no events to run ('events' is empty); *"]
     )
 
 

@@ -95,8 +95,10 @@ class RuleRegistry:
         """Validate one check; raises UnknownRuleType or pydantic's ValidationError."""
         if not isinstance(data, dict):
             raise UnknownRuleType(f"a check must be a mapping with a 'type', got {data!r}")
+        if "type" not in data:
+            raise UnknownRuleType(f"a check needs a 'type' (one of: {', '.join(self.names)})")
         name = data.get("type")
-        if name not in self._types:
+        if not isinstance(name, str) or name not in self._types:
             raise UnknownRuleType(
                 f"unknown check type {name!r} (expected one of: {', '.join(self.names)})"
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from typing import Any
 from typing import Literal
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PrivateAttr
+from pydantic import field_validator
+from pydantic import model_validator
 
 
 class StrictModel(BaseModel):
@@ -49,6 +52,17 @@ class DialogueAct(StrictModel):
     slot: str | None = None
     text: str | None = None
 
+    @model_validator(mode="after")
+    def _has_what_it_says(self) -> DialogueAct:
+        """An act that would make the user say nothing, or "I don't know my ." is refused."""
+        if self.act == "inform" and not self.slot:
+            raise ValueError("an inform act needs the slot of the fact it gives")
+        if self.act == "say" and not self.text:
+            raise ValueError("a say act needs the text to say")
+        if self.act == "request" and not (self.slot or self.text):
+            raise ValueError("a request act needs a slot of the goal's requests or a text")
+        return self
+
 
 class GoalRequest(StrictModel):
     """Something the user wants done or told; met when an agent message matches ``done_when``."""
@@ -56,6 +70,17 @@ class GoalRequest(StrictModel):
     slot: str
     text: str = Field(description="How the user asks for it")
     done_when: str = Field(description="Regex over the agent's replies that shows it was met")
+
+    @field_validator("done_when")
+    @classmethod
+    def _a_regex(cls, value: str) -> str:
+        """Compiled at load: the offline user searches it in every agent reply, where an
+        invalid one would crash the conversation instead of naming the line."""
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
 
 
 class EntitySpec(StrictModel):
@@ -114,23 +139,52 @@ class PolicyScenario(StrictModel):
     variants: list[Variant] = Field(default_factory=list)
 
 
+#: Sane maxima of a pack's generation sizes: far above any useful snapshot (whose file
+#: must stay loadable), low enough that a typo like ``count: 1e20`` is an error at load
+#: instead of a generation that never ends.
+MAX_EVENTS = 10_000
+MAX_COVERAGE_K = 100
+MAX_ATTEMPTS = 1_000
+MAX_EVENT_COMPLEXITY = 1_000
+
+
 class GenerationSpec(StrictModel):
     """How many events to generate for a pack, and from what material (pack ``generation``)."""
 
-    count: int = Field(default=20, ge=1, description="Events in the snapshot (at least)")
+    count: int = Field(
+        default=20, ge=1, le=MAX_EVENTS, description="Events in the snapshot (at least)"
+    )
     complexity: tuple[int, int] = Field(
         default=(4, 12), description="Range of an event's summed policy complexity"
     )
-    coverage_k: int = Field(default=1, ge=1, description="Events per policy, at least")
+    coverage_k: int = Field(
+        default=1, ge=1, le=MAX_COVERAGE_K, description="Events per policy, at least"
+    )
     edge_threshold: float = Field(
         default=5.0, ge=0, le=10, description="Edges this heavy are exercised at least once"
     )
-    attempts: int = Field(default=12, ge=1, description="Tries per sample before reporting it")
+    attempts: int = Field(
+        default=12, ge=1, le=MAX_ATTEMPTS, description="Tries per sample before reporting it"
+    )
     model_attempts: int = Field(
         default=3,
         ge=1,
+        le=MAX_ATTEMPTS,
         description="Tries per sample when a model fills events (each one a call)",
     )
+
+    @field_validator("complexity")
+    @classmethod
+    def _a_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        """[low, high] as the policy graph's sampling needs it, checked at load, not when
+        generating (where a bad range used to surface as a bare ValueError)."""
+        low, high = value
+        if not 1 <= low <= high <= MAX_EVENT_COMPLEXITY:
+            raise ValueError(
+                f"expected [low, high] with 1 <= low <= high <= {MAX_EVENT_COMPLEXITY}"
+            )
+        return value
+
     entities: dict[str, EntitySpec] = Field(default_factory=dict)
     personas: list[str] = Field(default_factory=list)
 
@@ -153,11 +207,17 @@ class Policy(StrictModel):
         description="Material for offline event generation (see pytest_agentsim.generation)",
     )
     _line: int | None = PrivateAttr(default=None)
+    _check_lines: list[int | None] = PrivateAttr(default_factory=list)
 
     @property
     def line(self) -> int | None:
         """Line of the policy in its pack file, for error messages and annotations."""
         return self._line
+
+    def check_line(self, index: int) -> int | None:
+        """Line of ``checks[index]`` in the pack file (the policy's line if unknown)."""
+        lines = self._check_lines
+        return (lines[index] if index < len(lines) else None) or self._line
 
 
 class PolicyEdge(StrictModel):
@@ -266,6 +326,12 @@ class Expectation(StrictModel):
 
     policy: str
     check: dict[str, Any]
+    _line: int | None = PrivateAttr(default=None)
+
+    @property
+    def line(self) -> int | None:
+        """Line of the expectation in its events file, for error messages."""
+        return self._line
 
 
 class Event(StrictModel):
@@ -286,10 +352,16 @@ class Event(StrictModel):
         default_factory=dict, description="Generated events: the variant used for each policy"
     )
     _line: int | None = PrivateAttr(default=None)
+    _path: str | None = PrivateAttr(default=None)
 
     @property
     def line(self) -> int | None:
         return self._line
+
+    @property
+    def path(self) -> str | None:
+        """The events file the event was loaded from (None when built in code)."""
+        return self._path
 
     @property
     def test_id(self) -> str:
@@ -315,6 +387,11 @@ class GenerationInfo(StrictModel):
 
     pack: str = Field(description="The pack file, relative to the snapshot")
     fingerprint: str = Field(description="PolicyPack.fingerprint of the pack it was built from")
+    events_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the events as written (pytest_agentsim.packs.events."
+        "events_digest): a hand edit or a truncation of the file no longer matches it",
+    )
     seed: int
     generator: str = Field(description="'templates', or 'llm:<model>'")
     covered: dict[str, int] = Field(
@@ -326,13 +403,21 @@ class GenerationInfo(StrictModel):
     @property
     def regenerate_command(self) -> str:
         """The command that writes this snapshot again, with the same generator."""
-        command = f"pytest --agentsim --agentsim-generate --agentsim-seed {self.seed}"
-        if self.generator.startswith("llm:"):
-            command += (
-                f" --agentsim-generate-model={self.generator.removeprefix('llm:')}"
-                " --agentsim-record-mode=new_episodes"
-            )
-        return command
+        return regenerate_command(self.seed, self.generator)
+
+
+def regenerate_command(seed: object, generator: object) -> str:
+    """The command that writes a snapshot again with the same seed and generator; either
+    may be missing (None) when read from a header that did not validate."""
+    command = "pytest --agentsim --agentsim-generate"
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        command += f" --agentsim-seed {seed}"
+    if isinstance(generator, str) and generator.startswith("llm:"):
+        command += (
+            f" --agentsim-generate-model={generator.removeprefix('llm:')}"
+            " --agentsim-record-mode=new_episodes"
+        )
+    return command
 
 
 class EventSet(StrictModel):

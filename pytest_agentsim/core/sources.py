@@ -10,6 +10,7 @@ import os
 import re
 import typing
 from collections.abc import Callable
+from collections.abc import Hashable
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,41 @@ class _LineLoader(yaml.SafeLoader):
     pass
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping's own key given twice (JSON and YAML alike forbid it; parsers keep one)."""
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    """A mapping with its lines; a key given twice is an error naming both lines.
+
+    Keys brought in by a merge (``<<: *defaults``) may be overridden by the mapping's own
+    keys, as YAML's merge key means; only the mapping's own keys must be unique.
+    """
+    own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
+    merged = len(node.value) - own
     mapping = LineDict()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
-    for key_node, value_node in node.value:
+    own_keys: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
+        if not isinstance(key, Hashable):
+            kind = "list" if isinstance(key, list) else "mapping"
             raise yaml.MarkedYAMLError(
-                problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                problem=f"a mapping key must be a string or a number, got a {kind}",
+                problem_mark=key_node.start_mark,
             )
+        if index >= merged:
+            if key in own_keys:
+                raise _DuplicateKey(
+                    problem=f"duplicate key {key!r} (first on line {mapping.key_lines[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            own_keys.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.key_lines[key] = key_node.start_mark.line + 1
     return mapping
@@ -69,6 +94,16 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
+#: The largest user file read (bytes), so that a runaway file fails at once instead of
+#: parsing for minutes (YAML is parsed in pure Python, about half a megabyte a second).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: The most values a document may hold once aliases are expanded: an alias bomb (YAML's
+#: "billion laughs") would otherwise expand exponentially in every consumer of the data.
+MAX_VALUES = 1_000_000
+#: The deepest nesting of collections a document may have: far beyond any real input,
+#: and well within Python's recursion limit for every consumer of the data.
+MAX_DEPTH = 100
+
 
 def display_path(path: str | os.PathLike[str]) -> str:
     """The path as a user would type it: relative to the working directory when inside it."""
@@ -79,23 +114,158 @@ def display_path(path: str | os.PathLike[str]) -> str:
         return str(path)
 
 
-def load_document(path: Path, *, what: str) -> Any:
-    """Load a YAML (or JSON, a subset of YAML) file, keeping line numbers."""
+def _size_text(size: float) -> str:
+    megabyte = 1024 * 1024
+    return f"{size / megabyte:.1f} MB" if size >= megabyte else f"{size:.0f} bytes"
+
+
+def read_user_text(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a user file, or a ConfigError naming it: missing, unreadable, larger
+    than ``max_bytes``, or not UTF-8 (with the line of the first bad byte).
+
+    Every user-written input (packs, events, seed databases, baselines, cassettes) is
+    read here, so each of these mistakes reads the same for all of them.
+    """
     where = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
     except FileNotFoundError:
         raise ConfigError(f"{where}: {what} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: {what} is a directory, expected a file") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {what}: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise ConfigError(
+            f"{where}: {what} is too large ({_size_text(path.stat().st_size)}; "
+            f"the limit is {_size_text(max_bytes)})"
+        )
     try:
-        return yaml.load(text, Loader=_LineLoader)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        hint = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(
+            f"{where}:{line}: {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} cannot "
+            f"be decoded{hint}; save the file as UTF-8"
+        ) from None
+
+
+class _TooComplex(Exception):
+    """A document refused before construction; ``node`` is where it shows."""
+
+    def __init__(self, node: yaml.Node, problem: str) -> None:
+        super().__init__(problem)
+        self.node = node
+        self.problem = problem
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a node graph that is cyclic, too deep, or too large once aliases expand.
+
+    Aliases make the composed document a graph whose nodes may be shared; the count of
+    values each node expands to is memoized, so a billion laughs is refused after
+    visiting each of its few nodes once, before anything is constructed.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _TooComplex(node, "an alias refers to a collection that contains it")
+        if depth > MAX_DEPTH:
+            raise _TooComplex(node, f"collections are nested more than {MAX_DEPTH} levels deep")
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        active.add(key)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_VALUES:
+                raise _TooComplex(
+                    node, f"aliases expand to more than {MAX_VALUES:,} values (an alias bomb?)"
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Load a YAML (or JSON, a subset of YAML) file, keeping line numbers.
+
+    Anything wrong with the file is a one-line ConfigError naming it, and the line when
+    there is one: the reading problems of :func:`read_user_text`, invalid YAML, a key
+    given twice, an unhashable key, an alias bomb, a recursive alias or absurd nesting.
+    """
+    where = display_path(path)
+    text = read_user_text(path, what=what, max_bytes=max_bytes)
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    except _TooComplex as exc:
+        line = exc.node.start_mark.line + 1
+        raise ConfigError(f"{where}:{line}: invalid YAML in {what}: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}{line}: invalid YAML in {what}: {exc.problem}") from None
+        # The context says what the parser was reading ("while parsing a flow mapping").
+        problem = f"{exc.context}, {exc.problem}" if exc.context else exc.problem
+        raise ConfigError(f"{where}{line}: invalid YAML in {what}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML in {what}: {exc}") from None
+    except RecursionError:  # the parser nests deeper than MAX_DEPTH before it is checked
+        raise ConfigError(
+            f"{where}: invalid YAML in {what}: collections are nested more than "
+            f"{MAX_DEPTH} levels deep"
+        ) from None
+    finally:
+        loader.dispose()
+
+
+#: JSON read again for the lines of an error (:func:`json_lines`) up to this size; beyond
+#: it the error names the field without a line rather than parse for minutes.
+MAX_LINE_LOOKUP_CHARS = 4 * 1024 * 1024
+
+
+def json_lines(path: Path, text: str, *, what: str) -> Any:
+    """JSON ``text`` (already parsed by the json module) read again with the line of each
+    key and item, for the message about a mistake in it; None when it is too large to
+    read again quickly or does not read as YAML.
+
+    A key given twice in one object, which the json module would silently take the last
+    of, is a ConfigError naming both lines.
+    """
+    if len(text) > MAX_LINE_LOOKUP_CHARS:
+        return None
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    except _DuplicateKey as exc:
+        line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+        raise ConfigError(
+            f"{display_path(path)}{line}: invalid JSON in {what}: {exc.problem}"
+        ) from None
+    except (yaml.YAMLError, _TooComplex, RecursionError):
+        return None
+    finally:
+        loader.dispose()
 
 
 def to_plain(data: Any) -> Any:
@@ -171,6 +341,20 @@ def _model_at(model: type[BaseModel] | None, loc: Sequence[int | str]) -> type[B
     return None
 
 
+class _Shown:
+    """A value as an error message shows it: its repr, cut short when long (a whole list
+    of policies where a mapping was expected would otherwise fill the screen)."""
+
+    LIMIT = 80
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        text = repr(to_plain(self.value))
+        return text if len(text) <= self.LIMIT else text[: self.LIMIT - 3] + "..."
+
+
 def describe_error(
     error: Any, *, field_loc: Loc, model: type[BaseModel] | None = None, model_loc: Loc = ()
 ) -> str:
@@ -182,7 +366,8 @@ def describe_error(
     field = field_path(field_loc) or "value"
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    got = error.get("input")
+    value = error.get("input")
+    got = _Shown(value)
     if kind == "missing":
         return f"missing required field '{field}'"
     if kind == "extra_forbidden":
@@ -204,11 +389,19 @@ def describe_error(
         return f"{field} must be {bounds[kind]} {limit}, got {got!r}"
     if kind == "string_pattern_mismatch":
         return f"{field} must match {ctx.get('pattern')}, got {got!r}"
-    if kind == "too_short" and isinstance(got, (list, dict, str)) and not got:
+    if kind in ("too_short", "string_too_short") and value in ([], {}, ""):
         return f"{field} must not be empty"
+    # The object itself (a policy that is a string) is named by the context alone.
+    named = f"{field}: " if field_loc else ""
+    if kind in ("model_type", "dict_type"):
+        # Not "a valid dictionary or instance of Policy": the user wrote YAML, not Python.
+        return f"{named}input should be a mapping, got {got!r}"
+    if kind == "value_error" and ctx.get("error") is not None:
+        # A validator's own words, without pydantic's "Value error, " in front.
+        return f"{named}{ctx['error']}, got {got!r}"
     message = str(error["msg"])
     message = message[:1].lower() + message[1:]
-    return f"{field}: {message}, got {got!r}"
+    return f"{named}{message}, got {got!r}"
 
 
 def validation_error_message(
@@ -265,16 +458,25 @@ def load_model(
     ``collection`` (e.g. ``policy 'x'`` in ``policies``) and what was expected.
     """
     raw = load_document(path, what=what)
+    return validate_document(path, raw, model, what=what, kind=kind, collection=collection), raw
+
+
+def validate_document(
+    path: Path, raw: Any, model: type[ModelT], *, what: str, kind: str, collection: str
+) -> ModelT:
+    """Validate a document :func:`load_document` loaded from ``path`` into ``model``
+    (the second half of :func:`load_model`, for a loader that looks at the raw document
+    first)."""
     if not isinstance(raw, LineDict):
         required = " and ".join(
             repr(name) for name, f in model.model_fields.items() if f.is_required()
         )
+        got = "an empty file" if raw is None else type(to_plain(raw)).__name__
         raise ConfigError(
-            f"{display_path(path)}: the {what} must be a mapping with {required}, "
-            f"got {type(to_plain(raw)).__name__}"
+            f"{display_path(path)}: the {what} must be a mapping with {required}, got {got}"
         )
     try:
-        return model.model_validate(to_plain(raw)), raw
+        return model.model_validate(to_plain(raw))
     except ValidationError as exc:
         raise ConfigError(
             validation_error_message(

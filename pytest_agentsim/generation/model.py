@@ -69,6 +69,8 @@ from pytest_agentsim.llm.gateway import Gateway
 from pytest_agentsim.llm.gateway import run_sync
 from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.packs.events import deep_merge
+from pytest_agentsim.packs.events import id_values
+from pytest_agentsim.packs.events import record_ids
 from pytest_agentsim.packs.templates import GenerationError
 
 PURPOSE = "events"
@@ -144,31 +146,6 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _record_ids(db: Mapping[str, Any]) -> dict[str, str]:
-    """Record id -> its table, over a database's tables.
-
-    A table is a mapping of id -> record, or a list of records whose ``id`` field is the
-    id; values that are not records (``meta: {now: ...}``) are not ids.
-    """
-    ids: dict[str, str] = {}
-    for table, records in sorted(db.items()):
-        if isinstance(records, Mapping):
-            for key, record in records.items():
-                if isinstance(record, Mapping):
-                    ids.setdefault(str(key), table)
-        elif isinstance(records, list):
-            for record in records:
-                if isinstance(record, Mapping) and "id" in record:
-                    ids.setdefault(str(record["id"]), table)
-    return ids
-
-
-def _id_values(value: Any) -> list[str]:
-    """The ids a fact's value names: itself, or each item of a list."""
-    items = value if isinstance(value, list) else [value]
-    return [str(item) for item in items if isinstance(item, str | int) and str(item)]
-
-
 def _check_overrides(db: Mapping[str, Any], seed_db: Mapping[str, Any]) -> None:
     for table, records in db.items():
         if table not in seed_db:
@@ -230,11 +207,11 @@ def validate_draft(
         )
     _check_overrides(draft.db, pack.seed_db)
     starting = deep_merge(pack.seed_db, draft.db)
-    ids = _record_ids(starting)
+    ids = record_ids(starting)
     tables = ", ".join(sorted(starting)) or "none"
     for key, value in draft.facts.items():
         if key.endswith("_id"):
-            _check_ids(f"facts.{key}", _id_values(value), ids, tables)
+            _check_ids(f"facts.{key}", id_values(value), ids, tables)
 
     expected: list[Expectation] = []
     for index, item in enumerate(draft.expected):
@@ -252,7 +229,7 @@ def validate_draft(
         if isinstance(args, Mapping):
             for name, value in args.items():
                 if str(name).endswith("_id"):
-                    _check_ids(f"{where}.check.args.{name}", _id_values(value), ids, tables)
+                    _check_ids(f"{where}.check.args.{name}", id_values(value), ids, tables)
         path = getattr(rule, "path", None)
         if path:
             table = str(path.split(".")[0] if isinstance(path, str) else path[0])

@@ -51,6 +51,9 @@ RecordMode = Literal["none", "once", "new_episodes", "all"]
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
 
 _WHAT = "LLM cassette"
+#: Cassettes grow with every recorded call (a pack's generation cassette holds all of its
+#: calls), so they may be larger than the other user files; still not unbounded.
+MAX_CASSETTE_BYTES = 64 * 1024 * 1024
 # The parts of a request that decide the answer; purpose, api_base, keys and timeouts
 # do not, so changing them keeps the recordings valid.
 _KEYED = ("model", "messages", "tools", "response_format", "temperature", "max_tokens")
@@ -174,7 +177,7 @@ class Cassette:
     # -- loading -------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Interaction]:
-        raw = load_document(self.path, what=_WHAT)
+        raw = load_document(self.path, what=_WHAT, max_bytes=MAX_CASSETTE_BYTES)
         where = display_path(self.path)
         if raw is None:  # an empty file: nothing recorded yet
             return {}

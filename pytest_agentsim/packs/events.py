@@ -10,6 +10,9 @@ validates them against the pack, so a stale or hand-edited snapshot fails with a
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,17 +22,24 @@ from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventSet
 from pytest_agentsim.core.models import PolicyPack
+from pytest_agentsim.core.models import regenerate_command
+from pytest_agentsim.core.sources import LineDict
+from pytest_agentsim.core.sources import Loc
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.core.sources import line_of
-from pytest_agentsim.core.sources import load_model
+from pytest_agentsim.core.sources import load_document
+from pytest_agentsim.core.sources import to_plain
+from pytest_agentsim.core.sources import validate_document
 from pytest_agentsim.packs.loading import validate_check
 
 
 def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRegistry) -> EventSet:
     """Load a snapshot and check every reference in it against the loaded packs."""
     path = Path(path)
-    event_set, raw = load_model(
-        path, EventSet, what="events file", kind="event", collection="events"
+    raw = load_document(path, what="events file")
+    _check_snapshot_digest(path, raw)
+    event_set = validate_document(
+        path, raw, EventSet, what="events file", kind="event", collection="events"
     )
     where = display_path(path)
     pack = packs.get(event_set.domain)
@@ -50,6 +60,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
     for index, event in enumerate(event_set.events):
         loc = ("events", index)
         event._line = line_of(raw, loc)
+        event._path = str(path)
         prefix = f"event {event.id!r}: "
         if event.id in seen:
             raise ConfigError(
@@ -71,6 +82,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
                 )
         for number, expectation in enumerate(event.expected):
             exp_loc = (*loc, "expected", number)
+            expectation._line = line_of(raw, exp_loc)
             if expectation.policy not in event.policies:
                 raise ConfigError(
                     f"{where}:{line_of(raw, (*exp_loc, 'policy'))}: {prefix}expected[{number}] "
@@ -78,8 +90,161 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
                     f"policies ({', '.join(event.policies)})"
                 )
             validate_check(path, raw, expectation.check, (*exp_loc, "check"), prefix, registry)
+        problem = _agenda_problem(event) or _fact_id_problem(pack, event)
+        if problem is not None:
+            field_loc, message = problem
+            raise ConfigError(f"{where}:{line_of(raw, (*loc, *field_loc))}: {prefix}{message}")
     event_set._path = str(path)
     return event_set
+
+
+def events_digest(events: Any) -> str:
+    """sha256 of a snapshot's events as plain data (what its YAML loads to), keys sorted.
+
+    A generated snapshot records it in its header, so that loading it notices a hand
+    edit or a truncation: its events were checked against the pack when generated, and
+    an edited copy would pass as that reviewed output.
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(key): plain(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    canonical = json.dumps(
+        plain(to_plain(events)),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _check_snapshot_digest(path: Path, raw: Any) -> None:
+    """A generated snapshot's events must still be those its header's hash was made of."""
+    header = raw.get("generated") if isinstance(raw, LineDict) else None
+    if not isinstance(header, LineDict):
+        return
+    where = display_path(path)
+    command = regenerate_command(header.get("seed"), header.get("generator"))
+    advice = (
+        f"regenerate with `{command}` or remove the `generated:` header to keep it as hand-written"
+    )
+    recorded = header.get("events_sha256")
+    if recorded is None:
+        raise ConfigError(
+            f"{where}:{line_of(raw, ('generated',))}: generated snapshot without "
+            f"generated.events_sha256 (written by an older pytest-agentsim?): {advice}"
+        )
+    if recorded != events_digest(raw.get("events")):
+        raise ConfigError(
+            f"{where}:{line_of(raw, ('generated', 'events_sha256'))}: generated snapshot "
+            f"edited or truncated (its events do not match generated.events_sha256): {advice}"
+        )
+
+
+def _agenda_problem(event: Event) -> tuple[Loc, str] | None:
+    """An agenda act the offline user could not say: an ``inform`` of a slot that no fact
+    or goal constraint gives (the user would answer "Sorry, I don't know my ..."), or
+    whose ``text`` names a placeholder other than ``{value}`` and the user's slots."""
+    user = event.user
+    known = {**user.facts, **user.goal.constraints}
+    for index, act in enumerate(user.agenda):
+        loc: Loc = ("user", "agenda", index)
+        if act.act != "inform" or act.slot is None:
+            continue
+        if act.slot not in known:
+            return (
+                (*loc, "slot"),
+                f"user.agenda[{index}]: inform of slot {act.slot!r}, which no fact gives "
+                f"(user.facts: {', '.join(map(str, known)) or 'none'})",
+            )
+        if act.text is not None:
+            try:
+                fields = {
+                    name.split(".")[0].split("[")[0]
+                    for _, name, _, _ in string.Formatter().parse(act.text)
+                    if name is not None
+                }
+            except ValueError as exc:
+                return (*loc, "text"), f"user.agenda[{index}].text: {exc} in {act.text!r}"
+            unknown = sorted(fields - {"value", *map(str, known)})
+            if unknown:
+                return (
+                    (*loc, "text"),
+                    f"user.agenda[{index}].text names {{{unknown[0]}}}, which is neither "
+                    f"{{value}} nor a fact ({', '.join(map(str, known))})",
+                )
+    return None
+
+
+def table_ids(records: Any) -> set[str]:
+    """The record ids of one table: a mapping of id -> record, or a list of records whose
+    ``id`` field is the id; values that are not records (``meta: {now: ...}``) are not ids."""
+    if isinstance(records, Mapping):
+        return {str(key) for key, record in records.items() if isinstance(record, Mapping)}
+    if isinstance(records, list):
+        return {
+            str(record["id"])
+            for record in records
+            if isinstance(record, Mapping) and "id" in record
+        }
+    return set()
+
+
+def record_ids(db: Mapping[str, Any]) -> dict[str, str]:
+    """Record id -> its table (the first in sorted order), over a database's tables."""
+    ids: dict[str, str] = {}
+    for table, records in sorted(db.items()):
+        for key in sorted(table_ids(records)):
+            ids.setdefault(key, table)
+    return ids
+
+
+def id_values(value: Any) -> list[str]:
+    """The ids a fact's value names: itself, or each item of a list."""
+    items = value if isinstance(value, list) else [value]
+    return [str(item) for item in items if isinstance(item, str | int) and str(item)]
+
+
+def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
+    """A fact named ``..._id`` whose value is not the id of a record in the event's
+    starting database (the seed with the event's overrides).
+
+    The user would give an id the agent's tools cannot find, and every check about that
+    record would be decided by its absence; generated events are held to the same rule.
+    A fact ``<entity>_id`` of an entity of the pack's ``generation.entities`` must name a
+    record of that entity's table. A fact named otherwise can still give an unknown id on
+    purpose. A database without records has nothing to check against.
+    """
+    db = starting_db(pack, event)
+    ids = record_ids(db)
+    entity_tables = {f"{name}_id": spec.table for name, spec in pack.generation.entities.items()}
+    for slot, value in event.user.facts.items():
+        if not str(slot).endswith("_id"):
+            continue
+        table = entity_tables.get(str(slot))
+        if table is not None:
+            # Entities are drawn from every key of their table, whatever its records are.
+            rows = db.get(table)
+            known = {str(key) for key in rows} if isinstance(rows, Mapping) else table_ids(rows)
+        else:
+            known = set(ids)
+        if not known:
+            continue
+        for item in id_values(value):
+            if item not in known:
+                of = f"of {table} " if table is not None else ""
+                return (
+                    ("user", "facts", slot),
+                    f"user.facts.{slot}: {item!r} is not the id of a record {of}in the "
+                    f"event's starting database (the seed with the event's db); to give an "
+                    "unknown id on purpose, name the fact without the '_id' ending",
+                )
+    return None
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -56,9 +56,9 @@ def _load_seed_db(pack_path: Path, database: str) -> tuple[dict[str, Any], bytes
     db_path = (pack_path.parent / database).resolve()
     raw = load_document(db_path, what=f"seed database of {display_path(pack_path)}")
     if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else type(to_plain(raw)).__name__
         raise ConfigError(
-            f"{display_path(db_path)}: the seed database must be a mapping of tables, "
-            f"got {type(to_plain(raw)).__name__}"
+            f"{display_path(db_path)}: the seed database must be a mapping of tables, got {got}"
         )
     return to_plain(raw), db_path.read_bytes()
 
@@ -93,6 +93,9 @@ def load_pack(
             )
         for number, check in enumerate(policy.checks):
             validate_check(path, raw, check, (*loc, "checks", number), prefix, registry)
+        policy._check_lines = [
+            line_of(raw, (*loc, "checks", number)) for number in range(len(policy.checks))
+        ]
 
     for index, edge in enumerate(pack.edges):
         for number, policy_id in enumerate(edge.between):

@@ -23,6 +23,7 @@ from typing import get_type_hints
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import TypeAdapter
 from pydantic import ValidationError
 from pydantic import create_model
 
@@ -114,6 +115,44 @@ def make_tool(function: ToolFunction, name: str | None = None) -> Tool:
         part for part in (docs.short_description, docs.long_description) if part
     )
     return Tool(tool_name, description, function, arguments)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def args_problem(check: Mapping[str, Any], tools: Mapping[str, Tool]) -> str | None:
+    """Why a rule check's ``args`` can never match a call of its ``tool``, if they cannot.
+
+    A call is recorded with the arguments as the tool received them (validated, then
+    JSON), so an argument the tool does not take never appears, and a value is matched
+    only if validating it as the argument's type gives it back unchanged (``null`` for a
+    ``bool``, ``"true"`` for a ``bool`` or ``"3"`` for an ``int`` never do).
+    """
+    tool = tools.get(str(check.get("tool")))
+    args = check.get("args")
+    if tool is None or not isinstance(args, Mapping):
+        return None
+    fields = tool.arguments.model_fields
+    for name, value in args.items():
+        field = fields.get(str(name))
+        if field is None:
+            return (
+                f"args names {name!r}, which {tool.name} does not take (its arguments: "
+                f"{', '.join(fields) or 'none'}), so the check can never match"
+            )
+        adapter: TypeAdapter[Any] = TypeAdapter(field.annotation or Any)
+        try:
+            matches = adapter.dump_python(adapter.validate_python(value), mode="json") == value
+        except ValidationError:
+            matches = False
+        if not matches:
+            return (
+                f"args.{name} is {json.dumps(value, default=str)}, which {tool.name}'s "
+                f"argument {name!r} "
+                f"({_type_name(field.annotation)}) never is, so the check can never match"
+            )
+    return None
 
 
 def _validation_summary(error: ValidationError) -> str:

@@ -221,11 +221,21 @@ def test_invalid_yaml_syntax_gives_the_line() -> None:
     )
 
 
-def test_duplicate_yaml_key_gives_the_line_of_the_second() -> None:
+def test_duplicate_yaml_key_gives_the_lines_of_both() -> None:
     text = pack_text(
         POLICY.replace("    severity: high\n", "    severity: high\n    severity: low\n")
     )
-    assert pack_error(text) == "pack.yaml:8: invalid YAML in policy pack: duplicate key 'severity'"
+    assert pack_error(text) == (
+        "pack.yaml:8: invalid YAML in policy pack: duplicate key 'severity' (first on line 7)"
+    )
+
+
+def test_a_merge_key_may_be_overridden() -> None:
+    text = pack_text(
+        POLICY.replace("  - id:", "  - &base\n    id:") + "  - <<: *base\n    id: other\n"
+    )
+    pack = load_pack(write("pack.yaml", text), registry=default_registry())
+    assert [policy.id for policy in pack.policies] == ["refund-window", "other"]
 
 
 def test_pack_file_not_found() -> None:
@@ -235,7 +245,13 @@ def test_pack_file_not_found() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "kind"), [("- a\n- b\n", "list"), ("just words\n", "str"), ("", "NoneType")]
+    ("text", "kind"),
+    [
+        ("- a\n- b\n", "list"),
+        ("just words\n", "str"),
+        ("", "an empty file"),
+        ("# x\n", "an empty file"),
+    ],
 )
 def test_top_level_not_a_mapping(text: str, kind: str) -> None:
     assert pack_error(text) == (
