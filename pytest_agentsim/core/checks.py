@@ -51,7 +51,9 @@ class RuleCheck(StrictModel):
 
     type: str
     when_called: str | None = Field(
-        default=None, description="Only applies when this tool was called (else not_applicable)"
+        default=None,
+        min_length=1,
+        description="Only applies when this tool was called (else not_applicable)",
     )
 
     def evaluate(self, conversation: Conversation) -> CheckResult:

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import re
+from typing import Annotated
 from typing import Any
 from typing import Literal
 
@@ -67,9 +68,11 @@ class DialogueAct(StrictModel):
 class GoalRequest(StrictModel):
     """Something the user wants done or told; met when an agent message matches ``done_when``."""
 
-    slot: str
-    text: str = Field(description="How the user asks for it")
-    done_when: str = Field(description="Regex over the agent's replies that shows it was met")
+    slot: str = Field(min_length=1)
+    text: str = Field(min_length=1, description="How the user asks for it")
+    done_when: str = Field(
+        min_length=1, description="Regex over the agent's replies that shows it was met"
+    )
 
     @field_validator("done_when")
     @classmethod
@@ -111,7 +114,7 @@ class Variant(StrictModel):
     where: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Extra conditions on entities: entity -> field -> value"
     )
-    choose: dict[str, list[Any]] = Field(
+    choose: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict, description="Named values drawn (seeded) from a list"
     )
     db: dict[str, Any] = Field(
@@ -233,7 +236,9 @@ class PolicyPack(StrictModel):
     domain: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
     database: str | None = Field(
-        default=None, description="Seed database (JSON or YAML), relative to the pack file"
+        default=None,
+        min_length=1,
+        description="Seed database (JSON or YAML), relative to the pack file",
     )
     risk_taxonomy: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -340,7 +345,7 @@ class Event(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     domain: str = ""
     policies: list[str] = Field(min_length=1)
-    complexity: int | None = Field(default=None, ge=1)
+    complexity: int | None = Field(default=None, ge=1, le=MAX_EVENT_COMPLEXITY)
     scenario: str = ""
     user: UserProfile
     db: dict[str, Any] = Field(

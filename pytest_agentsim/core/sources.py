@@ -404,6 +404,40 @@ def describe_error(
     return f"{named}{message}, got {got!r}"
 
 
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "none": "null",
+    "list": "a list",
+    "tuple": "a list",
+    "dict": "a mapping",
+}
+
+
+def _type_tag(part: int | str) -> str | None:
+    """The words for a union member's tag in a pydantic location (``str``,
+    ``list[union[str,int]]``), or None for a field name or an index."""
+    if not isinstance(part, str):
+        return None
+    base = part.split("[", 1)[0]
+    if base in _TYPE_WORDS:
+        return _TYPE_WORDS[base]
+    if "[" in part or part.startswith(("function-", "lax-", "strict-", "literal", "json-")):
+        return "a valid value"
+    return None
+
+
+def _untagged(loc: Loc) -> tuple[Loc, str | None]:
+    """(the location up to its first union tag, that tag's words or None)."""
+    for index, part in enumerate(loc):
+        words = _type_tag(part)
+        if words is not None:
+            return loc[:index], words
+    return loc, None
+
+
 def validation_error_message(
     path: Path,
     raw: Any,
@@ -412,27 +446,51 @@ def validation_error_message(
     model: type[BaseModel] | None = None,
     loc_prefix: Loc = (),
     context: Callable[[Loc], tuple[str, Loc]] | None = None,
-    limit: int = 5,
 ) -> str:
-    """Turn a ValidationError into ``file:line: context: what was expected`` lines.
+    """Turn a ValidationError into one line: ``file:line: context: what was expected``.
 
     ``raw`` is the document as loaded (with lines); the error's locations are relative to
     ``loc_prefix`` within it. ``context`` splits a full location into a prefix naming the
     object (``policy 'x': ``) and the rest, which names the field.
+
+    The first problem is described; what pydantic reports as several errors for one
+    mistake is one problem: the members of a union the value matched none of ("expected a
+    string or a list") and the required fields an object lacks. Further problems are
+    counted at the end of the line, to be seen once this one is fixed.
     """
     where = display_path(path)
-    lines = []
     errors = error.errors(include_url=False)
-    for item in errors[:limit]:
-        full_loc: Loc = loc_prefix + tuple(item["loc"])
-        prefix, rest = context(full_loc) if context else ("", full_loc)
-        line = line_of(raw, full_loc)
-        location = f"{where}:{line}" if line else where
-        phrase = describe_error(item, field_loc=rest, model=model, model_loc=tuple(item["loc"]))
-        lines.append(f"{location}: {prefix}{phrase}")
-    if len(errors) > limit:
-        lines.append(f"{where}: ... and {len(errors) - limit} more errors")
-    return "\n".join(lines)
+    first = errors[0]
+    base, tag = _untagged(tuple(first["loc"]))
+    if tag is not None:
+        group = [item for item in errors if _untagged(tuple(item["loc"]))[0] == base]
+    elif first["type"] == "missing":
+        group = [
+            item
+            for item in errors
+            if item["type"] == "missing" and tuple(item["loc"])[:-1] == base[:-1]
+        ]
+    else:
+        group = [first]
+    full_loc: Loc = loc_prefix + base
+    prefix, rest = context(full_loc) if context else ("", full_loc)
+    line = line_of(raw, full_loc)
+    location = f"{where}:{line}" if line else where
+    if tag is not None:
+        words = list(dict.fromkeys(w for item in group if (w := _untagged(tuple(item["loc"]))[1])))
+        field = field_path(rest)
+        got = _Shown(node_at(raw, full_loc) if line else first.get("input"))
+        phrase = f"{field + ': ' if field else ''}expected {' or '.join(words)}, got {got!r}"
+    elif len(group) > 1:
+        fields = [field_path(rest[:-1] + tuple(item["loc"])[-1:]) for item in group]
+        phrase = "missing required fields " + ", ".join(f"'{name}'" for name in fields)
+    else:
+        phrase = describe_error(first, field_loc=rest, model=model, model_loc=tuple(first["loc"]))
+    others = {_untagged(tuple(item["loc"]))[0] for item in errors if item not in group}
+    more = (
+        f" (and {len(others)} more {'error' if len(others) == 1 else 'errors'})" if others else ""
+    )
+    return f"{location}: {prefix}{phrase}{more}"
 
 
 def named_context(kind: str, collection: str, raw: Any) -> Callable[[Loc], tuple[str, Loc]]:

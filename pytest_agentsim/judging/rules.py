@@ -18,6 +18,7 @@ agent's changes put the value in the database) is ``seen``.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from typing import Any
 from typing import Literal
 
@@ -32,8 +33,13 @@ from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import ToolCall
 
+#: A tool's name in a check: never empty (a check of tool '' is decided by that alone).
+ToolName = Annotated[str, Field(min_length=1)]
+
 
 def _compiled(pattern: str) -> str:
+    if not pattern:
+        raise ValueError("an empty pattern matches every message")
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -52,7 +58,7 @@ def _matches_args(call: ToolCall, args: dict[str, Any]) -> bool:
 
 
 class _ToolArgsCheck(RuleCheck):
-    tool: str
+    tool: ToolName
     args: dict[str, Any] = Field(default_factory=dict, description="Arguments that must match")
 
     def matching_calls(self, conversation: Conversation) -> list[ToolCall]:
@@ -112,8 +118,8 @@ class CallOrder(RuleCheck):
     """``first`` must have been called successfully before any call to ``then``."""
 
     type: Literal["call_order"] = "call_order"
-    first: str
-    then: str
+    first: ToolName
+    then: ToolName
 
     def check(self, conversation: Conversation) -> CheckResult:
         later = conversation.calls_to(self.then)
@@ -161,7 +167,7 @@ class ConfirmationBefore(RuleCheck):
     """
 
     type: Literal["confirmation_before"] = "confirmation_before"
-    tool: str
+    tool: ToolName
     confirm: str = DEFAULT_CONFIRM
     deny: str = DEFAULT_DENY
     ask: str = DEFAULT_ASK
@@ -266,6 +272,16 @@ def _split_path(path: str | list[str | int]) -> list[str | int]:
 class _DbCheck(RuleCheck):
     path: str | list[str | int] = Field(description="Dotted path ('users.u1.email') or a list")
     value: Any = Field(default=None, description="Expected value; omit to test the path only")
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, path: str | list[str | int]) -> str | list[str | int]:
+        """No empty path or part: an empty path is the whole database, which every final
+        database "contains", so the check would be decided before the conversation."""
+        parts = _split_path(path)
+        if not parts or any(part == "" for part in parts):
+            raise ValueError("expected table.record.field, with no empty part")
+        return path
 
     @property
     def has_value(self) -> bool:

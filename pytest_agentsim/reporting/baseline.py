@@ -105,7 +105,6 @@ def load_baseline(path: Path) -> dict[str, Any]:
                 exc,
                 model=Baseline,
                 context=lambda loc: ("invalid baseline: ", loc),
-                limit=1,
             )
         ) from None
     for name, counts in baseline.policies.items():
