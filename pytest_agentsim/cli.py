@@ -105,6 +105,7 @@ def extract_policies(
 
 def _extract_command(args: argparse.Namespace) -> int:
     from pytest_agentsim.core.errors import ConfigError
+    from pytest_agentsim.core.sources import read_user_text
     from pytest_agentsim.judging.rules import default_registry
     from pytest_agentsim.llm.gateway import Gateway
     from pytest_agentsim.llm.messages import LLMConfig
@@ -113,9 +114,9 @@ def _extract_command(args: argparse.Namespace) -> int:
 
     prompt_path = Path(args.prompt)
     try:
-        prompt = prompt_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"agentsim: {prompt_path}: cannot read the prompt: {exc.strerror}", file=sys.stderr)
+        prompt = read_user_text(prompt_path, what="prompt")
+    except ConfigError as exc:
+        print(f"agentsim: {exc}", file=sys.stderr)
         return 2
     gateway = Gateway(
         LLMConfig(

@@ -210,6 +210,21 @@ def test_extract_policies_reports_a_model_that_keeps_failing(
     assert "no valid ExtractedPolicies after one repair" in capsys.readouterr().err
 
 
+def test_extract_policies_names_a_prompt_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = tmp_path / "PROMPT.md"
+    prompt.write_bytes(b"Be nice.\n\xff\n")
+    out = str(tmp_path / "x.yaml")
+    code = main(
+        ["extract-policies", str(prompt), "--domain", "x", "-o", out, "--model", "openai/x"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agentsim: {prompt}:2: prompt is not UTF-8 text: byte 0xff "), err
+    assert "Traceback" not in err
+
+
 def test_the_console_script_is_installed() -> None:
     import importlib.metadata
 

@@ -148,6 +148,10 @@ class Mutation:
     def __call__(self, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def then(self, other: Mutation) -> Mutation:
+        """This mutation, then ``other`` (two mistakes in one file)."""
+        return Both(self, other)
+
 
 def _bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8")
@@ -164,6 +168,15 @@ class Sub(Mutation):
         old = _bytes(self.old)
         assert old in data, f"{self.old!r} is not in the file:\n{data.decode(errors='replace')}"
         return data.replace(old, _bytes(self.new), 1)
+
+
+@dataclass(frozen=True)
+class Both(Mutation):
+    first: Mutation
+    second: Mutation
+
+    def __call__(self, data: bytes) -> bytes:
+        return self.second(self.first(data))
 
 
 @dataclass(frozen=True)
@@ -348,6 +361,21 @@ CASES: list[Case] = [
     case("pack-check-missing-field", "pack", Sub("{type: confirmation_before, tool: delete_note}", "{type: confirmation_before}"), "policies/notes.yaml:11: policy 'confirm-delete': missing required field 'checks[0].tool'"),
     case("pack-check-field-wrong-type", "pack", Sub("tool: delete_note}", "tool: [delete_note]}"), "policies/notes.yaml:11: policy 'confirm-delete': checks[0].tool: input should be a valid string, got ['delete_note']"),
     case("pack-check-args-a-list", "pack", Sub("      - {type: confirmation_before, tool: delete_note}\n", "      - {type: confirmation_before, tool: delete_note}\n      - {type: must_not_call, tool: delete_note, args: [name]}\n"), "policies/notes.yaml:12: policy 'confirm-delete': checks[1].args: input should be a mapping, got ['name']"),
+    case("pack-check-path-a-number", "pack", Sub("      - {type: confirmation_before, tool: delete_note}\n", "      - {type: confirmation_before, tool: delete_note}\n      - {type: db_contains, path: 5}\n"), "policies/notes.yaml:12: policy 'confirm-delete': checks[1].path: expected a string or a list, got 5"),
+    case("pack-check-path-empty", "pack", Sub("      - {type: confirmation_before, tool: delete_note}\n", "      - {type: confirmation_before, tool: delete_note}\n      - {type: db_not_contains, path: ''}\n"), "policies/notes.yaml:12: policy 'confirm-delete': checks[1].path: expected table.record.field, with no empty part, got ''"),
+    case("pack-check-path-unknown-table", "pack", Sub("      - {type: confirmation_before, tool: delete_note}\n", "      - {type: confirmation_before, tool: delete_note}\n      - {type: db_not_contains, path: memos.a}\n"), "policies/notes.yaml:12: policy 'confirm-delete': checks[1].path names table 'memos', which the database lacks (tables: notes)", run=True),
+    case("pack-check-empty-pattern", "pack", Sub("pattern: 'TOP-SECRET'", "pattern: ''"), "policies/notes.yaml:27: policy 'no-secrets': checks[0].pattern: an empty pattern matches every message, got ''"),
+    case("pack-check-empty-tool", "pack", Sub("tool: delete_note}", "tool: ''}"), "policies/notes.yaml:11: policy 'confirm-delete': checks[0].tool must not be empty"),
+    case("pack-policy-an-empty-mapping", "pack", Sub("  - id: polite-greeting\n", "  - {}\n  - id: polite-greeting\n"), "policies/notes.yaml:33: policy #3: missing required fields 'id', 'description', 'category', 'risk_category', 'severity', 'complexity'"),
+    case("pack-several-mistakes", "pack", Sub("severity: high", "severity: urgent").then(Sub("complexity: 2", "complexity: 20")), "policies/notes.yaml:8: policy 'confirm-delete': severity must be one of low, medium, high, critical, got 'urgent' (and 1 more error)"),
+    case("pack-database-empty", "pack", Sub("database: ../fixtures/db/notes.json", "database: ''"), 'policies/notes.yaml:2: database must not be empty'),
+    case("pack-choose-empty", "pack", Sub("          task: read\n", "          task: read\n          choose: {tone: []}\n"), "policies/notes.yaml:32: policy 'no-secrets': scenario.variants[0].choose.tone must not be empty"),
+    case("pack-entity-table-without-records", "db", Put('{"notes": "none"}'), "policies/notes.yaml:51: generation.entities.note: table 'notes' of the seed database holds no records to draw 'note' from"),
+    case("pack-entity-where-unknown-field", "pack", Sub("note: {table: notes}", "note: {table: notes, where: {colour: red}}"), "policies/notes.yaml:51: generation.entities.note.where: no record of notes has a field 'colour' (fields: text)", also=(("db", Put('{"notes": {"a": {"text": "buy milk"}, "s": {"text": "TOP-SECRET plans"}}}')),)),
+    case("pack-variant-inform-unknown-slot", "pack", Sub("[{act: inform, slot: note_id}]", "[{act: inform, slot: note}]"), "policies/notes.yaml:19: policy 'confirm-delete': variant 'delete': agenda[0]: inform of slot 'note', which no variant's facts give (facts: note_id)"),
+    case("pack-variant-db-unknown-table", "pack", Sub("          task: read\n", "          task: read\n          db: {memos: {a: 1}}\n"), "policies/notes.yaml:32: policy 'no-secrets': variant 'read-secret': db.memos: table 'memos' is not in the seed database (tables: notes)"),
+    case("pack-variant-db-table-replaced", "pack", Sub("          task: read\n", "          task: read\n          db: {notes: [a]}\n"), "policies/notes.yaml:32: policy 'no-secrets': variant 'read-secret': db.notes: overrides of table 'notes' must map record ids to fields, got list"),
+    case("pack-variant-expected-unknown-table", "pack", Sub("          task: read\n", "          task: read\n          expected: [{type: db_contains, path: memos.a}]\n"), "policies/notes.yaml:32: policy 'no-secrets': variant 'read-secret': expected[0].path names table 'memos', which the database lacks (tables: notes)"),
     # -- the policy pack: scenario material and generation
     case("pack-scenario-a-list", "pack", Sub("    scenario:\n      variants:\n        - name: read-secret\n          task: read\n          opening: please read note s\n", "    scenario: [read-secret]\n"), "policies/notes.yaml:28: policy 'no-secrets': scenario: input should be a mapping, got ['read-secret']"),
     case("pack-entities-a-string", "pack", Sub("entities: [note]", "entities: note"), "policies/notes.yaml:13: policy 'confirm-delete': scenario.entities: input should be a valid list, got 'note'"),
@@ -424,6 +452,16 @@ CASES: list[Case] = [
     case("events-fact-ids-not-in-db", "events", Sub("      agenda:\n", "      facts: {note_id: [a, zz]}\n      agenda:\n"), "fixtures/events/notes.yaml:21: event 'ev-3': user.facts.note_id: 'zz' is not the id of a record of notes in the event's starting database (the seed with the event's db); to give an unknown id on purpose, name the fact without the '_id' ending"),
     case("events-db-a-list", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    db: [notes]\n"), "fixtures/events/notes.yaml:13: event 'ev-2': db: input should be a mapping, got ['notes']"),
     case("events-complexity-zero", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    complexity: 0\n"), "fixtures/events/notes.yaml:13: event 'ev-2': complexity must be >= 1, got 0"),
+    case("events-user-says-nothing", "events", Sub('    user:\n      script: ["read note s"]', "    user: {persona: quiet}"), "fixtures/events/notes.yaml:13: event 'ev-2': user: the simulated user has nothing to say (give it a script, agenda acts or goal requests)", run=True),
+    case("events-script-empty", "events", Sub('script: ["read note s"]', "script: []"), "fixtures/events/notes.yaml:14: event 'ev-2': user.script must not be empty"),
+    case("events-request-empty-done-when", "events", Sub('done_when: "(?i)hello"}', 'done_when: ""}'), "fixtures/events/notes.yaml:20: event 'ev-3': user.goal.requests[0].done_when must not be empty"),
+    case("events-db-unknown-table", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    db: {memos: {a: x}}\n"), "fixtures/events/notes.yaml:13: event 'ev-2': db.memos: table 'memos' is not in the seed database (tables: notes)"),
+    case("events-db-table-replaced", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    db: {notes: gone}\n"), "fixtures/events/notes.yaml:13: event 'ev-2': db.notes: overrides of table 'notes' must map record ids to fields, got str"),
+    case("events-expectation-path-unknown-table", "events", Sub("path: notes.a}", "path: memos.a}"), "fixtures/events/notes.yaml:10: event 'ev-1': expected[0].check.path names table 'memos', which the database lacks (tables: notes)"),
+    case("events-expectation-path-empty-part", "events", Sub("path: notes.a}", "path: notes..a}"), "fixtures/events/notes.yaml:10: event 'ev-1': expected[0].check.path: expected table.record.field, with no empty part, got 'notes..a'"),
+    case("events-expectation-path-a-mapping", "events", Sub("path: notes.a}", "path: {notes: a}}"), "fixtures/events/notes.yaml:10: event 'ev-1': expected[0].check.path: expected a string or a list, got {'notes': 'a'}"),
+    case("events-expectation-empty", "events", Sub("      - policy: confirm-delete\n        check: {type: db_contains, path: notes.a}\n", "      - {}\n"), "fixtures/events/notes.yaml:9: event 'ev-1': missing required fields 'expected[0].policy', 'expected[0].check'"),
+    case("events-fact-id-empty", "events", Sub("      agenda:\n", "      facts: {note_id: ''}\n      agenda:\n"), "fixtures/events/notes.yaml:21: event 'ev-3': user.facts.note_id: '' is not the id of a record of notes in the event's starting database (the seed with the event's db); to give an unknown id on purpose, name the fact without the '_id' ending"),
     case("events-truncated", "events", Cut(0.6), "fixtures/events/notes.yaml:15: event #3: input should be a mapping, got 'i'"),
     case("events-alias-bomb", "events", Add(BOMB), 'fixtures/events/notes.yaml:30: invalid YAML in events file: aliases expand to more than 1,000,000 values (an alias bomb?)'),
     case("events-huge", "events", Pad(17), 'fixtures/events/notes.yaml: events file is too large (17.0 MB; the limit is 16.0 MB)'),

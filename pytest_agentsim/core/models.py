@@ -322,7 +322,7 @@ class UserProfile(StrictModel):
         default_factory=list, description="Acts in the order the user brings them up"
     )
     script: list[str] | None = Field(
-        default=None, description="Fixed user turns; replaces the agenda when given"
+        default=None, min_length=1, description="Fixed user turns; replaces the agenda when given"
     )
 
 

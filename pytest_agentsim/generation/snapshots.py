@@ -107,7 +107,7 @@ def _dump(data: Any, *, sort_keys: bool) -> str:
 
 def write_snapshot(path: Path, text: str) -> bool:
     """Write ``text`` atomically; False when the file already holds exactly that."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
+    if path.exists() and path.read_bytes() == text.encode("utf-8"):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")

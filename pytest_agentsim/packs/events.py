@@ -30,6 +30,8 @@ from pytest_agentsim.core.sources import line_of
 from pytest_agentsim.core.sources import load_document
 from pytest_agentsim.core.sources import to_plain
 from pytest_agentsim.core.sources import validate_document
+from pytest_agentsim.packs.loading import override_problem
+from pytest_agentsim.packs.loading import path_table_problem
 from pytest_agentsim.packs.loading import validate_check
 
 
@@ -90,7 +92,13 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
                     f"policies ({', '.join(event.policies)})"
                 )
             validate_check(path, raw, expectation.check, (*exp_loc, "check"), prefix, registry)
-        problem = _agenda_problem(event) or _fact_id_problem(pack, event)
+        problem = (
+            _user_problem(event)
+            or _agenda_problem(event)
+            or _db_problem(pack, event)
+            or _fact_id_problem(pack, event)
+            or _path_problem(pack, event, registry)
+        )
         if problem is not None:
             field_loc, message = problem
             raise ConfigError(f"{where}:{line_of(raw, (*loc, *field_loc))}: {prefix}{message}")
@@ -144,6 +152,42 @@ def _check_snapshot_digest(path: Path, raw: Any) -> None:
             f"{where}:{line_of(raw, ('generated', 'events_sha256'))}: generated snapshot "
             f"edited or truncated (its events do not match generated.events_sha256): {advice}"
         )
+
+
+def _user_problem(event: Event) -> tuple[Loc, str] | None:
+    """A simulated user with nothing to say: no script, no goal request and no agenda act
+    but ``bye``. Its conversation would end at once and every check that needs something
+    to happen would pass for nothing having happened."""
+    user = event.user
+    if user.script is not None or user.goal.requests:
+        return None
+    if any(act.act != "bye" for act in user.agenda):
+        return None
+    return ("user",), (
+        "user: the simulated user has nothing to say (give it a script, agenda acts or goal "
+        "requests)"
+    )
+
+
+def _db_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
+    """Database overrides that would break the shape of the pack's seed database."""
+    if not pack.database:
+        return None
+    problem = override_problem(event.db, pack.seed_db)
+    if problem is None:
+        return None
+    sub_loc, why = problem
+    return ("db", *sub_loc[:1]), f"db.{'.'.join(map(str, sub_loc))}: {why}"
+
+
+def _path_problem(pack: PolicyPack, event: Event, registry: RuleRegistry) -> tuple[Loc, str] | None:
+    """An expectation whose database path names no table of the event's starting database."""
+    db = starting_db(pack, event)
+    for number, expectation in enumerate(event.expected):
+        why = path_table_problem(expectation.check, registry, db)
+        if why:
+            return ("expected", number, "check", "path"), f"expected[{number}].check.{why}"
+    return None
 
 
 def _agenda_problem(event: Event) -> tuple[Loc, str] | None:
@@ -205,9 +249,10 @@ def record_ids(db: Mapping[str, Any]) -> dict[str, str]:
 
 
 def id_values(value: Any) -> list[str]:
-    """The ids a fact's value names: itself, or each item of a list."""
+    """The ids a fact's value names: itself, or each item of a list (None is a fact the
+    user does not know, not an id)."""
     items = value if isinstance(value, list) else [value]
-    return [str(item) for item in items if isinstance(item, str | int) and str(item)]
+    return [str(item) for item in items if item is not None]
 
 
 def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:

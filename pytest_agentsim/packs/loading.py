@@ -115,6 +115,14 @@ def load_pack(
     if pack.database:
         pack._seed_db, db_bytes = _load_seed_db(path, pack.database)
         digest.update(db_bytes)
+    for p_index, policy in enumerate(pack.policies):
+        for number, check in enumerate(policy.checks):
+            problem = path_table_problem(check, registry, pack.seed_db)
+            if problem:
+                raise ConfigError(
+                    f"{where}:{line_of(raw, ('policies', p_index, 'checks', number, 'path'))}: "
+                    f"policy {policy.id!r}: checks[{number}].{problem}"
+                )
     _validate_templates(path, raw, pack, registry)
     pack._path = str(path)
     pack._content_hash = digest.hexdigest()
@@ -123,6 +131,59 @@ def load_pack(
 
 def pack_taxonomy(pack: PolicyPack, base: RiskTaxonomy | None = None) -> RiskTaxonomy:
     return (base or RiskTaxonomy()).extended(pack.risk_taxonomy)
+
+
+def override_problem(db: Mapping[str, Any], seed_db: Mapping[str, Any]) -> tuple[Loc, str] | None:
+    """(location within ``db``, why) when database overrides would break the seed's shape.
+
+    Overrides are deep-merged over the seed (:func:`~pytest_agentsim.packs.events.deep_merge`):
+    a table the seed lacks would be invented, and a table or record given as something
+    else than a mapping would replace the seed's records instead of setting fields, so
+    the agent's tools would see a database no real one looks like. Generated events are
+    held to the same rule.
+    """
+    for table, records in db.items():
+        if table not in seed_db:
+            tables = ", ".join(map(str, seed_db)) or "none"
+            return (table,), f"table {table!r} is not in the seed database (tables: {tables})"
+        seed_table = seed_db[table]
+        if not isinstance(seed_table, Mapping):
+            continue
+        if not isinstance(records, Mapping):
+            return (table,), (
+                f"overrides of table {table!r} must map record ids to fields, "
+                f"got {type(records).__name__}"
+            )
+        for key, record in records.items():
+            if isinstance(seed_table.get(key), Mapping) and not isinstance(record, Mapping):
+                return (table, key), (
+                    f"an existing record of {table!r} only gets fields set (a mapping), "
+                    f"got {record!r}"
+                )
+    return None
+
+
+def path_table_problem(check: Any, registry: RuleRegistry, db: Mapping[str, Any]) -> str | None:
+    """Why a check's database ``path`` names no table of ``db``, if it does not.
+
+    Such a check is decided by the table's absence before the conversation starts (a
+    ``db_contains`` always violated, a ``db_not_contains`` always compliant). Checked
+    for any rule type with a ``path`` field, as generated events are.
+    """
+    if not db:
+        return None
+    try:
+        path = getattr(registry.parse(check), "path", None)
+    except (UnknownRuleType, ValidationError):
+        return None  # reported by validate_check
+    if not path:
+        return None
+    table = str(path.split(".")[0] if isinstance(path, str) else path[0])
+    if table in db:
+        return None
+    return (
+        f"path names table {table!r}, which the database lacks (tables: {', '.join(map(str, db))})"
+    )
 
 
 def _entity_fields(pack: PolicyPack) -> dict[str, set[str]]:
@@ -171,6 +232,12 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                 f"{spec.table!r} is not in the seed database (tables: "
                 f"{', '.join(sorted(pack.seed_db))})"
             )
+        rows = pack.seed_db.get(spec.table)
+        if pack.database and not (isinstance(rows, (Mapping, list)) and rows):
+            raise ConfigError(
+                f"{where}:{line_of(raw, (*loc, 'table'))}: generation.entities.{name}: table "
+                f"{spec.table!r} of the seed database holds no records to draw {name!r} from"
+            )
         earlier = set(list(entities)[:index])
         for undeclared in sorted(placeholders(spec.where) - earlier):
             raise ConfigError(
@@ -179,6 +246,15 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                 f"({', '.join(sorted(earlier)) or 'none'})"
             )
     fields = _entity_fields(pack)
+    for name, spec in entities.items():
+        for key in spec.where:
+            if name in fields and str(key) not in fields[name]:
+                raise ConfigError(
+                    f"{where}:{line_of(raw, ('generation', 'entities', name, 'where', key))}: "
+                    f"generation.entities.{name}.where: no record of {spec.table} has a field "
+                    f"{key!r} (fields: {', '.join(sorted(fields[name]))})"
+                )
+    informed = {str(slot) for p in pack.policies for v in p.scenario.variants for slot in v.facts}
     for p_index, policy in enumerate(pack.policies):
         prefix = f"policy {policy.id!r}: "
         strangers = [name for name in policy.scenario.entities if name not in entities]
@@ -221,8 +297,41 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                         f"entity of generation.entities ({', '.join(entities) or 'none'}) nor "
                         "a value of the variant's choose"
                     )
+            named = f"{where}:{{line}}: {prefix}variant {variant.name!r}: "
+            for entity, conditions in variant.where.items():
+                for key in conditions:
+                    if entity in fields and str(key) not in fields[entity]:
+                        line = line_of(raw, (*loc, "where", entity, key))
+                        raise ConfigError(
+                            named.format(line=line) + f"where.{entity}: no record of "
+                            f"{entities[entity].table} has a field {key!r} (fields: "
+                            f"{', '.join(sorted(fields[entity]))})"
+                        )
+            for a_index, act in enumerate(variant.agenda):
+                if act.act == "inform" and act.slot not in informed:
+                    line = line_of(raw, (*loc, "agenda", a_index, "slot"))
+                    raise ConfigError(
+                        named.format(line=line) + f"agenda[{a_index}]: inform of slot "
+                        f"{act.slot!r}, which no variant's facts give (facts: "
+                        f"{', '.join(sorted(informed)) or 'none'})"
+                    )
+            if pack.database:
+                stand_in_db = TemplateContext(stand_in="x").render(variant.db)
+                problem = override_problem(stand_in_db, pack.seed_db)
+                if problem is not None:
+                    sub_loc, why = problem
+                    line = line_of(raw, (*loc, "db", *sub_loc[:1]))
+                    raise ConfigError(
+                        named.format(line=line) + f"db.{'.'.join(map(str, sub_loc))}: {why}"
+                    )
             for c_index, check in enumerate(variant.expected):
                 check_loc = (*loc, "expected", c_index)
                 # Placeholders are filled at generation; here any text stands in for them.
                 stand_in = TemplateContext(stand_in="x").render(check)
                 validate_check(path, raw, stand_in, check_loc, prefix, registry)
+                problem_text = path_table_problem(stand_in, registry, pack.seed_db)
+                if problem_text:
+                    line = line_of(raw, (*check_loc, "path"))
+                    raise ConfigError(
+                        named.format(line=line) + f"expected[{c_index}].{problem_text}"
+                    )

@@ -25,6 +25,7 @@ from typing import Any
 
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.sources import display_path
+from pytest_agentsim.core.sources import read_user_text
 from pytest_agentsim.llm.gateway import Gateway
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.run import LLMRole
@@ -32,15 +33,9 @@ from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 
 def read_prompt(path: Path) -> str:
-    """A system prompt file's text; a missing or empty file is a one-line usage error."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{display_path(path)}: agent system prompt file not found") from None
-    except OSError as exc:
-        raise ConfigError(
-            f"{display_path(path)}: cannot read the agent prompt: {exc.strerror}"
-        ) from None
+    """A system prompt file's text; a missing, unreadable (not UTF-8, too large) or empty
+    file is a one-line usage error."""
+    text = read_user_text(path, what="agent system prompt file")
     if not text.strip():
         raise ConfigError(f"{display_path(path)}: the agent system prompt file is empty")
     return text

@@ -212,13 +212,23 @@ def test_a_yes_and_a_no_to_confirmation_conflict() -> None:
 
 
 def test_an_agenda_inform_needs_a_fact() -> None:
+    # A slot no variant gives is a pack error; one that only another policy's variant
+    # gives fails the events without that variant.
+    with pytest.raises(ConfigError, match=r"inform of slot 'email', which no variant's facts"):
+        shop_pack(
+            SHOP_PACK.replace(
+                "opening: Please change order {order}.",
+                "opening: Please change order {order}.\n"
+                "          agenda: [{act: inform, slot: email}]",
+            )
+        )
     pack = shop_pack(
         SHOP_PACK.replace(
             "opening: Please change order {order}.",
-            "opening: Please change order {order}.\n          agenda: [{act: inform, slot: email}]",
+            "opening: Please change order {order}.\n          agenda: [{act: inform, slot: amount}]",
         )
     )
-    assert build(pack, "open-orders") == "the agenda informs 'email', which no fact gives"
+    assert build(pack, "open-orders") == "the agenda informs 'amount', which no fact gives"
 
 
 def test_an_event_without_an_opening_or_request_is_rejected() -> None:

@@ -438,6 +438,12 @@ def test_llm_agent_prompt_file_errors_are_one_line(tmp_path: Path) -> None:
         pytest.UsageError, match=r"empty\.md: the agent system prompt file is empty"
     ):
         LLMAgent(tmp_path / "empty.md", "openai/x")
+    (tmp_path / "latin1.md").write_bytes(b"You are polite.\nCaf\xe9 owners only.\n")
+    with pytest.raises(
+        pytest.UsageError,
+        match=r"latin1\.md:2: agent system prompt file is not UTF-8 text: byte 0xe9 ",
+    ):
+        LLMAgent(tmp_path / "latin1.md", "openai/x")
 
 
 def test_openai_compatible_agent_posts_to_its_endpoint(server: FakeLLMServer) -> None:
