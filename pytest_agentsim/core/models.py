@@ -147,7 +147,8 @@ class PolicyScenario(StrictModel):
 #: instead of a generation that never ends.
 MAX_EVENTS = 10_000
 MAX_COVERAGE_K = 100
-MAX_ATTEMPTS = 1_000
+MAX_ATTEMPTS = 100
+MAX_MODEL_ATTEMPTS = 10  # each one a model call
 MAX_EVENT_COMPLEXITY = 1_000
 
 
@@ -172,7 +173,7 @@ class GenerationSpec(StrictModel):
     model_attempts: int = Field(
         default=3,
         ge=1,
-        le=MAX_ATTEMPTS,
+        le=MAX_MODEL_ATTEMPTS,
         description="Tries per sample when a model fills events (each one a call)",
     )
 
