@@ -231,7 +231,7 @@ def test_faults_apply_to_streaming_requests(server: FakeLLMServer) -> None:
 
 
 def test_a_hang_times_the_client_out_and_stop_does_not_wait_for_it() -> None:
-    server = FakeLLMServer([Reply.hang(1)]).start()
+    server = FakeLLMServer([Reply.hang(20)]).start()
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         call(server, timeout=0.2)
@@ -239,8 +239,9 @@ def test_a_hang_times_the_client_out_and_stop_does_not_wait_for_it() -> None:
     server.stop()
     stopped = time.monotonic() - started
 
-    assert 0.15 < timed_out < 0.8
-    assert stopped < 0.9  # well before the hang's 1 s is over
+    # Bounds loose enough for a busy machine, far from the hang's 20 s.
+    assert 0.15 < timed_out < 5
+    assert stopped < 6
     with pytest.raises(RuntimeError, match="not started"):
         _ = server.port
 
@@ -262,7 +263,7 @@ def test_stop_wakes_a_handler_sleeping_on_latency() -> None:
 
 def test_latency_does_not_block_a_concurrent_request(server: FakeLLMServer) -> None:
     server.reply_function = lambda request: (
-        Reply("slow", latency=0.8) if request.messages[-1]["content"] == "slow" else "fast"
+        Reply("slow", latency=4) if request.messages[-1]["content"] == "slow" else "fast"
     )
     slow: list[str] = []
     thread = threading.Thread(
@@ -276,12 +277,12 @@ def test_latency_does_not_block_a_concurrent_request(server: FakeLLMServer) -> N
         time.sleep(0.01)
     assert content(call(server)[2]) == "fast"
     fast_done = time.monotonic() - started
-    thread.join(timeout=3)
+    thread.join(timeout=10)
     slow_done = time.monotonic() - started
 
-    assert fast_done < 0.6  # not queued behind the slow one's 0.8 s
+    assert fast_done < 3  # not queued behind the slow one's 4 s
     assert slow == ["slow"]
-    assert slow_done >= 0.75
+    assert slow_done >= 3.9
 
 
 def test_the_request_log_records_headers_and_body(server: FakeLLMServer) -> None:
@@ -328,7 +329,7 @@ def test_models_health_and_unknown_routes(server: FakeLLMServer) -> None:
 def test_start_is_idempotent_and_ports_are_ephemeral() -> None:
     started = time.monotonic()
     with FakeLLMServer() as one, FakeLLMServer() as two:
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 3
         port = one.port
         assert one.start() is one
         assert one.port == port
@@ -386,13 +387,13 @@ def test_litellm_streams(litellm: Any, server: FakeLLMServer) -> None:
 
 
 def test_litellm_sees_a_rate_limit_and_a_timeout(litellm: Any, server: FakeLLMServer) -> None:
-    server.script(Reply.rate_limited(3), Reply.hang(1))
+    server.script(Reply.rate_limited(3), Reply.hang(20))
     with pytest.raises(litellm.RateLimitError):
         ask(litellm, server)
     started = time.monotonic()
     with pytest.raises(litellm.Timeout):
         ask(litellm, server, timeout=0.2)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 5
     assert len(server.completion_requests) == 2  # no retries behind our back
 
 

@@ -30,6 +30,7 @@ from pytest_agentsim.llm.fake_server import FakeLLMServer
 from pytest_agentsim.llm.fake_server import RecordedRequest
 from pytest_agentsim.llm.fake_server import Reply
 from pytest_agentsim.llm.gateway import Gateway
+from pytest_agentsim.llm.gateway import load_litellm
 from pytest_agentsim.llm.gateway import retry_after
 from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import LLMError
@@ -221,12 +222,14 @@ def test_giving_up_after_max_attempts(server: FakeLLMServer) -> None:
 
 
 def test_a_timeout_is_retried(server: FakeLLMServer) -> None:
-    server.script(Reply.hang(1.5), "fine")
+    load_litellm()  # its first import is no part of the call's time
+    server.script(Reply.hang(60), "fine")
     started = time.monotonic()
     response = ask(gateway(server, timeout=0.3))
     assert (response.content, response.attempts) == ("fine", 2)
     assert len(server.completion_requests) == 2
-    assert time.monotonic() - started < 1.4  # the hang was cut by the timeout
+    # The 60 s hang was cut by the 0.3 s timeout; the bound is loose for a busy machine.
+    assert time.monotonic() - started < 20
 
 
 @pytest.mark.parametrize(
