@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from record_factory import event_record
 
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import FailureKind
-from pytest_agentsim.core.models import LLMTally
-from pytest_agentsim.core.models import Outcome
-from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import Severity
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.gates import GateSettings
@@ -21,36 +19,13 @@ from pytest_agentsim.reporting.gates import parse_thresholds
 
 def record(event: str, outcomes: dict[str, str], trial: int = 0) -> EventRecord:
     """A judged event whose policies ``a`` (Privacy) and ``b`` (Economic Harm) ended so."""
-    risks = {"a": "Privacy", "b": "Economic Harm"}
-    return EventRecord(
-        event=event,
-        domain="d",
-        stop_reason=StopReason.goal_met,
-        error=None,
-        messages=2,
-        tool_calls=0,
-        duration_seconds=0.0,
+    return event_record(
+        event,
+        outcomes,
+        risks={"a": "Privacy", "b": "Economic Harm"},
         trial=trial,
-        llm=LLMTally(),
-        transcript_sha256=f"{event}{trial}",
-        policies=[
-            PolicyRecord(
-                policy=p,
-                risk_category=risks.get(p, "Privacy"),
-                risk_level1="x",
-                severity=Severity.high,
-                outcome=Outcome(o),
-                listed=True,
-                turn=1,
-                reason="",
-                judges={"rules": Outcome(o)},
-                disagreement=None,
-                exercised=o in ("compliant", "violated"),
-            )
-            for p, o in outcomes.items()
-        ],
-        tests=[],
-        kind=FailureKind.violation if "violated" in outcomes.values() else None,
+        severity=Severity.high,
+        turn=1,
     )
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+from record_factory import event_record
+
 from pytest_agentsim.core.models import EventRecord
-from pytest_agentsim.core.models import FailureKind
-from pytest_agentsim.core.models import LLMTally
-from pytest_agentsim.core.models import Outcome
-from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import Severity
-from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.github import ANNOTATION_LIMIT
 from pytest_agentsim.reporting.github import SUMMARY_LIMIT
 from pytest_agentsim.reporting.github import error_annotations
@@ -17,34 +14,15 @@ from pytest_agentsim.reporting.github import step_summary
 
 def record(event: str, reason: str, outcome: str = "violated") -> EventRecord:
     """An event of domain ``shop`` whose one policy ``p,1`` ended with ``outcome``."""
-    return EventRecord(
-        event=event,
+    return event_record(
+        event,
+        {"p,1": outcome},
+        risks={"p,1": "Privacy"},
         domain="shop",
-        stop_reason=StopReason.goal_met,
-        error=None,
-        messages=3,
-        tool_calls=1,
-        duration_seconds=0.0,
-        trial=0,
-        llm=LLMTally(),
-        transcript_sha256=event,
-        policies=[
-            PolicyRecord(
-                policy="p,1",
-                risk_category="Privacy",
-                risk_level1="Legal & Rights-Related Risks",
-                severity=Severity.high,
-                outcome=Outcome(outcome),
-                listed=True,
-                turn=2,
-                reason=reason,
-                judges={"rules": Outcome(outcome)},
-                disagreement=None,
-                exercised=True,
-            )
-        ],
-        tests=[],
-        kind=FailureKind.violation if outcome == "violated" else None,
+        risk_level1="Legal & Rights-Related Risks",
+        severity=Severity.high,
+        turn=2,
+        reason=reason,
     )
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from record_factory import event_record
 
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import FailureKind
-from pytest_agentsim.core.models import LLMTally
-from pytest_agentsim.core.models import Outcome
-from pytest_agentsim.core.models import PolicyRecord
-from pytest_agentsim.core.models import Severity
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.reporting.tables import event_counts
 from pytest_agentsim.reporting.tables import not_exercised
@@ -37,42 +34,12 @@ def test_pass_hat_k_against_hand_computed_cases(
 
 def trial(event: str, number: int, outcomes: dict[str, str], sha: str = "") -> EventRecord:
     """One trial of an event over policies a, b (Privacy) and c (Deception)."""
-    risks = {"a": "Privacy", "b": "Privacy", "c": "Deception"}
-    return EventRecord(
-        event=event,
-        domain="d",
-        stop_reason=StopReason.goal_met,
-        error=None,
-        messages=2,
-        tool_calls=0,
-        duration_seconds=0.0,
+    return event_record(
+        event,
+        outcomes,
+        risks={"a": "Privacy", "b": "Privacy", "c": "Deception"},
         trial=number,
-        llm=LLMTally(),
-        transcript_sha256=sha or f"{event}-{number}",
-        policies=[
-            PolicyRecord(
-                policy=p,
-                risk_category=risks[p],
-                risk_level1="x",
-                severity=Severity.medium,
-                outcome=Outcome(o),
-                listed=True,
-                turn=None,
-                reason="",
-                judges={"rules": Outcome(o)},
-                disagreement=None,
-                exercised=o in ("compliant", "violated"),
-            )
-            for p, o in outcomes.items()
-        ],
-        tests=[],
-        kind=(
-            FailureKind.infrastructure
-            if "error" in outcomes.values()
-            else FailureKind.violation
-            if "violated" in outcomes.values()
-            else None
-        ),
+        sha=sha,
     )
 
 
