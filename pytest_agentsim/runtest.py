@@ -79,6 +79,8 @@ class ConversationTests:
         self.settings = session.settings
         self.catalog = session.catalog
         self.planned: list[tuple[pytest.Item, Event, int]] = []
+        # Agents whose planned cases were prefetched, kept so that their ids stay theirs.
+        self.prefetched: dict[int, Agent] = {}
 
     # -- lookups for fixtures ------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class ConversationTests:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Remember the (test, event, trial) cases left after selection, for prefetching."""
         self.planned = []
+        self.prefetched = {}
         for item in items:
             callspec = getattr(item, "callspec", None)
             case = callspec.params.get("agentsim_case") if callspec is not None else None
@@ -222,9 +225,14 @@ class ConversationTests:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.catalog.packs[event.domain]
         runner = self.session.runner
-        if self.settings.concurrency > 1 and _session_scoped(
-            item, "agentsim_agent", "agentsim_tools"
+        if (
+            self.settings.concurrency > 1
+            and id(agent) not in self.prefetched
+            and _session_scoped(item, "agentsim_agent", "agentsim_tools")
         ):
+            # Once per agent: every planned case is then simulated (or left to raise for its
+            # own test), so building their sandboxes again for each test would be waste.
+            self.prefetched[id(agent)] = agent
             runner.prefetch(
                 [
                     Case(
