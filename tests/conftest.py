@@ -173,3 +173,64 @@ def product(pytester: pytest.Pytester) -> pytest.Pytester:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(content), encoding="utf-8")
     return pytester
+
+
+# A pack whose templates give few events, countable by hand (tests/generation):
+# (greet) 2 words x 2 personas + 1 (its own persona) = 5; (lookup) 2 gold users x 2
+# personas = 4; (greet, lookup) and (lookup, greet) 2 x 2 x 2 + 2 = 10 each: 29 in all.
+DESK_CAPACITY = 29
+DESK_PACK = """\
+domain: desk
+database: ../fixtures/db/desk.json
+policies:
+  - id: greet
+    description: Greet the user.
+    category: tone
+    risk_category: Deception
+    severity: low
+    complexity: 1
+    scenario:
+      variants:
+        - name: hello
+          choose: {word: [Hello, Hi]}
+          opening: "{word}!"
+        - name: rushed
+          persona: In a hurry.
+          opening: Quick question.
+  - id: lookup
+    description: Look up only gold users.
+    category: privacy
+    risk_category: Privacy
+    severity: high
+    complexity: 2
+    scenario:
+      variants:
+        - name: by-user
+          task: lookup
+          where: {user: {tier: gold}}
+          facts: {user_id: "{user}"}
+          opening: Please look up {user}.
+edges:
+  - {between: [greet, lookup], weight: 6}
+generation:
+  count: 4
+  complexity: [1, 3]
+  entities:
+    user: {table: users}
+  personas: [Calm., Curious.]
+"""
+DESK_DB = '{"users": {"u1": {"tier": "gold"}, "u2": {"tier": "gold"}, "u3": {"tier": "basic"}}}'
+
+
+@pytest.fixture
+def desk(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A product repo with the desk pack (no events yet) and one test over its events."""
+    for name, content in {
+        "policies/desk.yaml": DESK_PACK,
+        "fixtures/db/desk.json": DESK_DB,
+        "test_desk.py": TEST_FILE,
+    }.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return pytester

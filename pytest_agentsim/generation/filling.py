@@ -57,10 +57,14 @@ from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.core.models import Variant
 from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.generation.graph import PolicySample
+from pytest_agentsim.generation.variety import entity_candidates
+from pytest_agentsim.generation.variety import entity_conditions
+from pytest_agentsim.generation.variety import merge_strict
+from pytest_agentsim.generation.variety import template_capacity
+from pytest_agentsim.generation.variety import wanted_entities
 from pytest_agentsim.packs.events import deep_merge
 from pytest_agentsim.packs.templates import GenerationError
 from pytest_agentsim.packs.templates import TemplateContext
-from pytest_agentsim.packs.templates import placeholders
 
 if TYPE_CHECKING:
     pass
@@ -78,18 +82,6 @@ class GenerationFailed(Exception):
 
 
 # ----------------------------------------------------------------------------- templates
-
-
-def _merge_strict(target: dict[str, Any], source: Mapping[str, Any], where: str) -> None:
-    """Merge ``source`` into ``target``; the same leaf set to two values is a conflict."""
-    for key, value in source.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in target:
-            target[key] = copy.deepcopy(value)
-        elif isinstance(target[key], dict) and isinstance(value, Mapping):
-            _merge_strict(target[key], value, path)
-        elif target[key] != value:
-            raise GenerationError(f"{path} is set to both {target[key]!r} and {value!r}")
 
 
 def content_id(event: Event) -> str:
@@ -135,44 +127,12 @@ class EventBuilder:
     def _choose_entities(
         self, rng: random.Random, variants: Sequence[Variant], context: TemplateContext
     ) -> None:
-        specs = self.pack.generation.entities
-        wanted: set[str] = set()
-        for variant in variants:
-            material = variant.model_dump(exclude={"name", "task", "choose"})
-            wanted |= (placeholders(material) | set(variant.where)) - set(context.choices)
-        # Entities a wanted entity's conditions refer to are wanted too.
-        for name in list(specs):
-            if name in wanted:
-                wanted |= placeholders(specs[name].where) - set(context.choices)
-        conditions: dict[str, dict[str, Any]] = {}
-        for variant in variants:
-            for name, fields in variant.where.items():
-                _merge_strict(conditions.setdefault(name, {}), fields, f"where.{name}")
-        for name, spec in specs.items():  # declaration order: later ones may use earlier
-            if name not in wanted:
-                continue
-            table = self.pack.seed_db.get(spec.table)
-            if not isinstance(table, Mapping):
-                raise GenerationError(f"entity {name!r}: table {spec.table!r} is not a mapping")
-            required = dict(spec.where)
-            _merge_strict(required, conditions.get(name, {}), f"where.{name}")
-            required = context.render(required)
-            candidates = [
-                key
-                for key, record in sorted(table.items())
-                if not required
-                or (
-                    isinstance(record, Mapping)
-                    and all(record.get(f) == v for f, v in required.items())
-                )
-            ]
-            if not candidates:
-                raise GenerationError(
-                    f"no record in {spec.table} matches entity {name!r} "
-                    f"({', '.join(f'{f}={v!r}' for f, v in required.items())})"
-                )
+        names = wanted_entities(self.pack, variants, context)
+        conditions = entity_conditions(variants)
+        for name in names:  # declaration order: later ones may use earlier
+            candidates = entity_candidates(self.pack, name, conditions, context)
             context.entities[name] = rng.choice(candidates)
-            context.tables[name] = spec.table
+            context.tables[name] = self.pack.generation.entities[name].table
 
     def build(self, sample: PolicySample, attempt: int) -> Event:
         """One attempt at an event for ``sample``; raises GenerationError with the reason."""
@@ -192,7 +152,7 @@ class EventBuilder:
 
         overrides: dict[str, Any] = {}
         for variant in variants:
-            _merge_strict(overrides, context.render(variant.db), "db")
+            merge_strict(overrides, context.render(variant.db), "db")
         for table, records in overrides.items():
             seed_table = self.pack.seed_db.get(table)
             if not isinstance(seed_table, Mapping):
@@ -217,7 +177,7 @@ class EventBuilder:
         for policy_id, variant in sorted(
             zip(policies, variants, strict=True), key=lambda pair: pair[1].task is None
         ):
-            _merge_strict(facts, context.render(variant.facts), "facts")
+            merge_strict(facts, context.render(variant.facts), "facts")
             for slot, words in variant.aliases.items():
                 aliases.setdefault(slot, []).extend(
                     w for w in context.render(words) if w not in aliases.get(slot, [])
@@ -342,6 +302,7 @@ def generate_events(
     """
     spec = pack.generation
     graph = graph or PolicyGraph.from_pack(pack)
+    from_templates = build is None
     if build is None:
         build = EventBuilder(pack=pack, registry=registry, seed=seed).try_build
     events: dict[str, Event] = {}
@@ -359,6 +320,8 @@ def generate_events(
     coverage = graph.coverage(
         k=spec.coverage_k, edge_threshold=spec.edge_threshold, max_complexity=high
     )
+    if from_templates:
+        _check_capacity(pack, graph, coverage.samples)
 
     def add_shrinking(policies: Sequence[str]) -> None:
         """Build the sample, or its longest prefix that can be built; report a total failure."""
@@ -409,6 +372,24 @@ def generate_events(
         ],
         uncovered=uncovered,
     )
+
+
+def _check_capacity(pack: PolicyPack, graph: PolicyGraph, coverage: Sequence[PolicySample]) -> None:
+    """Refuse a ``count`` the templates cannot reach, before walking ten times as many samples."""
+    count = pack.generation.count
+    extra = [sample.policies for sample in coverage] + [
+        (policy, *partner)
+        for policy in graph.nodes
+        for partner in [(), *((name,) for name, _ in graph.neighbours(policy))]
+    ]
+    capacity = template_capacity(pack, graph, extra, count)
+    # None: enough; 0: nothing builds, and building says why (the builder's reasons).
+    if capacity:
+        raise GenerationFailed(
+            f"generation.count: this pack's templates can give at most {capacity} distinct "
+            f"{'event' if capacity == 1 else 'events'}; asked for {count} (lower the count, "
+            "or add variants, choose values, personas or records for its entities)"
+        )
 
 
 def _sample(graph: PolicyGraph, policies: Sequence[str]) -> PolicySample:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventSet
 from pytest_agentsim.core.models import GenerationInfo
@@ -142,28 +143,57 @@ def _snapshot_domain(path: Path) -> tuple[str, bool] | None:
     return (str(domain) if domain else path.name.split(".")[0]), generated
 
 
+def _new_file_domain(path: Path, packs: Mapping[str, PolicyPack]) -> str:
+    """The pack a configured events file that does not exist yet is to be generated for.
+
+    Its name says which: ``airline.yaml``, or a longer name that starts with the domain
+    (``airline1000.generated.yaml``, the longest domain that fits); with one pack, any
+    name is that pack's. The file keeps its name either way.
+    """
+    name = path.name
+    if name.split(".")[0] in packs:
+        return name.split(".")[0]
+    fitting = [domain for domain in packs if name.startswith(domain)]
+    if fitting:
+        return max(fitting, key=len)
+    if len(packs) == 1:
+        return next(iter(packs))
+    raise ConfigError(
+        f"{display_path(path)}: events file not found, and its name names no pack to "
+        f"generate it from (packs: {', '.join(sorted(packs))}); start its name with the "
+        "domain, like <domain>.generated.yaml"
+    )
+
+
 def snapshot_targets(
     event_paths: Sequence[Path], packs: Mapping[str, PolicyPack], default_dir: Path
 ) -> dict[str, Path]:
     """Where each pack's generated snapshot goes.
 
     A configured events file that is a generated snapshot, or does not exist yet, is the
-    target of its domain (a missing file's domain is its name up to the first dot).
-    Hand-written events files are never overwritten: a domain with only those gets
-    ``<domain>.generated.yaml`` beside them, or in ``default_dir``.
+    target of its domain, under its own name (a missing file's domain comes from its name:
+    :func:`_new_file_domain`). Hand-written events files are never overwritten: a domain
+    with only those gets ``<domain>.generated.yaml`` beside them, or in ``default_dir``.
+    Two configured targets for one domain are an error: one of them would go unwritten.
     """
     targets: dict[str, Path] = {}
     beside: dict[str, Path] = {}
     for path in event_paths:
         found = _snapshot_domain(path)
         if found is None:
-            targets.setdefault(path.name.split(".")[0], path)
-            continue
-        domain, generated = found
-        if generated:
-            targets.setdefault(domain, path)
+            domain, generated = _new_file_domain(path, packs), True
         else:
+            domain, generated = found
+        if not generated:
             beside.setdefault(domain, path.parent)
+        elif domain in targets:
+            raise ConfigError(
+                f"{display_path(path)}: --agentsim-generate writes one snapshot per pack, and "
+                f"{display_path(targets[domain])} is already the one of domain {domain!r}; "
+                "configure one of them"
+            )
+        else:
+            targets[domain] = path
     for domain in packs:
         if domain not in targets:
             folder = beside.get(domain, default_dir)
@@ -204,7 +234,12 @@ def regenerate(
         where = display_path(pack.path or domain)
         tally = None
         if gateway_for is None:
-            generated = generate_events(pack, registry=registry, seed=seed)
+            try:
+                generated = generate_events(pack, registry=registry, seed=seed)
+            except GenerationFailed as exc:
+                raise GenerationFailed(
+                    f"{where}: {exc}; {display_path(path)} was not written"
+                ) from None
             generator = "templates"
         else:
             # Imported here: generate_llm builds on this module (and imports litellm's gateway).
