@@ -92,9 +92,11 @@ REFUSAL = re.compile(
 YES_NO = re.compile(
     r"(?i)^\W*(is|are|was|were|do|does|did|have|has|had|can|could|will|would)\b[^?]*\?"
 )
-#: Words of a slot's name that say nothing about which fact it is.
+#: Words of a slot's name or aliases that say nothing about which fact it is.
 GENERIC_WORDS = frozenset(
-    "id ids no number numbers code codes the a an of my your on in at for to is".split()
+    """id ids no number numbers code codes the and for with you your yours our its his her
+    their has have had was were are been not any all this that these those what which who
+    when where how from into onto about per via""".split()
 )
 
 

@@ -119,6 +119,8 @@ class AgendaUser:
         #: The agent turns in a row the user could not follow: (message index, text).
         self._lost: list[tuple[int, str]] = []
         self._restating = False
+        #: Whether it said its goal again since the agent lost it (it does so only once).
+        self._restated_lost = False
 
     # -- understanding the agent -------------------------------------------------------
 
@@ -167,6 +169,8 @@ class AgendaUser:
         reactions = self._react(text) if asking else []
         followed = bool(reactions) or not asking or len(self.pending) < before
         self._lost = [] if followed else [*self._lost, (index, text)]
+        if followed:
+            self._restated_lost = False
         # Reactions go on top of the stack, in the order the agent asked; an act that was
         # still waiting further down moves up instead of being said twice.
         moved = {(act.act, act.slot) for act in reactions if act.act in ("inform", "request")}
@@ -219,6 +223,8 @@ class AgendaUser:
             # Going on would not get further: the goal is out of reach, and a conversation
             # run on to the turn limit would only look longer.
             return UserReply(None, StopReason.stalled, reason=stall)
+        if self._restating and self._lost:
+            self._restated_lost = True
         return said
 
     def _stall(self, said: UserReply, messages: Sequence[Message]) -> str | None:
@@ -236,7 +242,7 @@ class AgendaUser:
                 run += 1
             if run >= AGENT_REPEATS:
                 return f"{lost} (the agent said it {run} times)"
-            if self._restating and _last_user_text(messages) == said.text:
+            if self._restating and self._restated_lost:
                 return f"{lost} (it had nothing left to say with its goal unmet)"
         if _repeats(said.text, messages):
             if self._lost:
@@ -276,10 +282,6 @@ def _repeats(text: str | None, messages: Sequence[Message]) -> bool:
     """Whether the user's last STALL_REPEATS turns all said ``text`` already."""
     previous = [m.content for m in messages if m.role == "user"][-STALL_REPEATS:]
     return len(previous) == STALL_REPEATS and all(content == text for content in previous)
-
-
-def _last_user_text(messages: Sequence[Message]) -> str | None:
-    return next((m.content for m in reversed(messages) if m.role == "user"), None)
 
 
 def _latest_agent(messages: Sequence[Message]) -> tuple[int, str] | None:
