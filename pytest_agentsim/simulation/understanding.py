@@ -7,8 +7,7 @@ message and profile give the same reading on every run.
 
 A message is cut into sentences; a sentence *asks* when it ends in ``?`` or says "please
 provide", "could you", "may I have", "I need"... Each asking sentence is matched against
-the user's slots (its facts, and the slots of its goal's requests) in tiers, the first
-tier that finds something winning:
+the user's slots (its facts, and the slots of its goal's requests) in tiers:
 
 1. **name**: the slot's name in words (``card_id``: "card id") or one of its
    ``aliases``, as whole words (a plural ``s`` allowed);
@@ -16,8 +15,12 @@ tier that finds something winning:
    four digits", "zip code", "email", "date", "16-digit"...) and whose kind of value the
    slot holds, judged by the slot's name or the value's shape; or an example in the
    sentence with the shape of the slot's value ("it looks like ABC123" for ``ZFA04Y``);
-3. **words**: a word of the slot's name or aliases other than generic ones ("id",
-   "number", "code"...), e.g. "Which card is it?" for ``card_id``.
+3. **words**, only when the first two found nothing: a word of the slot's name or
+   aliases other than generic ones ("id", "number", "code"...), e.g. "Which card is
+   it?" for ``card_id``.
+
+A kind's phrasing inside a name found by the first tier ("id" in "user id") does not count
+again, so "your user id and the last four digits of your card" asks for two slots.
 
 When a rule fits several slots, the ones whose name or alias words the sentence uses are
 kept; if that leaves none, the user does not guess and the rule finds nothing.
@@ -247,9 +250,11 @@ SLOT_RULES: tuple[SlotRule, ...] = (
     ),
     SlotRule(
         "date",
-        "the date of birth / when did you ...",
+        "the date of birth / when would you ...",
         "its name has `date`, `dob`, `birth`, `day` or ends in `_at`/`_on`, or its value is a date",
-        _rx(r"\b(date|when|birthday|born|dob|which day|what day)\b"),
+        _rx(
+            r"\b(date|birthday|born|dob|which day|what day)\b|\bwhen (do|did|will|would|are|were) you\b"
+        ),
         name=_rx(r"date|dob|birth|day|_at$|_on$"),
         value=_is_date,
     ),

@@ -4,12 +4,13 @@ The agenda user follows Schatzmann et al. (2007): its state is a goal (constrain
 requests) and a stack of pending dialogue acts. Each agent reply updates the goal
 (requests the agent fulfilled), pushes reactions onto the stack (answers to questions
 about the user's facts, a yes or no to a confirmation question), and then the user pops
-one or more acts (its initiative, drawn from a seeded RNG) to form its turn. It stops
-with a reason when its goal is met, when the agent refuses, or when its agenda runs out;
-and with ``stalled`` when it has nothing new to say (it would repeat the same message a
-third time in a row, e.g. asking again for what the agent never does), rather than
-babbling on to the turn limit. Same event and seed, same conversation: no model, no
-network.
+one or more acts (its initiative, drawn from a seeded RNG) to form its turn. What it
+understands of the agent is a table of rules
+(:mod:`~pytest_agentsim.simulation.understanding`). It stops with a reason when its goal
+is met, when the agent refuses, or when its agenda runs out; and with ``stalled`` when the
+agent has lost it (see :class:`AgendaUser`), rather than babbling on to the turn limit,
+saying which agent turn it could not follow. Same event and seed, same conversation: no
+model, no network.
 """
 
 from __future__ import annotations
