@@ -149,10 +149,12 @@ class AgendaUser:
         ]
 
     def _stated(self, item: Asked, text: str) -> bool:
-        """Whether the agent's text already holds the value it asks about."""
-        value = self.knowledge.get(item.slot)
-        if item.slot not in self.knowledge or isinstance(value, bool) or value is None:
-            return item.slot not in self.knowledge
+        """Whether the agent's text already holds the value it asks the user to confirm."""
+        if item.slot not in self.knowledge:
+            return True  # a request's slot: the confirmation is about what the user wants
+        value = self.knowledge[item.slot]
+        if isinstance(value, bool) or value is None:
+            return False
         said = str(value) if item.answer != "last4" else digits(value)[-4:]
         return said.lower() in text.lower()
 
@@ -206,11 +208,8 @@ class AgendaUser:
         if act.text:
             return act.text.format(value=value, **self.knowledge)
         if isinstance(value, bool):
-            return (
-                ("Yes." if value else "No.")
-                if answer == "yes_no"
-                else f"My {label(slot)}: " + ("yes." if value else "no.")
-            )
+            word = "yes" if value else "no"
+            return f"{word.capitalize()}." if answer == "yes_no" else f"My {label(slot)}: {word}."
         if answer == "last4":
             return f"The last four digits of my {label(slot)} are {digits(value)[-4:]}."
         return f"My {label(slot)} is {value}."
