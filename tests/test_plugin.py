@@ -838,8 +838,8 @@ def agentsim_agent():
             "*polite-greeting*Deception*3*2*0*1*0*0%*0.00",
             "pass^3 over 1 events: 0.00 (mean of C(c,k)/C(n,k)*",
             # Never greeted, but the user never got further either: not a proven violation.
-            "*INCONCLUSIVE ev-3 r3 polite-greeting: not exercised: the conversation stalled "
-            "(the user had nothing new to say) with the goal unmet (no agent message matched*",
+            "*INCONCLUSIVE ev-3 r3 polite-greeting: not exercised: the conversation stalled: "
+            "the simulated user could not follow turn 3: 'What?' (it had nothing left to say*",
         ]
     )
     assert "identical transcripts" not in result.stdout.str()

@@ -222,7 +222,8 @@ def test_a_babbling_conversation_that_never_reaches_its_goal_passes_no_test(
     assert outcomes(run).get("failed", 0) >= len(unmet)
     wording = {
         "max_turns": "the conversation ended at max_turns with the goal unmet",
-        "stalled": "the conversation stalled (the user had nothing new to say) with the goal unmet",
+        # It answered the babble by asking again, until it would a third time.
+        "stalled": "the conversation stalled: the simulated user got no further after turn",
     }[ending]
     assert f"INCONCLUSIVE ev-0006 human-transfer: not exercised: {wording}" in re.sub(
         r"\s+", " ", run.stdout

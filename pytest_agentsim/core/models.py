@@ -555,8 +555,21 @@ class Conversation(BaseModel):
         description="The Python traceback behind error, for failure reports under -v or "
         "--tb=long (not in the JSON results)",
     )
+    stop_detail: str | None = Field(
+        default=None,
+        description="Why the conversation stopped, when the stop reason alone does not say: "
+        "for a stall, \"the simulated user could not follow turn N: '...'\"",
+    )
     seed: int = 0
     duration_seconds: float = Field(default=0.0, description="Wall time of the simulation")
+
+    @property
+    def ending(self) -> str:
+        """How the conversation ended, in the words of a reason that depends on it: the
+        stop reason's :attr:`~StopReason.ending`, with the stall's detail when it has one."""
+        if self.stop_detail and self.stop_reason is StopReason.stalled:
+            return f"the conversation stalled: {self.stop_detail}"
+        return self.stop_reason.ending
 
     def assistant_texts(self) -> list[tuple[int, str]]:
         return [

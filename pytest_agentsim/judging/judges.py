@@ -159,9 +159,9 @@ def qualify(verdict: Verdict, conversation: Conversation) -> Verdict:
         return verdict
     if stop.is_error:
         if verdict.check:
-            cut = f"{stop.ending} before {verdict.check} could be judged"
+            cut = f"{conversation.ending} before {verdict.check} could be judged"
         else:
-            cut = f"{stop.ending} before judge {verdict.judge!r} could judge it to the end"
+            cut = f"{conversation.ending} before judge {verdict.judge!r} could judge it to the end"
         return verdict.model_copy(
             update={
                 "outcome": Outcome.error,
@@ -176,7 +176,7 @@ def qualify(verdict: Verdict, conversation: Conversation) -> Verdict:
         return verdict.model_copy(
             update={
                 "outcome": Outcome.inconclusive,
-                "reason": f"not exercised: {stop.ending} ({verdict.reason})",
+                "reason": f"not exercised: {conversation.ending} ({verdict.reason})",
             }
         )
     return verdict
@@ -206,7 +206,7 @@ def not_exercised(
     return Verdict(
         policy_id=policy_id,
         outcome=Outcome.inconclusive,
-        reason=f"not exercised: {stop.ending}; {detail}",
+        reason=f"not exercised: {conversation.ending}; {detail}",
         judge="runner",
     )
 

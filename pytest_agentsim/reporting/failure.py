@@ -56,21 +56,27 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
 
     A conversation that broke leads with the one line that says why (``agent error:
     ValueError: ...``): that line, not a traceback through litellm's internals, is what
-    a reader needs first. The traceback follows the transcript only with ``traceback``
+    a reader needs first; one that stalled, with the turn the simulated user could not
+    follow. The traceback follows the transcript only with ``traceback``
     (pytest's ``-v`` or ``--tb=long``); otherwise a line says how to get it.
     """
     from pytest_agentsim.simulation.sandbox import pretty_diff
 
     event = result.event
     conversation = result.conversation
-    lines = [conversation.error] if conversation.error else []
+    lines = [line for line in (conversation.error, conversation.stop_detail) if line]
     lines.append(result.headline)
     if event.scenario:
         lines.append(f"scenario: {_short(event.scenario)}")
     for policy_result in result.policies:
         if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
             lines.extend(_policy_lines(policy_result))
-    lines.append(f"stop reason: {conversation.stop_reason.value}")
+    stop = conversation.stop_reason.value
+    lines.append(
+        f"stop reason: {stop} ({conversation.stop_detail})"
+        if conversation.stop_detail
+        else f"stop reason: {stop}"
+    )
     lines.append("transcript:")
     lines.extend("    " + line for line in render_transcript(conversation))
     db_diff = pretty_diff(conversation.initial_db, conversation.final_db)

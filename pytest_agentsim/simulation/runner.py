@@ -259,6 +259,7 @@ async def run_conversation(
     started = time.perf_counter()
     messages: list[Message] = []
     stop: StopReason | None = None
+    detail: str | None = None
     error: str | None = None
     trace: str | None = None
     abandoned = False
@@ -274,7 +275,7 @@ async def run_conversation(
         if said.text is not None:
             messages.append(Message(role="user", content=said.text))
         if said.stop is not None:
-            stop = said.stop
+            stop, detail = said.stop, said.reason
             break
         for _round in range(max_tool_rounds):
             try:
@@ -327,6 +328,7 @@ async def run_conversation(
         final_db=final_db,
         state_diff=state_diff(sandbox.initial_db, final_db),
         stop_reason=stop,
+        stop_detail=detail,
         error=error,
         traceback=trace,
         seed=seed,

@@ -246,6 +246,107 @@ def test_repeating_oneself_once_is_not_stalling() -> None:
     assert conversation.stop_reason is StopReason.goal_met
 
 
+def test_gives_the_last_four_digits_when_asked_for_them() -> None:
+    card = profile(facts={**FACTS, "card_id": "4111 1111 1111 8842"})
+    user = AgendaUser(card, seed=0, max_initiative=1)
+    reply = user.reply(after("Could you tell me the last four digits of your card?"))
+    assert reply == UserReply("The last four digits of my card id are 8842.")
+
+
+@pytest.mark.parametrize(("value", "answer"), [(True, "Yes."), (False, "No.")])
+def test_answers_a_yes_no_question_from_a_true_or_false_fact(value: bool, answer: str) -> None:
+    user = AgendaUser(profile(facts={**FACTS, "card_with_you": value}), seed=0, max_initiative=1)
+    assert user.reply(after("Do you still have the card with you?")).text == answer
+
+
+def test_a_question_about_what_it_wants_is_answered_with_its_request() -> None:
+    bags = {"requests": [{"slot": "bags", "text": "Two bags, please.", "done_when": "now has"}]}
+    user = AgendaUser(profile(goal=bags), seed=0, max_initiative=1)
+    assert user.reply(after("How many checked bags would you like?")).text == "Two bags, please."
+
+
+def test_asked_to_confirm_a_fact_it_gives_the_fact() -> None:
+    user = AgendaUser(profile(), seed=0, max_initiative=1)
+    assert user.reply(after("Can you confirm your zip code?")).text == "My zip code is 94110."
+    # A fact the agent states is confirmed, not told again.
+    assert user.reply(after("Your zip code is 94110, is that correct?")).text == (
+        "Yes, please go ahead."
+    )
+
+
+SWALLOW = "What is the airspeed velocity of an unladen swallow?"
+
+
+def test_an_agent_asking_what_the_user_cannot_follow_three_times_loses_it() -> None:
+    chatty = profile(
+        agenda=[
+            {"act": "say", "text": "Hi, I need to cancel a flight."},
+            {"act": "inform", "slot": "reservation_id"},
+            {"act": "inform", "slot": "user_id"},
+            {"act": "inform", "slot": "zip_code"},
+        ]
+    )
+    conversation = converse(
+        AgendaUser(chatty, seed=0, max_initiative=1), agent=lambda messages, sandbox: SWALLOW
+    )
+    assert conversation.stop_reason is StopReason.stalled
+    # It kept to its agenda meanwhile, and stopped at the third time, agenda left unsaid.
+    assert texts(conversation, "user") == [
+        "Hi, I need to cancel a flight.",
+        "My reservation id is ZFA04Y.",
+        "My user id is mia_li_3668.",
+    ]
+    assert conversation.stop_detail == (
+        f"the simulated user could not follow turn 5: '{SWALLOW}' (the agent said it 3 times)"
+    )
+
+
+def test_nearly_the_same_question_counts_as_the_same() -> None:
+    questions = iter([SWALLOW, f"Sorry, {SWALLOW.lower()}", f"{SWALLOW} Please!"] * 3)
+    conversation = converse(
+        AgendaUser(profile(), seed=0, max_initiative=1),
+        agent=lambda messages, sandbox: next(questions),
+    )
+    assert conversation.stop_reason is StopReason.stalled
+    assert conversation.stop_detail is not None
+    assert conversation.stop_detail.endswith("(the agent said it 3 times)")
+
+
+def test_lost_with_nothing_left_but_its_goal_it_says_that_once_then_stops() -> None:
+    asked = iter(["Hello! How may I help?", SWALLOW, "And what is the capital of Assyria?"])
+    conversation = converse(
+        AgendaUser(profile(agenda=[]), seed=0), agent=lambda messages, sandbox: next(asked)
+    )
+    assert conversation.stop_reason is StopReason.stalled
+    assert texts(conversation, "user") == ["Please cancel it.", "Please cancel it."]
+    assert conversation.stop_detail == (
+        "the simulated user could not follow turn 3: 'What is the airspeed velocity of an "
+        "unladen swallow?' (it had nothing left to say with its goal unmet)"
+    )
+
+
+def test_an_agent_that_understands_nothing_it_says_gets_no_further() -> None:
+    conversation = converse(
+        AgendaUser(profile(agenda=[]), seed=0),
+        agent=lambda messages, sandbox: "Let me look into that for you.",
+    )
+    assert conversation.stop_detail == (
+        "the simulated user got no further after turn 3: 'Let me look into that for you.' "
+        "(it would say 'Please cancel it.' a third time)"
+    )
+
+
+def test_a_question_it_could_not_follow_once_is_not_a_stall() -> None:
+    answers = iter([SWALLOW, "What is your user id?", "What is your zip code?", "Which one?"])
+
+    def agent(messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:
+        return next(answers, "It has been cancelled.")
+
+    conversation = converse(AgendaUser(profile(), seed=0, max_initiative=1), agent=agent)
+    assert conversation.stop_reason is StopReason.goal_met
+    assert conversation.stop_detail is None
+
+
 def test_agenda_user_refuses_a_scripted_profile() -> None:
     with pytest.raises(ValueError, match="use ScriptedUser"):
         AgendaUser(profile(script=["hi"]), seed=0)
