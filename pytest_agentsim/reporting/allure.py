@@ -25,6 +25,7 @@ matching the verdict's message, which starts with its category's name.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from collections.abc import Generator
@@ -70,6 +71,7 @@ RESULT_LABEL = "agentsim_result"
 #: The label of a verdict: its FailureKind, or its outcome when nothing failed.
 OUTCOME_LABEL = "agentsim_outcome"
 TESTS_EPIC = "pytest tests"
+JUDGED = pytest.StashKey["EventResult"]()
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,11 @@ def verdict_message(result: EventResult, policy: PolicyResult) -> str | None:
     return f"{_CATEGORY_NAME[kind]}: {policy.policy_id}, {reasons or 'no verdict'}"
 
 
+def _commons(name: str) -> Any:
+    """A module of allure-commons, untyped (its functions carry no annotations)."""
+    return importlib.import_module(f"allure_commons.{name}")
+
+
 def _allure() -> Any:
     """The allure module, untyped (it ships no type information)."""
     import allure
@@ -214,7 +221,9 @@ class Evidence:
             ),
         )
 
-    def attachments(self, result: EventResult, policies: list[PolicyResult]) -> list[tuple]:
+    def attachments(
+        self, result: EventResult, policies: list[PolicyResult]
+    ) -> list[tuple[str, str, str]]:
         """(name, body, type key) of each attachment, the transcript highlighting ``policies``."""
         return [
             ("transcript", transcript_html(result, flags(policies)), "HTML"),
@@ -243,30 +252,23 @@ class VerdictWriter:
             self.write_one(result, policy, evidence)
 
     def write_one(self, result: EventResult, policy: PolicyResult, evidence: Evidence) -> None:
-        from allure_commons.lifecycle import AllureLifecycle
-        from allure_commons.model2 import Label
-        from allure_commons.model2 import Parameter
-        from allure_commons.model2 import StatusDetails
-        from allure_commons.types import AttachmentType
-        from allure_commons.utils import now
-        from allure_commons.utils import uuid4
-
+        model, utils = _commons("model2"), _commons("utils")
         event = result.event
-        lifecycle = AllureLifecycle()
-        uuid = uuid4()
+        lifecycle = _commons("lifecycle").AllureLifecycle()
         case_id = hashlib.md5(f"agentsim:{event.id}:{policy.policy_id}".encode()).hexdigest()
-        with lifecycle.schedule_test_case(uuid=uuid) as test:
+        result_id = utils.uuid4()
+        with lifecycle.schedule_test_case(uuid=result_id) as test:
             test.name = verdict_title(result, policy.policy_id)
             test.fullName = f"agentsim::{event.id}::{policy.policy_id}"
             test.testCaseId = case_id
-            # The same across xdist workers, so Allure 3 shows an event that two workers
-            # judged once (the other as a retry), as the terminal's tables count it.
+            # The same file and history id on every xdist worker that judges the event, so
+            # Allure shows the verdict once, as the terminal's tables count it.
             test.historyId = hashlib.md5(f"{case_id}:{result.trial}".encode()).hexdigest()
             test.status = STATUS[policy.outcome]
             message = verdict_message(result, policy)
             if message:
-                test.statusDetails = StatusDetails(message=message)
-            test.start = now()
+                test.statusDetails = model.StatusDetails(message=message)
+            test.start = utils.now()
             labels = {
                 RESULT_LABEL: "verdict",
                 OUTCOME_LABEL: outcome_label(result, policy),
@@ -276,52 +278,51 @@ class VerdictWriter:
                 "severity": SEVERITY[policy.severity.value],
                 "framework": "pytest-agentsim",
             }
-            test.labels = [Label(name, value) for name, value in labels.items()]
-            test.labels += [Label("tag", tag) for tag in event.policies]
-            test.parameters = [
-                Parameter(name="event", value=event.id),
-                Parameter(name="policy", value=policy.policy_id),
-                Parameter(name="trial", value=str(result.trial + 1)),
-                Parameter(name="risk severity", value=policy.severity.value),
-                Parameter(name="seed", value=str(self.seed)),
-                Parameter(name="models", value=self.models),
-            ]
-            self.steps(lifecycle, uuid, result, policy)
+            test.labels = [model.Label(name, value) for name, value in labels.items()]
+            test.labels += [model.Label("tag", tag) for tag in event.policies]
+            parameters = {
+                "event": event.id,
+                "policy": policy.policy_id,
+                "trial": str(result.trial + 1),
+                "risk severity": policy.severity.value,
+                "seed": str(self.seed),
+                "models": self.models,
+            }
+            test.parameters = [model.Parameter(name=k, value=v) for k, v in parameters.items()]
+            # The chat on the Overview tab too: attachments open only on a click.
+            test.descriptionHtml = transcript_html(result, flags([policy]))
+            self.steps(lifecycle, result_id, result, policy)
             for name, body, kind in evidence.attachments(result, [policy]):
                 lifecycle.attach_data(
-                    uuid4(), body, name=name, attachment_type=AttachmentType[kind], parent_uuid=uuid
+                    utils.uuid4(),
+                    body,
+                    name=name,
+                    attachment_type=_commons("types").AttachmentType[kind],
+                    parent_uuid=result_id,
                 )
-            test.stop = now()
-        lifecycle.write_test_case(uuid)
+            test.stop = utils.now()
+        lifecycle.write_test_case(uuid=result_id)
 
     @staticmethod
     def steps(lifecycle: Any, parent: str, result: EventResult, policy: PolicyResult) -> None:
         """A step per message; the turn a problem verdict points at takes the verdict's status."""
-        from allure_commons.model2 import StatusDetails
-        from allure_commons.utils import uuid4
-
-        status = STATUS[policy.outcome]
-        found = flags([policy])
+        model, utils = _commons("model2"), _commons("utils")
         reasons: dict[int | None, list[str]] = {}
-        for flag in found:
+        for flag in flags([policy]):
             reasons.setdefault(flag.turn, []).append(f"{flag.judge}: {flag.reason}")
-        lines: dict[int, list[str]] = {}
+        lines: dict[int | None, list[str]] = {}
         for line in render_transcript(result.conversation, limit=200):
-            index = int(line[1 : line.index("]")])
-            lines.setdefault(index, []).append(line)
-        entries: list[tuple[str, int | None]] = [
-            ("; ".join(text), index) for index, text in lines.items()
-        ]
+            lines.setdefault(int(line[1 : line.index("]")]), []).append(line)
         if None in reasons:
-            entries.append((f"{policy.outcome.value} {policy.policy_id} (whole conversation)", None))
-        for name, index in entries:
-            step_id = uuid4()
+            lines[None] = [f"{policy.outcome.value} {policy.policy_id} (whole conversation)"]
+        for index, text in lines.items():
+            step_id = utils.uuid4()
             with lifecycle.start_step(parent_uuid=parent, uuid=step_id) as step:
-                step.name = name
+                step.name = "; ".join(text)
                 step.status = "passed"
                 if index in reasons:
-                    step.status = status
-                    step.statusDetails = StatusDetails(message="\n".join(reasons[index]))
+                    step.status = STATUS[policy.outcome]
+                    step.statusDetails = model.StatusDetails(message="\n".join(reasons[index]))
             lifecycle.stop_step(uuid=step_id)
 
 
@@ -353,9 +354,28 @@ class AllureReporter:
     def pytest_agentsim_event_judged(
         self, item: pytest.Item, event: Event, result: EventResult, config: pytest.Config
     ) -> None:
-        # Called while the conversation fixture sets up: what it sets sticks from here on.
-        allure = _allure()
+        # Called while the conversation fixture sets up: the test's own title and
+        # attachments wait for its call phase (allure-pytest names the test after setup,
+        # and an attachment now would land on the fixture).
         self.verdicts.write(result)
+        item.stash[JUDGED] = result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self.describe(item)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        if call.when == "setup" and call.excinfo is not None:
+            self.describe(item)  # the conversation could not be judged: no call phase
+
+    def describe(self, item: pytest.Item) -> None:
+        """Title, parameters and attachments of a test that used a judged event."""
+        result = item.stash.get(JUDGED, None)
+        if result is None:
+            return
+        allure = _allure()
+        event = result.event
         _, function = _test_path(item)
         trial = f" (trial {result.trial + 1})" if result.trial else ""
         allure.dynamic.title(

@@ -29,23 +29,20 @@ BAD_FIRST = [
     Outcome.not_applicable,
 ]
 
-_STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:12px;color:#1d2330}
-.msg{display:flex;gap:12px;margin:6px 0;align-items:flex-start}
-.bubble{max-width:62%;padding:8px 12px;border-radius:10px;background:#eef1f6;white-space:pre-wrap}
-.user .bubble{background:#e3f0ff}.assistant{flex-direction:row-reverse}
-.assistant .bubble{background:#f1f7ec}.system .bubble{background:#f6f6f6;font-style:italic}
-.turn{color:#667;font-size:12px;min-width:34px}
-.flagged .bubble{outline:3px solid #d33;background:#fff1f1}
-.note{max-width:34%;padding:8px 10px;border-left:4px solid #d33;background:#fff7f7;font-size:13px}
-.note b{display:block}
-details{margin:4px 0;font-family:ui-monospace,monospace;font-size:12px;white-space:normal}
-summary{cursor:pointer}pre{white-space:pre-wrap;margin:4px 0 0}
-table{border-collapse:collapse;width:100%}
-th,td{border:1px solid #ccd;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#eef1f6}.violated td{background:#fff1f1}.error td{background:#fff6e5}
-.inconclusive td{background:#fffbe0}
-"""
+# Inline styles, not a stylesheet: Allure shows the same HTML as a test's description,
+# where it keeps ``style`` attributes but drops ``<style>`` and classes' meaning.
+_MSG = "display:flex;gap:12px;margin:6px 0;align-items:flex-start"
+_BUBBLE = "max-width:62%;padding:8px 12px;border-radius:10px;white-space:pre-wrap;"
+_COLORS = {"user": "#e3f0ff", "assistant": "#f1f7ec", "system": "#f6f6f6", "tool": "#eef1f6"}
+_FLAGGED = "outline:3px solid #d33;background:#fff1f1"
+_TURN = "color:#667;font-size:12px;min-width:64px"
+_NOTE = (
+    "max-width:34%;padding:8px 10px;border-left:4px solid #d33;background:#fff7f7;font-size:13px"
+)
+_DETAILS = "margin:4px 0;font-family:ui-monospace,monospace;font-size:12px;white-space:normal"
+_CELL = "border:1px solid #ccd;padding:4px 8px;text-align:left;vertical-align:top"
+_ROW = {"violated": "#fff1f1", "error": "#fff6e5", "inconclusive": "#fffbe0"}
+_BODY = "font:14px/1.45 system-ui,sans-serif;margin:12px;color:#1d2330"
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def flags(policies: Iterable[PolicyResult]) -> list[Flag]:
 def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+        f'</head><body style="{_BODY}">{body}</body></html>'
     )
 
 
@@ -86,17 +83,20 @@ def _tool_call_html(
 ) -> str:
     shown = ""
     if reply is not None:
-        shown = f"<pre>[{reply_turn}] {escape(reply.content or '')}</pre>"
+        shown = (
+            f'<pre style="white-space:pre-wrap;margin:4px 0 0">[{reply_turn}] '
+            f"{escape(reply.content or '')}</pre>"
+        )
     return (
-        f"<details{' open' if open_ else ''}><summary>calls {escape(name)}"
+        f'<details style="{_DETAILS}"{" open" if open_ else ""}><summary>calls {escape(name)}'
         f"({escape(arguments)})</summary>{shown}</details>"
     )
 
 
 def _note(found: Sequence[Flag]) -> str:
     return "".join(
-        f'<div class="note"><b>{escape(flag.outcome.value.upper())} {escape(flag.policy)}</b>'
-        f"{escape(flag.reason)}<br><small>judge: {escape(flag.judge)}</small></div>"
+        f'<div class="note" style="{_NOTE}"><b style="display:block">'
+        f"{escape(flag.outcome.value.upper())} {escape(flag.policy)}</b>{escape(flag.reason)}<br><small>judge: {escape(flag.judge)}</small></div>"
         for flag in found
     )
 
@@ -118,13 +118,17 @@ def transcript_html(result: EventResult, highlight: Sequence[Flag]) -> str:
         for index, message in enumerate(conversation.messages)
         if message.role == "tool" and message.tool_call_id
     }
-    folded = {index for index, _ in replies.values()}
+    called = {call.id for message in conversation.messages for call in message.tool_calls or []}
+    folded = {index for call_id, (index, _) in replies.items() if call_id in called}
     parts = [f"<h3>{escape(result.event.id)}: {escape(result.event.scenario or '')}</h3>"]
     whole = [flag for flag in highlight if flag.turn is None]
     if whole:
-        parts.append(f'<div class="msg flagged"><div class="turn">all</div>{_note(whole)}</div>')
+        parts.append(
+            f'<div class="msg flagged" style="{_MSG}"><div style="{_TURN}">whole conversation'
+            f"</div>{_note(whole)}</div>"
+        )
     for index, message in enumerate(conversation.messages):
-        if index in folded and index not in by_turn:
+        if index in folded:  # shown in its call's fold, flagged there
             continue
         found = list(by_turn.get(index, []))
         calls = []
@@ -138,16 +142,19 @@ def transcript_html(result: EventResult, highlight: Sequence[Flag]) -> str:
                     call.function.arguments,
                     reply,
                     reply_turn=reply_turn,
-                    open_=reply_turn in by_turn,
+                    open_=index in by_turn or reply_turn in by_turn,
                 )
             )
         text = escape(message.content or "")
         if message.role == "tool":
             text = f"{escape(message.name or 'tool')} replied: {text}"
         classes = f"msg {escape(message.role)}" + (" flagged" if found else "")
+        row = _MSG + (";flex-direction:row-reverse" if message.role == "assistant" else "")
+        bubble = _BUBBLE + (_FLAGGED if found else f"background:{_COLORS[message.role]}")
         parts.append(
-            f'<div class="{classes}" id="turn-{index}"><div class="turn">[{index}]</div>'
-            f'<div class="bubble">{text}{"".join(calls)}</div>{_note(found)}</div>'
+            f'<div class="{classes}" id="turn-{index}" style="{row}">'
+            f'<div style="{_TURN}">[{index}] {escape(message.role)}</div>'
+            f'<div style="{bubble}">{text}{"".join(calls)}</div>{_note(found)}</div>'
         )
     if conversation.error:
         parts.append(f"<p><b>stopped:</b> {escape(conversation.error)}</p>")
@@ -157,27 +164,37 @@ def transcript_html(result: EventResult, highlight: Sequence[Flag]) -> str:
 def verdict_table_html(policies: Iterable[PolicyResult]) -> str:
     """One row per verdict (policy, outcome, judge, turn, reason), problems first."""
     ordered = sorted(policies, key=lambda policy: BAD_FIRST.index(policy.outcome))
-    rows = []
+    rows: list[tuple[PolicyResult, Outcome, str, int | None, str]] = []
     for policy in ordered:
         verdicts = shown_verdicts(policy)
         if not verdicts:
             rows.append((policy, policy.outcome, "-", None, "no verdict"))
         rows.extend((policy, v.outcome, v.judge, v.turn, v.reason) for v in verdicts)
     body = "".join(
-        f'<tr class="{escape(outcome.value)}"><td>{escape(policy.policy_id)}</td>'
-        f"<td>{escape(outcome.value)}</td><td>{escape(judge)}</td>"
-        f"<td>{'-' if turn is None else turn}</td><td>{escape(reason)}</td></tr>"
+        f'<tr class="{escape(outcome.value)}" style="background:{_ROW.get(outcome.value, "#fff")}">'
+        + "".join(
+            f'<td style="{_CELL}">{escape(cell)}</td>'
+            for cell in (
+                policy.policy_id,
+                outcome.value,
+                judge,
+                "-" if turn is None else str(turn),
+                reason,
+            )
+        )
+        + "</tr>"
         for policy, outcome, judge, turn, reason in rows
+    )
+    header = "".join(
+        f'<th style="{_CELL};background:#eef1f6">{name}</th>'
+        for name in ("policy", "outcome", "judge", "turn", "reason")
     )
     return _page(
         "verdicts",
-        "<table><tr><th>policy</th><th>outcome</th><th>judge</th><th>turn</th>"
-        f"<th>reason</th></tr>{body}</table>",
+        f'<table style="border-collapse:collapse;width:100%"><tr>{header}</tr>{body}</table>',
     )
 
 
 def tool_calls_json(conversation: Conversation) -> str:
     """The executed tool calls, as JSON (arguments and results as structures, not strings)."""
-    return json.dumps(
-        [call.model_dump(mode="json") for call in conversation.tool_calls], indent=2
-    )
+    return json.dumps([call.model_dump(mode="json") for call in conversation.tool_calls], indent=2)
