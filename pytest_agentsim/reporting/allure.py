@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import json
 import re
+import time
 from collections.abc import Generator
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,11 +124,18 @@ def outcome_label(result: EventResult, policy: PolicyResult) -> str:
 
 
 def allure3_categories() -> list[dict[str, Any]]:
-    """The ``categories`` of allurerc.mjs: Allure 3 matches labels and statuses."""
+    """The ``categories`` of allurerc.mjs: Allure 3 matches labels and statuses.
+
+    Inside a category, results are grouped by story (the policy of a verdict, the
+    function of a test), not by message: every verdict's message is its own.
+    """
     return [
         {
             "name": category.name,
             "matchers": {"labels": category.matcher_labels, "statuses": list(category.statuses)},
+            "groupBy": [{"label": "story"}],
+            "groupByMessage": False,
+            "expand": True,
         }
         for category in OUTCOME_CATEGORIES
     ]
@@ -241,6 +249,10 @@ class VerdictWriter:
         self.seed = seed
         self.models = models
         self.written: set[tuple[str, int]] = set()
+        # A verdict has no moment of its own (conversations are simulated ahead of their
+        # tests): it starts with the run, lasting its conversation. That also lists the
+        # risk branches above "pytest tests", whose results start later.
+        self.run_start = int(time.time() * 1000)
 
     def write(self, result: EventResult) -> None:
         key = (result.event.id, result.trial)
@@ -268,7 +280,8 @@ class VerdictWriter:
             message = verdict_message(result, policy)
             if message:
                 test.statusDetails = model.StatusDetails(message=message)
-            test.start = utils.now()
+            test.start = self.run_start + len(self.written)  # in the order tests use them
+            test.stop = test.start + int(result.conversation.duration_seconds * 1000)
             labels = {
                 RESULT_LABEL: "verdict",
                 OUTCOME_LABEL: outcome_label(result, policy),
@@ -300,7 +313,6 @@ class VerdictWriter:
                     attachment_type=_commons("types").AttachmentType[kind],
                     parent_uuid=result_id,
                 )
-            test.stop = utils.now()
         lifecycle.write_test_case(uuid=result_id)
 
     @staticmethod
