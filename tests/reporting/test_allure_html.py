@@ -14,13 +14,16 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.core.models import Severity
 from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.core.models import ToolCallRequest
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.core.models import Verdict
 from pytest_agentsim.reporting.allure_html import flags
 from pytest_agentsim.reporting.allure_html import transcript_html
 from pytest_agentsim.reporting.allure_html import verdict_table_html
 
-CALL = {"id": "c1", "type": "function", "function": {"name": "read_note", "arguments": "{}"}}
+CALL = ToolCallRequest.model_validate(
+    {"id": "c1", "type": "function", "function": {"name": "read_note", "arguments": "{}"}}
+)
 
 
 def policy(policy_id: str, outcome: Outcome, turn: int | None, reason: str) -> PolicyResult:
