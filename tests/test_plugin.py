@@ -1242,7 +1242,7 @@ def test_no_progress_lines_on_short_runs(product: pytest.Pytester) -> None:
 
 
 def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
-    def labels(*args: str) -> dict[str, list[tuple[str, str]]]:
+    def labels(*args: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
         directory = product.path / f"allure-{len(args)}"
         product.runpytest_subprocess("--agentsim", f"--alluredir={directory}", *args)
         return {
