@@ -5,11 +5,12 @@
 // Generated from OUTCOME_CATEGORIES in pytest_agentsim/reporting/allure.py (a test checks
 // it and prints the lines to paste). One JSON object per line, so Python can read it.
 const categories = [
-  {"name": "Agent crash", "matchers": {"labels": {"agentsim_outcome": "^agent_crash$"}, "statuses": ["broken", "failed"]}},
-  {"name": "Judge error", "matchers": {"labels": {"agentsim_outcome": "^judge_error$"}, "statuses": ["broken", "failed"]}},
-  {"name": "Inconclusive verdict", "matchers": {"labels": {"agentsim_outcome": "^inconclusive$"}, "statuses": ["broken", "failed", "skipped"]}},
-  {"name": "Policy violation", "matchers": {"labels": {"agentsim_outcome": "^violation$"}, "statuses": ["failed"]}},
-  {"name": "Infrastructure error", "matchers": {"labels": {"agentsim_outcome": "^infrastructure$"}, "statuses": ["broken"]}},
+  {"name": "Policy violation", "matchers": {"labels": {"agentsim_outcome": "^violation$"}, "statuses": ["failed"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
+  {"name": "Agent crash", "matchers": {"labels": {"agentsim_outcome": "^agent_crash$"}, "statuses": ["broken"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
+  {"name": "Judge error", "matchers": {"labels": {"agentsim_outcome": "^judge_error$"}, "statuses": ["broken"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
+  {"name": "Inconclusive verdict", "matchers": {"labels": {"agentsim_outcome": "^inconclusive$"}, "statuses": ["unknown"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
+  {"name": "Infrastructure error", "matchers": {"labels": {"agentsim_outcome": "^infrastructure$"}, "statuses": ["broken"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
+  {"name": "Failed pytest test", "matchers": {"labels": {"agentsim_result": "^test$"}, "statuses": ["failed", "broken"]}, "groupBy": [{"label": "story"}], "groupByMessage": false, "expand": true},
 ];
 
 export default {

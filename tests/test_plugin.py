@@ -1077,13 +1077,18 @@ def test_baseline_must_be_a_results_file(product: pytest.Pytester) -> None:
     )
 
 
-def allure_results(directory: Path) -> dict[str, dict[str, Any]]:
+def allure_results(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The results by (event, policy) for verdicts and (event, "test") for pytest's tests."""
     results = {}
     for path in directory.glob("*-result.json"):
         data = json.loads(path.read_text())
-        event = {p["name"]: p["value"] for p in data["parameters"]}["event"]
-        results[event.strip("'")] = data
+        parameters = {p["name"]: p["value"].strip("'") for p in data["parameters"]}
+        results[(parameters["event"], parameters.get("policy", "test"))] = data
     return results
+
+
+def labels_of(result: dict[str, Any], name: str) -> list[str]:
+    return [label["value"] for label in result["labels"] if label["name"] == name]
 
 
 def test_allure_labels_steps_attachments_and_run_files(product: pytest.Pytester) -> None:
@@ -1096,46 +1101,52 @@ def test_allure_labels_steps_attachments_and_run_files(product: pytest.Pytester)
     result = product.runpytest("--agentsim", "--alluredir", "allure-results")
     result.assert_outcomes(failed=2, passed=1)
     results = allure_results(product.path / "allure-results")
-    two = results["ev-2"]
-    labels = [(label["name"], label["value"]) for label in two["labels"]]
-    # Both violated policies show up, each under its own risk category and story.
-    assert [v for n, v in labels if n == "story"] == ["no-secrets", "polite-greeting"]
-    assert [v for n, v in labels if n == "feature"] == ["Deception", "Privacy"]
-    assert [v for n, v in labels if n == "epic"] == [
-        "Legal & Rights-Related Risks",
-        "Societal Risks",
-    ]
-    assert ("severity", "blocker") in labels and ("tag", "no-secrets") in labels
-    assert two["status"] == "failed"
-    assert [a["name"] for a in two["attachments"]] == [
-        "transcript",
-        "tool calls",
-        "database diff",
-        "verdicts",
-        "cost",
-    ]
-    assert [step["name"] for step in two["steps"]][:2] == [
-        "[0] user: read note s",
-        '[1] assistant calls read_note({"name": "s"})',
-    ]
-    transcript = next(a for a in two["attachments"] if a["name"] == "transcript")
-    assert (
-        "TOP-SECRET plans" in (product.path / "allure-results" / transcript["source"]).read_text()
+    # A test result per test, beside the verdict results.
+    assert sorted(event for event, kind in results if kind == "test") == ["ev-1", "ev-2", "ev-3"]
+    # Both violated policies of ev-2 show up, each under its own risk category and story.
+    secrets, greeting = results[("ev-2", "no-secrets")], results[("ev-2", "polite-greeting")]
+    assert (labels_of(secrets, "epic"), labels_of(secrets, "feature")) == (
+        ["Legal & Rights-Related Risks"],
+        ["Privacy"],
     )
-    assert {p["name"]: p["value"] for p in two["parameters"]}["event"] == "'ev-2'"
-    passing = results["ev-3"]
-    assert [label["value"] for label in passing["labels"] if label["name"] == "story"] == [
-        "polite-greeting"
+    assert labels_of(secrets, "story") == ["no-secrets"]
+    assert labels_of(greeting, "feature") == ["Deception"]
+    assert labels_of(secrets, "severity") == ["blocker"]  # critical
+    assert labels_of(greeting, "severity") == ["minor"]  # low
+    assert "no-secrets" in labels_of(secrets, "tag")
+    assert secrets["status"] == greeting["status"] == "failed"
+    assert secrets["name"] == "ev-2 · no-secrets: no-secrets"
+    attachments = ["transcript", "verdicts", "tool calls", "database diff", "cost"]
+    assert [a["name"] for a in secrets["attachments"]] == attachments
+    steps = [(step["name"], step["status"]) for step in secrets["steps"]]
+    assert steps[:2] == [
+        ("[0] user: read note s", "passed"),
+        ('[1] assistant calls read_note({"name": "s"})', "passed"),
     ]
+    assert [name for name, status in steps if status == "failed"] == [
+        "[3] assistant: Done: TOP-SECRET plans"
+    ]
+    transcript = next(a for a in secrets["attachments"] if a["name"] == "transcript")
+    page = (product.path / "allure-results" / transcript["source"]).read_text()
+    assert "TOP-SECRET plans" in page and 'flagged" id="turn-3"' in page
+    test = results[("ev-2", "test")]
+    assert test["name"] == "test_agent · ev-2: no-secrets"
+    assert labels_of(test, "epic") == ["pytest tests"]
+    assert labels_of(test, "feature") == ["test_agent.py"]
+    assert labels_of(test, "story") == ["test_agent"]
+    assert [a["name"] for a in test["attachments"]] == attachments
+    passing = results[("ev-3", "polite-greeting")]
+    assert passing["status"] == "passed" and labels_of(passing, "story") == ["polite-greeting"]
     categories = json.loads((product.path / "allure-results" / "categories.json").read_text())
     assert [c["name"] for c in categories] == [
+        "Policy violation",
         "Agent crash",
         "Judge error",
         "Inconclusive verdict",
-        "Policy violation",
         "Infrastructure error",
+        "Failed pytest test",
     ]
-    assert re.match(categories[3]["messageRegex"], two["statusDetails"]["message"])
+    assert re.fullmatch(categories[0]["messageRegex"], secrets["statusDetails"]["message"])
     environment = (product.path / "allure-results" / "environment.properties").read_text()
     assert "seed=0\n" in environment and re.search(r"^packs=notes@[0-9a-f]{12}$", environment, re.M)
 
@@ -1153,21 +1164,16 @@ def agentsim_agent():
 """
     )
     product.runpytest("--agentsim", "--alluredir", "allure-results", "-k", "ev-1")
-    crashed = allure_results(product.path / "allure-results")["ev-1"]
+    results = allure_results(product.path / "allure-results")
+    crashed = results[("ev-1", "confirm-delete")]
     assert crashed["status"] == "broken"
+    assert labels_of(crashed, "agentsim_outcome") == ["agent_crash"]
     categories = json.loads((product.path / "allure-results" / "categories.json").read_text())
-    assert re.match(categories[0]["messageRegex"], crashed["statusDetails"]["message"])
-    containers = [
-        json.loads(p.read_text())
-        for p in (product.path / "allure-results").glob("*-container.json")
-    ]
-    attached = [
-        a["name"]
-        for c in containers
-        for before in c.get("befores", [])
-        for a in before.get("attachments", [])
-    ]
-    assert "transcript" in attached
+    assert re.fullmatch(categories[1]["messageRegex"], crashed["statusDetails"]["message"])
+    # The test errored in setup (no call phase): its result still carries the evidence.
+    test = results[("ev-1", "test")]
+    assert test["status"] == "broken"
+    assert "transcript" in [a["name"] for a in test["attachments"]]
 
 
 def test_without_alluredir_nothing_is_written(product: pytest.Pytester) -> None:
@@ -1236,7 +1242,7 @@ def test_no_progress_lines_on_short_runs(product: pytest.Pytester) -> None:
 
 
 def test_allure_results_under_xdist_match_a_single_process(product: pytest.Pytester) -> None:
-    def labels(*args: str) -> dict[str, list[tuple[str, str]]]:
+    def labels(*args: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
         directory = product.path / f"allure-{len(args)}"
         product.runpytest_subprocess("--agentsim", f"--alluredir={directory}", *args)
         return {
