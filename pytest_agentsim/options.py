@@ -189,10 +189,11 @@ SEED = Option(
     flag="--agentsim-seed",
     ini="agentsim_seed",
     metavar="INT",
-    help="Seed of the simulated users' choices and of event generation",
+    help="Seed of event generation and of the simulated users of generated events "
+    "(hand-written events keep their own)",
     minimum=0,
     default=0,
-    note="users' choices and generation",
+    note="generation, and generated events' users",
 )
 MAX_TURNS = Option(
     name="agentsim_max_turns",
@@ -205,6 +206,20 @@ MAX_TURNS = Option(
     minimum=1,
     maximum=1_000,
     default=20,
+)
+MAX_TOOL_ROUNDS = Option(
+    name="agentsim_max_tool_rounds",
+    kind="int",
+    group="agentsim",
+    flag="--agentsim-max-tool-rounds",
+    ini="agentsim_max_tool_rounds",
+    metavar="N",
+    help="Replies with tool calls the agent may make in one user turn; one more and the "
+    "conversation ends in agent_error saying so",
+    minimum=1,
+    maximum=1_000,
+    default=16,
+    note="agent replies per user turn that call tools",
 )
 TURN_TIMEOUT = Option(
     name="agentsim_turn_timeout",
@@ -550,6 +565,7 @@ OPTIONS: tuple[Option[object], ...] = (
     GENERATE_MODEL,
     SEED,
     MAX_TURNS,
+    MAX_TOOL_ROUNDS,
     TURN_TIMEOUT,
     REPEAT,
     CONCURRENCY,

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from pytest_agentsim.runtest import ConversationTests
     from pytest_agentsim.simulation.agent import Agent
     from pytest_agentsim.simulation.driver import UserDriver
-    from pytest_agentsim.simulation.sandbox import Tool
-    from pytest_agentsim.simulation.sandbox import ToolFunction
+    from pytest_agentsim.simulation.sandbox import ToolLike
     from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 TESTS = pytest.StashKey["ConversationTests"]()
@@ -172,7 +171,7 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
 
 
 @pytest.fixture(scope="session")
-def agentsim_tools() -> Sequence[Tool | ToolFunction]:
+def agentsim_tools() -> Sequence[ToolLike]:
     """The agent's tools, plain functions ``f(db, **kwargs)``. Override it in your conftest."""
     return []
 
@@ -210,7 +209,7 @@ def agentsim_policy_graph(request: pytest.FixtureRequest, agentsim_pack: PolicyP
 
 @pytest.fixture
 def agentsim_sandbox(
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
     agentsim_pack: PolicyPack,
     agentsim_event: Event | None,
 ) -> ToolSandbox:
@@ -228,7 +227,7 @@ def agentsim_conversation(
     agentsim_event: Event | None,
     agentsim_trial: int,
     agentsim_agent: Agent,
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
 ) -> EventResult:
     """The judged conversation of the current event; the test fails if a policy is violated.
 
@@ -247,7 +246,7 @@ def agentsim_conversation(
 def simulated_user(
     request: pytest.FixtureRequest,
     agentsim_agent: Agent,
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
 ) -> UserDriver:
     """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
     return _tests(request).user_driver(request.node, agentsim_agent, agentsim_tools)

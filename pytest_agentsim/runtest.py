@@ -32,9 +32,8 @@ from pytest_agentsim.session import AgentSimSession
 from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.driver import UserDriver
 from pytest_agentsim.simulation.runner import Case
-from pytest_agentsim.simulation.sandbox import Tool
 from pytest_agentsim.simulation.sandbox import ToolDefinitionError
-from pytest_agentsim.simulation.sandbox import ToolFunction
+from pytest_agentsim.simulation.sandbox import ToolLike
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 
 EVENT_RESULT = pytest.StashKey[EventResult]()
@@ -45,12 +44,12 @@ VIOLATION_ONLY_KEY = "agentsim_violation_only"
 ERROR_ONLY_KEY = "agentsim_error_only"
 
 
-def sandbox_for(tools: Sequence[Tool | ToolFunction], db: dict[str, Any]) -> ToolSandbox:
+def sandbox_for(tools: Sequence[ToolLike], db: dict[str, Any]) -> ToolSandbox:
     """A sandbox of the user's tools; a tool that cannot be described fails with its source."""
     try:
         return ToolSandbox(tools, db)
     except ToolDefinitionError as exc:
-        pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
+        pytest.fail(f"agentsim_{exc}", pytrace=False)
 
 
 def failure_report(result: EventResult, config: pytest.Config) -> str:
@@ -117,9 +116,7 @@ class ConversationTests:
             )
         return mark.args[0] or None
 
-    def user_driver(
-        self, item: pytest.Item, agent: Agent, tools: Sequence[Tool | ToolFunction]
-    ) -> UserDriver:
+    def user_driver(self, item: pytest.Item, agent: Agent, tools: Sequence[ToolLike]) -> UserDriver:
         """The ``simulated_user`` fixture's value for ``item``."""
         return UserDriver(
             self.session.runner,
@@ -127,7 +124,6 @@ class ConversationTests:
             pack_for=lambda domain: self.pack_for(None, domain),
             sandbox_for=lambda pack, event: sandbox_for(tools, starting_db(pack, event)),
             name=item.name,
-            seed=self.settings.seed,
             user_model=self.user_model(item),
         )
 
@@ -220,7 +216,7 @@ class ConversationTests:
         event: Event,
         trial: int,
         agent: Agent,
-        tools: Sequence[Tool | ToolFunction],
+        tools: Sequence[ToolLike],
     ) -> EventResult:
         """The judged result of ``event`` for the test ``item``; errors fail its setup."""
         pack = self.catalog.packs[event.domain]

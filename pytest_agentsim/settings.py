@@ -46,6 +46,7 @@ class Settings:
     generate: bool
     seed: int
     max_turns: int
+    max_tool_rounds: int
     turn_timeout: float | None
     progress_seconds: int
     repeat: int
@@ -213,6 +214,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         generate=generate,
         seed=_int_setting(config, options.SEED),
         max_turns=_int_setting(config, options.MAX_TURNS),
+        max_tool_rounds=_int_setting(config, options.MAX_TOOL_ROUNDS),
         turn_timeout=_seconds_setting(config, options.TURN_TIMEOUT),
         progress_seconds=_int_setting(config, options.PROGRESS_SECONDS),
         repeat=_int_setting(config, options.REPEAT),

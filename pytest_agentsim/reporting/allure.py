@@ -178,6 +178,8 @@ class AllureReporter:
         allure.dynamic.parameter("seed", self.seed)
         allure.dynamic.parameter("trial", result.trial + 1)
         allure.dynamic.parameter("models", self.models)
+        for key, value in result.event.metadata.items():
+            allure.dynamic.parameter(f"metadata.{key}", json.dumps(value, default=str))
         item.stash[JUDGED] = result
         if result.errors or result.conversation.stop_reason.is_error:
             self.evidence(result)  # setup will fail: there is no call phase to attach to

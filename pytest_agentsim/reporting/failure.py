@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import Outcome
@@ -67,6 +69,8 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     lines.append(result.headline)
     if event.scenario:
         lines.append(f"scenario: {_short(event.scenario)}")
+    if event.metadata:
+        lines.append(f"metadata: {_short(json.dumps(event.metadata, default=str))}")
     for policy_result in result.policies:
         if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
             lines.extend(_policy_lines(policy_result))

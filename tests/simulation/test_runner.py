@@ -255,7 +255,7 @@ def test_the_built_in_agents_are_agents() -> None:
                 "role": "assistant",
                 "tool_calls": [tool_call("refund", {"order_id": "x"})],
             },
-            "the agent made 16 rounds of tool calls without answering the user",
+            "the agent made 16 replies with tool calls in turn 1 without answering the user",
         ),
     ],
 )
