@@ -108,7 +108,7 @@ class UserDriver:
                 return user, LLMUser(user, self.user_model)
             # Seeded by the test alone: a hand-written dialogue is the same whatever the
             # run's seed (which picks generated events and their users).
-            return user, user_for(user, seed=self.name)
+            return user, user_for(user, seed=f"0:{self.name}")
         if isinstance(user, Sequence):
             return UserProfile(script=list(user)), ScriptedUser(list(user))
         return UserProfile(), user

@@ -403,7 +403,7 @@ class SimulationRunner:
         """The simulated user's seed: event seed and id, the trial (repeats), and for a
         generated event the run's seed. A hand-written event keeps its own: its
         conversation is the same whatever ``--agentsim-seed`` (which picks generation)."""
-        run = self.seed if event.generated else ""
+        run = self.seed if event.generated else 0  # 0: as with the default seed
         base = f"{run}:{event.seed if event.seed is not None else ''}:{event.id}"
         return f"{base}:{trial}" if trial else base
 
