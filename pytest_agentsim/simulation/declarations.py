@@ -99,13 +99,21 @@ def schema_name(schema: object) -> str | None:
 
 def default_tool_name(target: object) -> str:
     """The name a tool gets when none is given: its function's ``__name__``, a tool
-    object's ``name`` attribute, else its class's name in snake_case (``GetUser`` ->
+    object's ``name`` attribute, the name its ``get_info()`` schema gives, else its class's name in snake_case (``GetUser`` ->
     ``get_user``), since an ``invoke`` or ``__call__`` method's own name says nothing."""
     if inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target):
         return str(getattr(target, "__name__", ""))
     name = getattr(target, "name", None)
     if isinstance(name, str) and name:
         return name
+    get_info = getattr(target, "get_info", None)
+    if callable(get_info):
+        try:
+            name = schema_name(get_info())
+        except Exception:  # the sandbox reports get_info's failure with its source
+            name = None
+        if name:
+            return name
     cls = target if inspect.isclass(target) else type(target)
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", cls.__name__).lower()
 

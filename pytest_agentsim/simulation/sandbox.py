@@ -205,13 +205,15 @@ def _function_schema(schema: object, where: str) -> tuple[str | None, str | None
 
 
 def description_of(function: ToolFunction) -> str:
-    """The docstring that describes a tool: its function's, else (an ``invoke`` or
-    ``__call__`` method without one) its class's."""
-    doc = inspect.getdoc(function)
+    """The docstring that describes a tool: its function's own (not one inherited, such as
+    ``object.__call__``'s), else that of the class an ``invoke`` or ``__call__`` is on."""
+    doc = getattr(function, "__doc__", None)
     owner = getattr(function, "__self__", None)
     if not doc and owner is not None:
-        doc = inspect.getdoc(owner if inspect.isclass(owner) else type(owner))
-    return (doc or "").strip()
+        doc = (owner if inspect.isclass(owner) else type(owner)).__doc__
+    if not doc and not inspect.isroutine(function):
+        doc = type(function).__doc__
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
 
 
 def _check_parameters(function: ToolFunction, name: str) -> list[inspect.Parameter]:
