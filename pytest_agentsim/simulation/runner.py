@@ -58,7 +58,6 @@ from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.llm.run import active
 from pytest_agentsim.simulation.agent import Agent
-from pytest_agentsim.simulation.declarations import AgentFactory
 from pytest_agentsim.simulation.declarations import as_factory
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 from pytest_agentsim.simulation.sandbox import state_diff
@@ -341,7 +340,7 @@ class AgentFactoryError(Exception):
     """``agentsim_agent``'s factory failed, or made something that is not an agent."""
 
 
-def agent_for(agent: Agent | AgentFactory, event: Event) -> Agent:
+def agent_for(agent: object, event: Event) -> Agent:
     """The agent for ``event``: ``agent`` itself, or what it makes when it is a factory
     (:func:`~pytest_agentsim.simulation.declarations.as_factory` tells them apart)."""
     factory = as_factory(agent)

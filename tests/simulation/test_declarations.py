@@ -58,7 +58,7 @@ def star_args(*args: object) -> str:
         (one_arg, True),
         (Factory(), True),
         (lambda event: Responder(), True),
-        (agent_factory(two_args), True),  # the explicit wrapper always is
+        (agent_factory(two_args), True),  # type: ignore[arg-type]  # the explicit wrapper always is
     ],
 )
 def test_a_factory_is_told_from_an_agent(candidate: object, is_factory: bool) -> None:
@@ -71,7 +71,7 @@ def test_agent_factory_is_a_decorator_that_keeps_the_name() -> None:
         return Responder()
 
     assert repr(make) == "agent_factory(make)"
-    assert isinstance(make(None), Responder)
+    assert isinstance(make(None), Responder)  # type: ignore[arg-type]
     assert agent_factory(make) is make
     with pytest.raises(TypeError, match="is not callable"):
         agent_factory(3)  # type: ignore[arg-type]
