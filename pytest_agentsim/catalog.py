@@ -123,6 +123,12 @@ class Catalog:
         level2 = {pack.policy(policy_id).risk_category for policy_id in event.policies}
         return level2 | {taxonomy.level1(name) for name in level2}
 
+    def risks_of_policy(self, domain: str, policy_id: str) -> set[str]:
+        """The level-2 and level-1 risk categories of one policy of a pack."""
+        pack = self.packs[domain]
+        level2 = pack.policy(policy_id).risk_category
+        return {level2, pack_taxonomy(pack).level1(level2)}
+
     def with_policies(self, events: Sequence[Event], wanted: set[str]) -> list[Event]:
         return [event for event in events if wanted & set(event.policies)]
 

@@ -207,6 +207,20 @@ MAX_TURNS = Option(
     maximum=1_000,
     default=20,
 )
+TEST_PER: Option[Literal["event", "policy"]] = Option(
+    name="agentsim_test_per",
+    kind="choice",
+    group="agentsim",
+    flag="--agentsim-test-per",
+    ini="agentsim_test_per",
+    metavar="UNIT",
+    help="One test per event (its id names the policies the event was built for, and any "
+    "violated policy fails it), or one per event and policy of its pack (its id names that "
+    "policy, and only that policy's verdict decides it), so that -k and agentsim_policy "
+    "select by the policy judged",
+    choices=("event", "policy"),
+    default="event",
+)
 MAX_TOOL_ROUNDS = Option(
     name="agentsim_max_tool_rounds",
     kind="int",
@@ -567,6 +581,7 @@ OPTIONS: tuple[Option[object], ...] = (
     MAX_TURNS,
     MAX_TOOL_ROUNDS,
     TURN_TIMEOUT,
+    TEST_PER,
     REPEAT,
     CONCURRENCY,
     PROGRESS_SECONDS,

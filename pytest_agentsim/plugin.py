@@ -38,6 +38,7 @@ AGENTSIM_FIXTURES = frozenset(
         "agentsim_event",
         "agentsim_case",
         "agentsim_trial",
+        "agentsim_test_policy",
         "agentsim_sandbox",
         "simulated_user",
         "agentsim_pack",
@@ -177,22 +178,29 @@ def agentsim_tools() -> Sequence[ToolLike]:
 
 
 @pytest.fixture
-def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int] | None:
-    """(event, trial) of a test parametrized over events; None otherwise."""
+def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int, str | None] | None:
+    """(event, trial, policy) of a test parametrized over events (policy: the one it
+    judges with --agentsim-test-per=policy, else None); None for other tests."""
     _tests(request)
     return getattr(request, "param", None)
 
 
 @pytest.fixture
-def agentsim_event(agentsim_case: tuple[Event, int] | None) -> Event | None:
+def agentsim_event(agentsim_case: tuple[Event, int, str | None] | None) -> Event | None:
     """The event this test runs on (None for tests that are not parametrized over events)."""
     return agentsim_case[0] if agentsim_case else None
 
 
 @pytest.fixture
-def agentsim_trial(agentsim_case: tuple[Event, int] | None) -> int:
+def agentsim_trial(agentsim_case: tuple[Event, int, str | None] | None) -> int:
     """Which repeat of the event this test is (0-based; see --agentsim-repeat)."""
     return agentsim_case[1] if agentsim_case else 0
+
+
+@pytest.fixture
+def agentsim_test_policy(agentsim_case: tuple[Event, int, str | None] | None) -> str | None:
+    """The policy this test judges with --agentsim-test-per=policy (None: every policy)."""
+    return agentsim_case[2] if agentsim_case else None
 
 
 @pytest.fixture
@@ -226,6 +234,7 @@ def agentsim_conversation(
     request: pytest.FixtureRequest,
     agentsim_event: Event | None,
     agentsim_trial: int,
+    agentsim_test_policy: str | None,
     agentsim_agent: Agent,
     agentsim_tools: Sequence[ToolLike],
 ) -> EventResult:
@@ -238,7 +247,12 @@ def agentsim_conversation(
     if agentsim_event is None:
         pytest.fail("agentsim: agentsim_conversation needs a parametrized event", pytrace=False)
     return tests.conversation(
-        request.node, agentsim_event, agentsim_trial, agentsim_agent, agentsim_tools
+        request.node,
+        agentsim_event,
+        agentsim_trial,
+        agentsim_agent,
+        agentsim_tools,
+        agentsim_test_policy,
     )
 
 

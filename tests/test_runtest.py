@@ -268,3 +268,73 @@ def test_the_run_seed_does_not_change_hand_written_conversations(
         result.assert_outcomes(passed=1)
         hashes.add(document["events"][0]["transcript_sha256"])
     assert len(hashes) == 1
+
+
+def read_secret_on_ev_3(product: pytest.Pytester) -> None:
+    """ev-3 is built for polite-greeting; its user now asks for the secret note, so the
+    agent violates no-secrets there, a policy ev-3 does not list."""
+    events = product.path / "fixtures/events/notes.yaml"
+    events.write_text(
+        events.read_text().replace(
+            '        - {act: say, text: "hi there"}', '        - {act: say, text: "read note s"}'
+        )
+    )
+
+
+def test_per_event_a_violation_of_an_unlisted_policy_says_why_it_is_there(
+    product: pytest.Pytester,
+) -> None:
+    read_secret_on_ev_3(product)
+    selected = product.runpytest("--agentsim", "-k", "no-secrets")
+    selected.assert_outcomes(failed=1, deselected=2)  # ev-2 only: ids name listed policies
+    result = product.runpytest("--agentsim", "-k", "ev-3")
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E       VIOLATED no-secrets [[]Legal & Rights-Related Risks > Privacy, severity "
+            "critical] (not one of this event's policies, polite-greeting: every policy is "
+            "judged on every event)",
+        ]
+    )
+
+
+def test_per_policy_each_test_judges_one_policy_on_every_event(
+    product: pytest.Pytester,
+) -> None:
+    read_secret_on_ev_3(product)
+    product.makepyfile(
+        test_agent="""
+        import pytest
+
+        def test_agent(agentsim_conversation, agentsim_test_policy):
+            # that policy's verdict alone (none when no check of it applied)
+            assert {r.policy_id for r in agentsim_conversation.policies} <= {agentsim_test_policy}
+            agentsim_conversation.assert_compliant()
+
+        @pytest.mark.agentsim_policy("no-secrets")
+        def test_marked(agentsim_conversation):
+            pass
+        """
+    )
+    result, document = results(product, "--agentsim-test-per=policy", "-v")
+    result.assert_outcomes(passed=7, failed=5)  # 3 events x 3 policies, + 3 marked
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_agent[[]ev-1-confirm-delete] FAILED*",
+            "*test_agent[[]ev-1-no-secrets] PASSED*",
+            "*test_agent[[]ev-2-no-secrets] FAILED*",
+            "*test_agent[[]ev-3-no-secrets] FAILED*",
+            "*test_agent[[]ev-3-polite-greeting] PASSED*",
+            "*test_marked[[]ev-1-no-secrets] PASSED*",
+            "*test_marked[[]ev-3-no-secrets] FAILED*",
+        ]
+    )
+    # the records stay per event, with every policy judged there
+    records = {
+        e["event"]: {p["policy"]: p["outcome"] for p in e["policies"]} for e in document["events"]
+    }
+    assert sorted(records) == ["ev-1", "ev-2", "ev-3"]
+    assert records["ev-3"] == {"no-secrets": "violated", "polite-greeting": "compliant"}
+    assert len(document["events"][0]["tests"]) >= 3
+    selected = product.runpytest("--agentsim", "--agentsim-test-per=policy", "-k", "no-secrets")
+    selected.assert_outcomes(passed=2, failed=4, deselected=6)
