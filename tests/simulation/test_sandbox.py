@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -506,3 +507,18 @@ def test_check_args_are_checked_against_a_given_schema() -> None:
         "args.times is \"2\", which echo's argument 'times' (integer) never is, so the check "
         "can never match"
     )
+
+
+def test_the_readme_quickstart_tools_work_as_written() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(
+        part.split("\n```", 1)[0]
+        for part in readme.split("```python\n")[1:]
+        if part.startswith("# my_product/tools.py")
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    sandbox = ToolSandbox(namespace["TOOLS"], {"users": {"u1": {"city": "Oslo"}}})
+    assert list(sandbox.tools) == ["get_user_details", "update_address"]
+    assert sandbox.call("update_address", {"user_id": "u1", "city": "Bergen"}).error is None
+    assert sandbox.call("get_user_details", {"user_id": "u1"}).result == '{"city": "Bergen"}'
