@@ -152,7 +152,8 @@ def _tests(request: pytest.FixtureRequest) -> ConversationTests:
 
 @pytest.fixture(scope="session")
 def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
-    """The agent under test. Override it in your conftest: ``return MyAgent()``.
+    """The agent under test. Override it in your conftest: ``return MyAgent()``, or a
+    factory of one per event: ``return pytest_agentsim.agent_factory(lambda event: ...)``.
 
     Without an override, the built-in LLM agent when ``agentsim_agent_prompt`` and
     ``agentsim_agent_model`` are configured.
@@ -165,7 +166,8 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
         return LLMAgent(llm.agent_prompt, llm.agent_model)
     pytest.fail(
         "agentsim: define an `agentsim_agent` fixture in your conftest.py that returns the agent "
-        "under test (a callable or an object with respond(messages, sandbox)), or set "
+        "under test (a callable or an object with respond(messages, sandbox), or "
+        "pytest_agentsim.agent_factory(make) making one per event), or set "
         "agentsim_agent_prompt and agentsim_agent_model for the built-in LLM agent",
         pytrace=False,
     )
@@ -173,7 +175,9 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
 
 @pytest.fixture(scope="session")
 def agentsim_tools() -> Sequence[ToolLike]:
-    """The agent's tools, plain functions ``f(db, **kwargs)``. Override it in your conftest."""
+    """The agent's tools. Override it in your conftest: functions ``f(db, **kwargs)``, bound
+    methods, objects with ``invoke``/``__call__``, classes with a static ``invoke``, or
+    ``pytest_agentsim.tool(f, name=..., schema=...)``."""
     return []
 
 
