@@ -91,7 +91,7 @@ _EXPORTS: dict[str, str] = {
     "LLMUser": "pytest_agentsim.simulation.llm_user",
     "STOP_SIGNAL": "pytest_agentsim.simulation.llm_user",
     "ToolSandbox": "pytest_agentsim.simulation.sandbox",
-    "Tool": "pytest_agentsim.simulation.sandbox",
+    "Tool": "pytest_agentsim.simulation.tools",
     "tool": "pytest_agentsim.simulation.declarations",
     "tools_from_schemas": "pytest_agentsim.simulation.declarations",
     "ToolSpec": "pytest_agentsim.simulation.declarations",
@@ -247,8 +247,8 @@ if TYPE_CHECKING:
     from pytest_agentsim.simulation.llm_user import STOP_SIGNAL as STOP_SIGNAL
     from pytest_agentsim.simulation.llm_user import LLMUser as LLMUser
     from pytest_agentsim.simulation.runner import tool_call as tool_call
-    from pytest_agentsim.simulation.sandbox import Tool as Tool
     from pytest_agentsim.simulation.sandbox import ToolSandbox as ToolSandbox
+    from pytest_agentsim.simulation.tools import Tool as Tool
     from pytest_agentsim.simulation.users import AgendaUser as AgendaUser
     from pytest_agentsim.simulation.users import ScriptedUser as ScriptedUser
     from pytest_agentsim.simulation.users import SimulatedUser as SimulatedUser

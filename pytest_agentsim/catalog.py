@@ -24,8 +24,8 @@ from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.packs.events import load_events
 from pytest_agentsim.packs.loading import load_pack
 from pytest_agentsim.packs.loading import pack_taxonomy
-from pytest_agentsim.simulation.sandbox import Tool
-from pytest_agentsim.simulation.sandbox import args_problem
+from pytest_agentsim.simulation.tools import Tool
+from pytest_agentsim.simulation.tools import args_problem
 
 
 def load_packs(paths: Iterable[Path], registry: RuleRegistry) -> dict[str, PolicyPack]:

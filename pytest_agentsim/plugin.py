@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from pytest_agentsim.runtest import ConversationTests
     from pytest_agentsim.simulation.agent import Agent
     from pytest_agentsim.simulation.driver import UserDriver
-    from pytest_agentsim.simulation.sandbox import ToolLike
     from pytest_agentsim.simulation.sandbox import ToolSandbox
+    from pytest_agentsim.simulation.tools import ToolLike
 
 TESTS = pytest.StashKey["ConversationTests"]()
 REGISTERED = pytest.StashKey[list[str]]()

@@ -32,9 +32,9 @@ from pytest_agentsim.session import AgentSimSession
 from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.driver import UserDriver
 from pytest_agentsim.simulation.runner import Case
-from pytest_agentsim.simulation.sandbox import ToolDefinitionError
-from pytest_agentsim.simulation.sandbox import ToolLike
 from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.tools import ToolDefinitionError
+from pytest_agentsim.simulation.tools import ToolLike
 
 EVENT_RESULT = pytest.StashKey[EventResult]()  # what the test sees (one policy's, per policy)
 WHOLE_RESULT = pytest.StashKey[EventResult]()  # every policy's: the event's record

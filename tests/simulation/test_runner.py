@@ -24,8 +24,8 @@ from pytest_agentsim.simulation.runner import agent_for
 from pytest_agentsim.simulation.runner import call_agent
 from pytest_agentsim.simulation.runner import run_conversation
 from pytest_agentsim.simulation.runner import tool_call
-from pytest_agentsim.simulation.sandbox import ToolFunction
 from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.tools import ToolFunction
 from pytest_agentsim.simulation.users import AgendaUser
 from pytest_agentsim.simulation.users import ScriptedUser
 from pytest_agentsim.simulation.users import SimulatedUser
