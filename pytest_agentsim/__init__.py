@@ -91,6 +91,12 @@ _EXPORTS: dict[str, str] = {
     "LLMUser": "pytest_agentsim.simulation.llm_user",
     "STOP_SIGNAL": "pytest_agentsim.simulation.llm_user",
     "ToolSandbox": "pytest_agentsim.simulation.sandbox",
+    "Tool": "pytest_agentsim.simulation.tools",
+    "tool": "pytest_agentsim.simulation.declarations",
+    "tools_from_schemas": "pytest_agentsim.simulation.declarations",
+    "ToolSpec": "pytest_agentsim.simulation.declarations",
+    "agent_factory": "pytest_agentsim.simulation.declarations",
+    "AgentFactory": "pytest_agentsim.simulation.declarations",
     "AgendaUser": "pytest_agentsim.simulation.users",
     "ScriptedUser": "pytest_agentsim.simulation.users",
     "SimulatedUser": "pytest_agentsim.simulation.users",
@@ -104,6 +110,7 @@ __all__ = [
     "STOP_SIGNAL",
     "AgendaUser",
     "Agent",
+    "AgentFactory",
     "AgentReply",
     "CallableAgent",
     "Cassette",
@@ -151,22 +158,27 @@ __all__ = [
     "Severity",
     "SimulatedUser",
     "StopReason",
+    "Tool",
     "ToolCall",
     "ToolCallRequest",
     "ToolSandbox",
+    "ToolSpec",
     "UserDriver",
     "UserGoal",
     "UserProfile",
     "UserReply",
     "Verdict",
     "__version__",
+    "agent_factory",
     "default_registry",
     "llm_edge_weights",
     "load_events",
     "load_pack",
     "random_graph",
     "regenerate",
+    "tool",
     "tool_call",
+    "tools_from_schemas",
 ]
 
 if TYPE_CHECKING:
@@ -224,6 +236,11 @@ if TYPE_CHECKING:
     from pytest_agentsim.simulation.agent import AgentReply as AgentReply
     from pytest_agentsim.simulation.agent import CallableAgent as CallableAgent
     from pytest_agentsim.simulation.agent import RespondingAgent as RespondingAgent
+    from pytest_agentsim.simulation.declarations import AgentFactory as AgentFactory
+    from pytest_agentsim.simulation.declarations import ToolSpec as ToolSpec
+    from pytest_agentsim.simulation.declarations import agent_factory as agent_factory
+    from pytest_agentsim.simulation.declarations import tool as tool
+    from pytest_agentsim.simulation.declarations import tools_from_schemas as tools_from_schemas
     from pytest_agentsim.simulation.driver import UserDriver as UserDriver
     from pytest_agentsim.simulation.llm_agent import LLMAgent as LLMAgent
     from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent as OpenAICompatibleAgent
@@ -231,6 +248,7 @@ if TYPE_CHECKING:
     from pytest_agentsim.simulation.llm_user import LLMUser as LLMUser
     from pytest_agentsim.simulation.runner import tool_call as tool_call
     from pytest_agentsim.simulation.sandbox import ToolSandbox as ToolSandbox
+    from pytest_agentsim.simulation.tools import Tool as Tool
     from pytest_agentsim.simulation.users import AgendaUser as AgendaUser
     from pytest_agentsim.simulation.users import ScriptedUser as ScriptedUser
     from pytest_agentsim.simulation.users import SimulatedUser as SimulatedUser

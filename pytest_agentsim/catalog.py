@@ -24,8 +24,8 @@ from pytest_agentsim.generation.graph import PolicyGraph
 from pytest_agentsim.packs.events import load_events
 from pytest_agentsim.packs.loading import load_pack
 from pytest_agentsim.packs.loading import pack_taxonomy
-from pytest_agentsim.simulation.sandbox import Tool
-from pytest_agentsim.simulation.sandbox import args_problem
+from pytest_agentsim.simulation.tools import Tool
+from pytest_agentsim.simulation.tools import args_problem
 
 
 def load_packs(paths: Iterable[Path], registry: RuleRegistry) -> dict[str, PolicyPack]:
@@ -122,6 +122,12 @@ class Catalog:
         taxonomy = pack_taxonomy(pack)
         level2 = {pack.policy(policy_id).risk_category for policy_id in event.policies}
         return level2 | {taxonomy.level1(name) for name in level2}
+
+    def risks_of_policy(self, domain: str, policy_id: str) -> set[str]:
+        """The level-2 and level-1 risk categories of one policy of a pack."""
+        pack = self.packs[domain]
+        level2 = pack.policy(policy_id).risk_category
+        return {level2, pack_taxonomy(pack).level1(level2)}
 
     def with_policies(self, events: Sequence[Event], wanted: set[str]) -> list[Event]:
         return [event for event in events if wanted & set(event.policies)]

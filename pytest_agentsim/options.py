@@ -189,10 +189,11 @@ SEED = Option(
     flag="--agentsim-seed",
     ini="agentsim_seed",
     metavar="INT",
-    help="Seed of the simulated users' choices and of event generation",
+    help="Seed of event generation and of the simulated users of generated events "
+    "(hand-written events keep their own)",
     minimum=0,
     default=0,
-    note="users' choices and generation",
+    note="generation, and generated events' users",
 )
 MAX_TURNS = Option(
     name="agentsim_max_turns",
@@ -205,6 +206,34 @@ MAX_TURNS = Option(
     minimum=1,
     maximum=1_000,
     default=20,
+)
+TEST_PER: Option[Literal["event", "policy"]] = Option(
+    name="agentsim_test_per",
+    kind="choice",
+    group="agentsim",
+    flag="--agentsim-test-per",
+    ini="agentsim_test_per",
+    metavar="UNIT",
+    help="One test per event (its id names the policies the event was built for, and any "
+    "violated policy fails it), or one per event and policy of its pack (its id names that "
+    "policy, and only that policy's verdict decides it), so that -k and agentsim_policy "
+    "select by the policy judged",
+    choices=("event", "policy"),
+    default="event",
+)
+MAX_TOOL_ROUNDS = Option(
+    name="agentsim_max_tool_rounds",
+    kind="int",
+    group="agentsim",
+    flag="--agentsim-max-tool-rounds",
+    ini="agentsim_max_tool_rounds",
+    metavar="N",
+    help="Replies with tool calls the agent may make in one user turn; one more and the "
+    "conversation ends in agent_error saying so",
+    minimum=1,
+    maximum=1_000,
+    default=16,
+    note="agent replies per user turn that call tools",
 )
 TURN_TIMEOUT = Option(
     name="agentsim_turn_timeout",
@@ -550,7 +579,9 @@ OPTIONS: tuple[Option[object], ...] = (
     GENERATE_MODEL,
     SEED,
     MAX_TURNS,
+    MAX_TOOL_ROUNDS,
     TURN_TIMEOUT,
+    TEST_PER,
     REPEAT,
     CONCURRENCY,
     PROGRESS_SECONDS,

@@ -27,9 +27,8 @@ if TYPE_CHECKING:
     from pytest_agentsim.runtest import ConversationTests
     from pytest_agentsim.simulation.agent import Agent
     from pytest_agentsim.simulation.driver import UserDriver
-    from pytest_agentsim.simulation.sandbox import Tool
-    from pytest_agentsim.simulation.sandbox import ToolFunction
     from pytest_agentsim.simulation.sandbox import ToolSandbox
+    from pytest_agentsim.simulation.tools import ToolLike
 
 TESTS = pytest.StashKey["ConversationTests"]()
 REGISTERED = pytest.StashKey[list[str]]()
@@ -39,6 +38,7 @@ AGENTSIM_FIXTURES = frozenset(
         "agentsim_event",
         "agentsim_case",
         "agentsim_trial",
+        "agentsim_test_policy",
         "agentsim_sandbox",
         "simulated_user",
         "agentsim_pack",
@@ -152,7 +152,8 @@ def _tests(request: pytest.FixtureRequest) -> ConversationTests:
 
 @pytest.fixture(scope="session")
 def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
-    """The agent under test. Override it in your conftest: ``return MyAgent()``.
+    """The agent under test. Override it in your conftest: ``return MyAgent()``, or a
+    factory of one per event: ``return pytest_agentsim.agent_factory(lambda event: ...)``.
 
     Without an override, the built-in LLM agent when ``agentsim_agent_prompt`` and
     ``agentsim_agent_model`` are configured.
@@ -165,35 +166,45 @@ def agentsim_agent(request: pytest.FixtureRequest) -> Agent:
         return LLMAgent(llm.agent_prompt, llm.agent_model)
     pytest.fail(
         "agentsim: define an `agentsim_agent` fixture in your conftest.py that returns the agent "
-        "under test (a callable or an object with respond(messages, sandbox)), or set "
+        "under test (a callable or an object with respond(messages, sandbox), or "
+        "pytest_agentsim.agent_factory(make) making one per event), or set "
         "agentsim_agent_prompt and agentsim_agent_model for the built-in LLM agent",
         pytrace=False,
     )
 
 
 @pytest.fixture(scope="session")
-def agentsim_tools() -> Sequence[Tool | ToolFunction]:
-    """The agent's tools, plain functions ``f(db, **kwargs)``. Override it in your conftest."""
+def agentsim_tools() -> Sequence[ToolLike]:
+    """The agent's tools. Override it in your conftest: functions ``f(db, **kwargs)``, bound
+    methods, objects with ``invoke``/``__call__``, classes with a static ``invoke``, or
+    ``pytest_agentsim.tool(f, name=..., schema=...)``."""
     return []
 
 
 @pytest.fixture
-def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int] | None:
-    """(event, trial) of a test parametrized over events; None otherwise."""
+def agentsim_case(request: pytest.FixtureRequest) -> tuple[Event, int, str | None] | None:
+    """(event, trial, policy) of a test parametrized over events (policy: the one it
+    judges with --agentsim-test-per=policy, else None); None for other tests."""
     _tests(request)
     return getattr(request, "param", None)
 
 
 @pytest.fixture
-def agentsim_event(agentsim_case: tuple[Event, int] | None) -> Event | None:
+def agentsim_event(agentsim_case: tuple[Event, int, str | None] | None) -> Event | None:
     """The event this test runs on (None for tests that are not parametrized over events)."""
     return agentsim_case[0] if agentsim_case else None
 
 
 @pytest.fixture
-def agentsim_trial(agentsim_case: tuple[Event, int] | None) -> int:
+def agentsim_trial(agentsim_case: tuple[Event, int, str | None] | None) -> int:
     """Which repeat of the event this test is (0-based; see --agentsim-repeat)."""
     return agentsim_case[1] if agentsim_case else 0
+
+
+@pytest.fixture
+def agentsim_test_policy(agentsim_case: tuple[Event, int, str | None] | None) -> str | None:
+    """The policy this test judges with --agentsim-test-per=policy (None: every policy)."""
+    return agentsim_case[2] if agentsim_case else None
 
 
 @pytest.fixture
@@ -210,7 +221,7 @@ def agentsim_policy_graph(request: pytest.FixtureRequest, agentsim_pack: PolicyP
 
 @pytest.fixture
 def agentsim_sandbox(
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
     agentsim_pack: PolicyPack,
     agentsim_event: Event | None,
 ) -> ToolSandbox:
@@ -227,8 +238,9 @@ def agentsim_conversation(
     request: pytest.FixtureRequest,
     agentsim_event: Event | None,
     agentsim_trial: int,
+    agentsim_test_policy: str | None,
     agentsim_agent: Agent,
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
 ) -> EventResult:
     """The judged conversation of the current event; the test fails if a policy is violated.
 
@@ -239,7 +251,12 @@ def agentsim_conversation(
     if agentsim_event is None:
         pytest.fail("agentsim: agentsim_conversation needs a parametrized event", pytrace=False)
     return tests.conversation(
-        request.node, agentsim_event, agentsim_trial, agentsim_agent, agentsim_tools
+        request.node,
+        agentsim_event,
+        agentsim_trial,
+        agentsim_agent,
+        agentsim_tools,
+        agentsim_test_policy,
     )
 
 
@@ -247,7 +264,7 @@ def agentsim_conversation(
 def simulated_user(
     request: pytest.FixtureRequest,
     agentsim_agent: Agent,
-    agentsim_tools: Sequence[Tool | ToolFunction],
+    agentsim_tools: Sequence[ToolLike],
 ) -> UserDriver:
     """Drive a conversation yourself: ``simulated_user.run(["Hi", "yes"])`` returns it judged."""
     return _tests(request).user_driver(request.node, agentsim_agent, agentsim_tools)

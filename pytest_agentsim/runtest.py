@@ -32,12 +32,12 @@ from pytest_agentsim.session import AgentSimSession
 from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.driver import UserDriver
 from pytest_agentsim.simulation.runner import Case
-from pytest_agentsim.simulation.sandbox import Tool
-from pytest_agentsim.simulation.sandbox import ToolDefinitionError
-from pytest_agentsim.simulation.sandbox import ToolFunction
 from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.tools import ToolDefinitionError
+from pytest_agentsim.simulation.tools import ToolLike
 
-EVENT_RESULT = pytest.StashKey[EventResult]()
+EVENT_RESULT = pytest.StashKey[EventResult]()  # what the test sees (one policy's, per policy)
+WHOLE_RESULT = pytest.StashKey[EventResult]()  # every policy's: the event's record
 VIOLATION_ONLY = pytest.StashKey[bool]()
 VIOLATION_ONLY_KEY = "agentsim_violation_only"
 #: Set on the report of a test that errored because its event could not be judged
@@ -45,12 +45,21 @@ VIOLATION_ONLY_KEY = "agentsim_violation_only"
 ERROR_ONLY_KEY = "agentsim_error_only"
 
 
-def sandbox_for(tools: Sequence[Tool | ToolFunction], db: dict[str, Any]) -> ToolSandbox:
+def sandbox_for(tools: Sequence[ToolLike], db: dict[str, Any]) -> ToolSandbox:
     """A sandbox of the user's tools; a tool that cannot be described fails with its source."""
     try:
         return ToolSandbox(tools, db)
     except ToolDefinitionError as exc:
-        pytest.fail(f"agentsim_tools: {exc}", pytrace=False)
+        pytest.fail(f"agentsim_{exc}", pytrace=False)
+
+
+def focused(result: EventResult, policy: str | None) -> EventResult:
+    """The result as a test per (event, ``policy``) sees it: that policy's verdict only."""
+    if policy is None:
+        return result
+    return result.model_copy(
+        update={"policies": [r for r in result.policies if r.policy_id == policy]}
+    )
 
 
 def failure_report(result: EventResult, config: pytest.Config) -> str:
@@ -117,9 +126,7 @@ class ConversationTests:
             )
         return mark.args[0] or None
 
-    def user_driver(
-        self, item: pytest.Item, agent: Agent, tools: Sequence[Tool | ToolFunction]
-    ) -> UserDriver:
+    def user_driver(self, item: pytest.Item, agent: Agent, tools: Sequence[ToolLike]) -> UserDriver:
         """The ``simulated_user`` fixture's value for ``item``."""
         return UserDriver(
             self.session.runner,
@@ -127,17 +134,25 @@ class ConversationTests:
             pack_for=lambda domain: self.pack_for(None, domain),
             sandbox_for=lambda pack, event: sandbox_for(tools, starting_db(pack, event)),
             name=item.name,
-            seed=self.settings.seed,
             user_model=self.user_model(item),
         )
 
     def selected_events(self, markers: Sequence[pytest.Mark], where: str) -> list[Event]:
         """The events a test runs on, narrowed by its agentsim_policy / agentsim_risk marks."""
+        return [event for event, _ in self.selected_cases(markers, where, per_policy=False)]
+
+    def selected_cases(
+        self, markers: Sequence[pytest.Mark], where: str, *, per_policy: bool
+    ) -> list[tuple[Event, str | None]]:
+        """(event, policy) pairs a test runs on: per event (policy None), narrowed by its
+        agentsim_policy / agentsim_risk marks to the events that list such policies; or,
+        ``per_policy``, every event with every policy of its pack (each is judged on every
+        event), the marks narrowing the policies judged."""
         known = {
             "agentsim_policy": self.catalog.policy_ids,
             "agentsim_risk": self.catalog.risk_names,
         }
-        events = self.catalog.events
+        wanted_by: list[tuple[str, set[str]]] = []
         for mark in markers:
             wanted = {str(arg) for arg in mark.args}
             unknown = wanted - known[mark.name]
@@ -151,11 +166,26 @@ class ConversationTests:
                     f"(known: {', '.join(sorted(known[mark.name]))})",
                     pytrace=False,
                 )
-            if mark.name == "agentsim_policy":
-                events = self.catalog.with_policies(events, wanted)
-            else:
-                events = self.catalog.with_risks(events, wanted)
-        return events
+            wanted_by.append((mark.name, wanted))
+        if not per_policy:
+            events = self.catalog.events
+            for name, wanted in wanted_by:
+                if name == "agentsim_policy":
+                    events = self.catalog.with_policies(events, wanted)
+                else:
+                    events = self.catalog.with_risks(events, wanted)
+            return [(event, None) for event in events]
+        return [
+            (event, policy.id)
+            for event in self.catalog.events
+            for policy in self.catalog.packs[event.domain].policies
+            if all(
+                policy.id in wanted
+                if name == "agentsim_policy"
+                else wanted & self.catalog.risks_of_policy(event.domain, policy.id)
+                for name, wanted in wanted_by
+            )
+        ]
 
     # -- collection ----------------------------------------------------------------------
 
@@ -171,8 +201,9 @@ class ConversationTests:
             *metafunc.definition.iter_markers("agentsim_policy"),
             *metafunc.definition.iter_markers("agentsim_risk"),
         ]
-        events = self.selected_events(markers, metafunc.definition.nodeid)
-        if not events:
+        per_policy = self.settings.test_per == "policy"
+        cases = self.selected_cases(markers, metafunc.definition.nodeid, per_policy=per_policy)
+        if not cases:
             if self.catalog.events:
                 wanted = "; ".join(f"{m.name}({', '.join(map(str, m.args))})" for m in markers)
                 reason = f"no agentsim event of the {len(self.catalog.events)} matches {wanted}"
@@ -186,16 +217,18 @@ class ConversationTests:
             return
         several = len(self.catalog.packs) > 1
         repeat = self.settings.repeat
+        # Per policy, the id names the one policy judged: `-k refund-window` selects it
+        # on every event. Per event, the policies the event lists (not all it is judged on).
         metafunc.parametrize(
             "agentsim_case",
             [
                 pytest.param(
-                    (event, trial),
+                    (event, trial, policy),
                     id=(f"{event.domain}-" if several else "")
-                    + event.test_id
+                    + (event.test_id if policy is None else f"{event.id}-{policy}")
                     + (f"-r{trial + 1}" if repeat > 1 else ""),
                 )
-                for event in events
+                for event, policy in cases
                 for trial in range(repeat)
             ],
             indirect=True,
@@ -220,9 +253,15 @@ class ConversationTests:
         event: Event,
         trial: int,
         agent: Agent,
-        tools: Sequence[Tool | ToolFunction],
+        tools: Sequence[ToolLike],
+        policy: str | None = None,
     ) -> EventResult:
-        """The judged result of ``event`` for the test ``item``; errors fail its setup."""
+        """The judged result of ``event`` for the test ``item``; errors fail its setup.
+
+        With ``policy`` (``--agentsim-test-per=policy``) the test sees that policy's
+        verdict alone: the result it gets, its pass or fail, and the failure report are
+        narrowed to it. The record of the event (summary, JSON) stays whole.
+        """
         pack = self.catalog.packs[event.domain]
         runner = self.session.runner
         if (
@@ -253,7 +292,9 @@ class ConversationTests:
         sandbox = sandbox_for(tools, starting_db(pack, event))
         if sandbox.tools and (problem := self.catalog.tool_problem(pack, event, sandbox.tools)):
             pytest.fail(problem, pytrace=False)
-        result = runner.result(event, pack, agent, sandbox, trial, user_model=self.user_model(item))
+        whole = runner.result(event, pack, agent, sandbox, trial, user_model=self.user_model(item))
+        item.stash[WHOLE_RESULT] = whole
+        result = focused(whole, policy)
         item.stash[EVENT_RESULT] = result
         item.user_properties.extend(junit_properties(result))
         item.config.hook.pytest_agentsim_event_judged(
@@ -308,7 +349,7 @@ class ConversationTests:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        result = item.stash.get(EVENT_RESULT, None)
+        result = item.stash.get(WHOLE_RESULT, None)
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
             # Reports are the one channel xdist carries back to the controller: as JSON,
             # which it serializes, validated back into an EventRecord by the summary.

@@ -79,6 +79,7 @@ class AgentSimSession:
         self.runner = SimulationRunner(
             judges=self.judges,
             max_turns=self.settings.max_turns,
+            max_tool_rounds=self.settings.max_tool_rounds,
             seed=self.settings.seed,
             llm=self.llm,
             redactor=self.redactor,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from pathlib import PurePath
 from typing import Any
+from typing import Literal
 from typing import TypeVar
 
 import pytest
@@ -46,7 +47,10 @@ class Settings:
     generate: bool
     seed: int
     max_turns: int
+    max_tool_rounds: int
     turn_timeout: float | None
+    #: "event": a test per event; "policy": a test per (event, policy of its pack)
+    test_per: Literal["event", "policy"]
     progress_seconds: int
     repeat: int
     concurrency: int
@@ -213,6 +217,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         generate=generate,
         seed=_int_setting(config, options.SEED),
         max_turns=_int_setting(config, options.MAX_TURNS),
+        max_tool_rounds=_int_setting(config, options.MAX_TOOL_ROUNDS),
+        test_per=_choice_setting(config, options.TEST_PER),
         turn_timeout=_seconds_setting(config, options.TURN_TIMEOUT),
         progress_seconds=_int_setting(config, options.PROGRESS_SECONDS),
         repeat=_int_setting(config, options.REPEAT),

@@ -421,7 +421,7 @@ CASES: list[Case] = [
     case("events-unknown-domain", "events", Sub("domain: notes", "domain: memos"), "fixtures/events/notes.yaml:2: domain 'memos' has no policy pack (loaded packs: notes)"),
     case("events-unknown-top-key", "events", Add("owner: me\n"), "fixtures/events/notes.yaml:23: unknown key 'owner' (expected one of: version, domain, generated, events)"),
     case("events-duplicate-top-key", "events", Add("domain: notes\n"), "fixtures/events/notes.yaml:23: invalid YAML in events file: duplicate key 'domain' (first on line 2)"),
-    case("events-unknown-event-key", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    priority: high\n"), "fixtures/events/notes.yaml:13: event 'ev-2': unknown key 'priority' (expected one of: id, domain, policies, complexity, scenario, user, db, expected, seed, variants)"),
+    case("events-unknown-event-key", "events", Sub("    policies: [no-secrets]\n", "    policies: [no-secrets]\n    priority: high\n"), "fixtures/events/notes.yaml:13: event 'ev-2': unknown key 'priority' (expected one of: id, domain, policies, complexity, scenario, user, db, expected, seed, variants, metadata)"),
     case("events-event-a-string", "events", Sub('  - id: ev-2\n    policies: [no-secrets]\n    user:\n      script: ["read note s"]\n', "  - ev-2\n"), "fixtures/events/notes.yaml:11: event #2: input should be a mapping, got 'ev-2'"),
     case("events-duplicate-event-id", "events", Sub("id: ev-2", "id: ev-1"), "fixtures/events/notes.yaml:11: event 'ev-1': duplicate event id (first defined on line 4)", run=True),
     case("events-bad-event-id", "events", Sub("id: ev-2", "id: ev 2"), "fixtures/events/notes.yaml:11: event 'ev 2': id must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$, got 'ev 2'"),

@@ -653,7 +653,7 @@ def test_a_tool_without_type_hints_is_a_clear_error(product: pytest.Pytester) ->
     result.assert_outcomes(errors=1, deselected=2)
     result.stdout.re_match_lines(
         [
-            r".*agentsim_tools: .*conftest\.py:\d+: tool 'read_note': parameter 'name' needs a type hint"
+            r".*agentsim_tools\[1\]: .*conftest\.py:\d+: tool 'read_note': parameter 'name' needs a type hint"
         ]
     )
     assert "Traceback" not in result.stdout.str()

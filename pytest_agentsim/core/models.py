@@ -357,8 +357,14 @@ class Event(StrictModel):
     variants: dict[str, str] = Field(
         default_factory=dict, description="Generated events: the variant used for each policy"
     )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The user's own labels (free-form); kept in results and reports, never judged",
+    )
     _line: int | None = PrivateAttr(default=None)
     _path: str | None = PrivateAttr(default=None)
+    # Loaded from a generated snapshot: only such events' users follow the run's seed.
+    _generated: bool = PrivateAttr(default=False)
 
     @property
     def line(self) -> int | None:
@@ -368,6 +374,11 @@ class Event(StrictModel):
     def path(self) -> str | None:
         """The events file the event was loaded from (None when built in code)."""
         return self._path
+
+    @property
+    def generated(self) -> bool:
+        """Whether the event comes from a generated snapshot (not a hand-written file)."""
+        return self._generated
 
     @property
     def test_id(self) -> str:
@@ -858,6 +869,7 @@ class EventRecord(StrictModel):
 
     event: str
     domain: str
+    metadata: dict[str, Any] = Field(description="The event's own labels (Event.metadata)")
     stop_reason: StopReason
     error: str | None = Field(
         description="Why the agent or user failed: the conversation's one line, no traceback"

@@ -90,7 +90,8 @@ def content_id(event: Event) -> str:
     Ids derived from content stay stable across runs and generators: an unchanged event
     keeps its id (and its test id) in a snapshot's diff.
     """
-    payload = event.model_dump(mode="json", exclude={"id", "seed"})
+    # Labels are not content (and ids stay what they were before events had them).
+    payload = event.model_dump(mode="json", exclude={"id", "seed", "metadata"})
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
     return f"ev-{digest[:6]}"
 

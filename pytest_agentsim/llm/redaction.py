@@ -278,15 +278,16 @@ class Redactor:
         return self._scrubber.text(text)
 
     def result(self, result: EventResult) -> EventResult:
-        """``result`` with its conversation, verdicts and scenario redacted.
+        """``result`` with its conversation, verdicts, scenario and metadata redacted.
 
-        The event is otherwise the user's own input, kept as it is; its scenario is
-        redacted because failure reports and Allure titles print it.
+        The event is otherwise the user's own input, kept as it is; its scenario and
+        metadata are redacted because failure reports, results and Allure print them.
         """
         event = result.event
         scenario = self.text(event.scenario)
-        if scenario is not event.scenario:
-            event = event.model_copy(update={"scenario": scenario})
+        metadata = self._scrubber.data(event.metadata)
+        if scenario is not event.scenario or metadata is not event.metadata:
+            event = event.model_copy(update={"scenario": scenario, "metadata": metadata})
         return result.model_copy(
             update={
                 "event": event,

@@ -63,6 +63,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
         loc = ("events", index)
         event._line = line_of(raw, loc)
         event._path = str(path)
+        event._generated = generated is not None
         prefix = f"event {event.id!r}: "
         if event.id in seen:
             raise ConfigError(

@@ -300,6 +300,10 @@ class VerdictWriter:
                 "risk severity": policy.severity.value,
                 "seed": str(self.seed),
                 "models": self.models,
+                **{
+                    f"metadata.{key}": json.dumps(value, default=str)
+                    for key, value in event.metadata.items()
+                },
             }
             test.parameters = [model.Parameter(name=k, value=v) for k, v in parameters.items()]
             # The chat on the Overview tab too: attachments open only on a click.
@@ -396,6 +400,8 @@ class AllureReporter:
         allure.dynamic.tag(*event.policies)
         allure.dynamic.parameter("event", event.id)
         allure.dynamic.parameter("trial", result.trial + 1)
+        for key, value in event.metadata.items():
+            allure.dynamic.parameter(f"metadata.{key}", json.dumps(value, default=str))
         for name, body, kind in Evidence.of(result).attachments(result, result.policies):
             allure.attach(body, name=name, attachment_type=getattr(allure.attachment_type, kind))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import Outcome
@@ -29,10 +31,19 @@ def render_transcript(conversation: Conversation, *, limit: int = 300) -> list[s
     return lines
 
 
-def _policy_lines(result: PolicyResult) -> list[str]:
+def _policy_lines(result: PolicyResult, event_policies: list[str]) -> list[str]:
+    # A policy the event does not list is judged all the same (every policy is judged on
+    # every event); say so, or a reader looks for it in the test id and does not find it.
+    unlisted = (
+        f" (not one of this event's policies, {', '.join(event_policies)}: every policy is "
+        "judged on every event)"
+        if not result.listed
+        else ""
+    )
     lines = [
         f"{result.outcome.value.upper()} {result.policy_id} "
         f"[{result.risk_level1} > {result.risk_category}, severity {result.severity.value}]"
+        + unlisted
     ]
     for verdict in result.verdicts:
         if verdict.outcome is not result.outcome:
@@ -68,9 +79,11 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     lines.append(result.headline)
     if event.scenario:
         lines.append(f"scenario: {_short(event.scenario)}")
+    if event.metadata:
+        lines.append(f"metadata: {_short(json.dumps(event.metadata, default=str))}")
     for policy_result in result.policies:
         if policy_result.outcome in (Outcome.violated, Outcome.error, Outcome.inconclusive):
-            lines.extend(_policy_lines(policy_result))
+            lines.extend(_policy_lines(policy_result, event.policies))
     stop = conversation.stop_reason.value
     lines.append(
         f"stop reason: {stop} ({conversation.stop_detail})"

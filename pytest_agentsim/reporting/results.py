@@ -33,6 +33,7 @@ def result_record(result: EventResult) -> EventRecord:
     return EventRecord(
         event=result.event.id,
         domain=result.event.domain,
+        metadata=dict(result.event.metadata),
         stop_reason=conversation.stop_reason,
         error=conversation.error,
         messages=len(conversation.messages),

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import cast
 
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
@@ -57,6 +58,7 @@ from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.llm.run import active
 from pytest_agentsim.simulation.agent import Agent
+from pytest_agentsim.simulation.declarations import as_factory
 from pytest_agentsim.simulation.sandbox import ToolSandbox
 from pytest_agentsim.simulation.sandbox import state_diff
 from pytest_agentsim.simulation.users import SimulatedUser
@@ -311,8 +313,8 @@ async def run_conversation(
         else:
             stop = StopReason.agent_error
             error = (
-                f"agent error: the agent made {max_tool_rounds} rounds of tool calls without "
-                "answering the user"
+                f"agent error: the agent made {max_tool_rounds} replies with tool calls in turn "
+                f"{user_turn} without answering the user (the limit: --agentsim-max-tool-rounds)"
             )
         if stop is not None:
             break
@@ -334,6 +336,34 @@ async def run_conversation(
         seed=seed,
         duration_seconds=round(time.perf_counter() - started, 6),
     )
+
+
+class AgentFactoryError(Exception):
+    """``agentsim_agent``'s factory failed, or made something that is not an agent."""
+
+
+def agent_for(agent: object, event: Event) -> Agent:
+    """The agent for ``event``: ``agent`` itself, or what it makes when it is a factory
+    (:func:`~pytest_agentsim.simulation.declarations.as_factory` tells them apart)."""
+    factory = as_factory(agent)
+    if factory is None:
+        return cast("Agent", agent)
+    name = getattr(factory, "__name__", type(factory).__name__)
+    try:
+        made = factory(event)
+    except Exception as exc:
+        raise AgentFactoryError(
+            f"the agent factory {name} failed for event {event.id}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if as_factory(made) is not None or not (
+        callable(made) or callable(getattr(made, "respond", None))
+    ):
+        raise AgentFactoryError(
+            f"the agent factory {name} returned {type(made).__name__} for event {event.id}; "
+            "expected an agent (a callable agent(messages, sandbox) or an object with "
+            "respond(messages, sandbox))"
+        )
+    return cast("Agent", made)
 
 
 @dataclass(frozen=True)
@@ -363,14 +393,19 @@ class SimulationRunner:
     redactor: Redactor | None = None
     #: seconds each call of the agent may take (``--agentsim-turn-timeout``); None: no limit
     turn_timeout: float | None = None
+    #: agent replies with tool calls per user turn before it is stopped (``--agentsim-max-tool-rounds``)
+    max_tool_rounds: int = 16
     # The agent is kept beside its result so that its id() cannot be reused by another.
     _results: dict[tuple[str, str, int, int, str | None], tuple[Agent, EventResult]] = field(
         default_factory=dict
     )
 
     def user_seed(self, event: Event, trial: int = 0) -> str:
-        """The simulated user's seed: run seed, event seed and id, and the trial (repeats)."""
-        base = f"{self.seed}:{event.seed if event.seed is not None else ''}:{event.id}"
+        """The simulated user's seed: event seed and id, the trial (repeats), and for a
+        generated event the run's seed. A hand-written event keeps its own: its
+        conversation is the same whatever ``--agentsim-seed`` (which picks generation)."""
+        run = self.seed if event.generated else 0  # 0: as with the default seed
+        base = f"{run}:{event.seed if event.seed is not None else ''}:{event.id}"
         return f"{base}:{trial}" if trial else base
 
     def make_user(self, event: Event, trial: int, user_model: str | None) -> SimulatedUser:
@@ -406,9 +441,10 @@ class SimulationRunner:
             conversation = await run_conversation(
                 event_id=event.id,
                 user=user or self.make_user(event, trial, user_model),
-                agent=agent,
+                agent=agent_for(agent, event),
                 sandbox=sandbox,
                 max_turns=max_turns or self.max_turns,
+                max_tool_rounds=self.max_tool_rounds,
                 seed=self.seed,
                 turn_timeout=self.turn_timeout,
             )

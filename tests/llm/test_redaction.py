@@ -188,6 +188,15 @@ def test_the_scenario_is_redacted_for_reports() -> None:
     assert secret in original.event.scenario  # the judges saw it as it was
 
 
+def test_event_metadata_is_redacted_for_reports_and_results() -> None:
+    secret = NASTY_SECRETS[2]
+    original = _result("hi")
+    original.event.metadata = {"ticket": f"pin {secret}", "n": 3}
+    redacted = Redactor((secret,)).result(original)
+    assert redacted.event.metadata == {"ticket": f"pin {REDACTED}", "n": 3}
+    assert original.event.metadata["ticket"] == f"pin {secret}"
+
+
 def test_a_one_line_error_is_redacted_before_it_is_shortened() -> None:
     secret = NASTY_SECRETS[0]  # its newline becomes a space on one line
     exc = RuntimeError("x" * 280 + f" body {json.dumps({'key': secret})} tail")

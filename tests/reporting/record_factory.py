@@ -35,6 +35,7 @@ def event_record(
     return EventRecord(
         event=event,
         domain=domain,
+        metadata={},
         stop_reason=StopReason.goal_met,
         error=None,
         messages=2,

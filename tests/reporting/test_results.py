@@ -27,6 +27,7 @@ OLD_RESULTS = Path(__file__).parent / "data" / "results-v1-before-kind.json"
 RECORD: dict[str, Any] = {
     "event": "ev-7",
     "domain": "airline",
+    "metadata": {"source": "tau-bench", "task": 12},
     "stop_reason": "agent_error",
     "error": "RuntimeError: boom\n  at turn 3",
     "messages": 5,
@@ -113,6 +114,7 @@ def test_a_results_file_from_before_kind_is_still_a_baseline() -> None:
         EventRecord.model_validate(
             {
                 **event,
+                "metadata": {},
                 "kind": "violation" if event["event"] != "ev-3" else None,
                 "policies": [{**item, "exercised": True} for item in event["policies"]],
             }

@@ -10,17 +10,22 @@ from typing import Any
 import pytest
 
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import Message
 from pytest_agentsim.core.models import StopReason
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.simulation.agent import Agent
+from pytest_agentsim.simulation.declarations import agent_factory
 from pytest_agentsim.simulation.llm_agent import LLMAgent
 from pytest_agentsim.simulation.llm_agent import OpenAICompatibleAgent
+from pytest_agentsim.simulation.runner import AgentFactoryError
+from pytest_agentsim.simulation.runner import SimulationRunner
+from pytest_agentsim.simulation.runner import agent_for
 from pytest_agentsim.simulation.runner import call_agent
 from pytest_agentsim.simulation.runner import run_conversation
 from pytest_agentsim.simulation.runner import tool_call
-from pytest_agentsim.simulation.sandbox import ToolFunction
 from pytest_agentsim.simulation.sandbox import ToolSandbox
+from pytest_agentsim.simulation.tools import ToolFunction
 from pytest_agentsim.simulation.users import AgendaUser
 from pytest_agentsim.simulation.users import ScriptedUser
 from pytest_agentsim.simulation.users import SimulatedUser
@@ -255,7 +260,7 @@ def test_the_built_in_agents_are_agents() -> None:
                 "role": "assistant",
                 "tool_calls": [tool_call("refund", {"order_id": "x"})],
             },
-            "the agent made 16 rounds of tool calls without answering the user",
+            "the agent made 16 replies with tool calls in turn 1 without answering the user",
         ),
     ],
 )
@@ -274,3 +279,54 @@ def test_a_failing_user_is_a_user_error() -> None:
     conversation = converse(BrokenUser())
     assert conversation.stop_reason is StopReason.user_error
     assert "KeyError: 'persona'" in (conversation.error or "")
+
+
+# --------------------------------------------------------- agent factories and seeds
+
+
+EVENT = Event(id="ev-9", domain="shop", policies=["p"], user=PROFILE)
+
+
+def test_an_agent_factory_makes_the_agent_for_the_event() -> None:
+    seen: list[str] = []
+
+    def make(event: Event) -> ShopAgent:
+        seen.append(event.id)
+        return ShopAgent()
+
+    assert isinstance(agent_for(make, EVENT), ShopAgent)
+    assert isinstance(agent_for(agent_factory(make), EVENT), ShopAgent)
+    assert seen == ["ev-9", "ev-9"]
+    agent = ShopAgent()
+    assert agent_for(agent, EVENT) is agent  # an agent is used as it is
+
+
+def test_a_failing_factory_or_one_that_makes_no_agent_says_so() -> None:
+    def broken(event: Event) -> ShopAgent:
+        raise KeyError(event.id)
+
+    with pytest.raises(
+        AgentFactoryError, match="the agent factory broken failed for event ev-9: KeyError: 'ev-9'"
+    ):
+        agent_for(broken, EVENT)
+    with pytest.raises(
+        AgentFactoryError,
+        match=r"the agent factory <lambda> returned NoneType for event ev-9; expected an agent",
+    ):
+        agent_for(agent_factory(lambda event: None), EVENT)
+
+
+def test_only_generated_events_follow_the_run_seed() -> None:
+    hand_written = EVENT.model_copy()
+    generated = EVENT.model_copy()
+    generated._generated = True
+    seeds = {seed: SimulationRunner(judges=[], seed=seed) for seed in (0, 5)}
+    assert seeds[0].user_seed(hand_written) == seeds[5].user_seed(hand_written)
+    assert seeds[0].user_seed(generated) != seeds[5].user_seed(generated)
+    # ... where it makes a difference: this profile's user varies with its seed
+    lines = {
+        seed: user_lines(converse(AgendaUser(PROFILE, seed=runner.user_seed(generated))))
+        for seed, runner in seeds.items()
+    }
+    assert lines[0] != lines[5]
+    assert seeds[0].user_seed(hand_written) == seeds[0].user_seed(generated)  # as it was

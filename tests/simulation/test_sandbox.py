@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.simulation.sandbox import ToolDefinitionError
 from pytest_agentsim.simulation.sandbox import ToolSandbox
-from pytest_agentsim.simulation.sandbox import make_tool
+from pytest_agentsim.simulation.tools import ToolDefinitionError
+from pytest_agentsim.simulation.tools import make_tool
 
 
 def update_baggage(
@@ -99,7 +99,10 @@ def test_make_tool_rejects_a_parameter_without_type_hint() -> None:
     with pytest.raises(ToolDefinitionError) as info:
         make_tool(lookup)
     message = str(info.value)
-    assert message.endswith("tool 'lookup': parameter 'reservation_id' needs a type hint")
+    assert message.endswith(
+        "tool 'lookup': parameter 'reservation_id' needs a type hint "
+        "(or give its schema: pytest_agentsim.tool(f, schema=...))"
+    )
     # It names where the function is defined.
     assert message.startswith(f"{__file__}:")
 
@@ -127,7 +130,7 @@ def test_make_tool_needs_a_database_parameter() -> None:
 
 def test_sandbox_rejects_non_functions_and_duplicate_names() -> None:
     with pytest.raises(ToolDefinitionError, match="'cancel' is not a tool"):
-        ToolSandbox(["cancel"])  # type: ignore[list-item]
+        ToolSandbox(["cancel"])
     with pytest.raises(ToolDefinitionError, match="two tools are named 'cancel'"):
         ToolSandbox([cancel, make_tool(cancel)])
 

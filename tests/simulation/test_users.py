@@ -443,7 +443,8 @@ def test_an_agent_looping_on_tool_calls_ends_with_agent_error() -> None:
     conversation = converse(ScriptedUser(["Hi"]), agent=looping, sandbox=sandbox, max_tool_rounds=4)
     assert conversation.stop_reason is StopReason.agent_error
     assert conversation.error == (
-        "agent error: the agent made 4 rounds of tool calls without answering the user"
+        "agent error: the agent made 4 replies with tool calls in turn 1 without answering "
+        "the user (the limit: --agentsim-max-tool-rounds)"
     )
     assert conversation.traceback is None  # nothing raised: the line says it all
     assert len(conversation.tool_calls) == 4
