@@ -72,6 +72,7 @@ from pytest_agentsim.packs.events import deep_merge
 from pytest_agentsim.packs.events import id_values
 from pytest_agentsim.packs.events import record_ids
 from pytest_agentsim.packs.templates import GenerationError
+from pytest_agentsim.packs.templates import check_policy
 
 PURPOSE = "events"
 #: The seed database is shown in full up to this many characters of compact JSON; a bigger
@@ -381,7 +382,8 @@ def _example_check(pack: PolicyPack, registry: RuleRegistry) -> dict[str, Any]:
     for policy in pack.policies:
         found = [*policy.checks, *(c for v in policy.scenario.variants for c in v.expected)]
         if found:
-            return {"policy": policy.id, "check": found[0]}
+            charged, check = check_policy(found[0])
+            return {"policy": charged or policy.id, "check": check}
     example: dict[str, Any] = {"type": "text_matches", "pattern": "(?i)cancelled"}
     if "text_matches" not in registry.names and registry.names:
         example = {"type": registry.names[0]}
