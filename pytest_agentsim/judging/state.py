@@ -78,7 +78,8 @@ class Difference:
         if self.unexpected:
             return f"{where}: changed from {expected} to {actual}"
         if self.missing_change:
-            return f"{where}: expected {expected}, found it unchanged"
+            found = "nothing" if self.actual is MISSING else "it unchanged"
+            return f"{where}: expected {expected}, found {found}"
         return f"{where}: expected {expected}, found {actual}"
 
 
