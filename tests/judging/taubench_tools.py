@@ -9,6 +9,7 @@ it beside the product's conftest.py, so it imports nothing from the tests.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +112,7 @@ def send_certificate(db: dict[str, Any], user_id: str, amount: int) -> str:
     return f"certificate_{number} of ${amount} sent"
 
 
-TOOLS = [
+TOOLS: list[Callable[..., Any]] = [
     get_user,
     get_reservation,
     update_reservation_flights,
