@@ -331,7 +331,7 @@ class UserProfile(StrictModel):
 
 def _a_db_path(path: str) -> str:
     if not path or any(part == "" for part in path.split(".")):
-        raise ValueError(f"expected a path table.record.field with no empty part, got {path!r}")
+        raise ValueError(f"path {path!r} has an empty part (expected table.record.field)")
     return path
 
 
