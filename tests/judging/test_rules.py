@@ -674,7 +674,10 @@ def test_the_llm_judges_violations_need_the_whole_conversation() -> None:
 def test_an_unlisted_policy_whose_checks_never_fired_is_not_applicable() -> None:
     """A prohibition of a policy the event was not built for "complies" wherever the
     situation never came up: counted compliant, it would fill every rate's denominator."""
-    never = {"policy": "no-refund", "check": {"type": "must_not_call", "tool": "cancel"}}
+    never: dict[str, Any] = {
+        "policy": "no-refund",
+        "check": {"type": "must_not_call", "tool": "cancel"},
+    }
     quiet = conversation(("user", "hi"), ("agent", "hello"))
     result = asyncio.run(
         judge_event(event(["polite"], [never]), quiet, PACK, [RuleJudge(default_registry())])
