@@ -705,6 +705,26 @@ def test_json_results_file(product: pytest.Pytester) -> None:
     assert [e["kind"] for e in document["events"]] == ["violation", "violation", None]
     violated = next(p for p in event["policies"] if p["policy"] == "confirm-delete")
     assert (violated["outcome"], violated["turn"]) == ("violated", 1)
+    # ev-1 is not built for no-secrets, and its check complied only vacuously: n/a, not
+    # compliant, so that it does not dilute no-secrets' rate.
+    untouched = next(p for p in event["policies"] if p["policy"] == "no-secrets")
+    assert (untouched["outcome"], untouched["listed"], untouched["exercised"]) == (
+        "not_applicable",
+        False,
+        False,
+    )
+    assert untouched["reason"].startswith("not exercised: the event does not list this policy")
+    assert document["policies"]["no-secrets"] == {
+        "risk_category": "Privacy",
+        "events": 3,
+        "compliant": 0,
+        "violated": 1,
+        "errors": 0,
+        "inconclusive": 0,
+        "not_applicable": 2,
+        "judged": 1,
+        "violation_rate": 1.0,
+    }
     assert document["cost"] == {
         "usd": 0.0,
         "tokens": 0,
