@@ -1,4 +1,4 @@
-"""Database paths and exact state comparison: the final-state oracle and ``db_unchanged``.
+"""Exact state comparison: the final-state oracle (``expected_state``) and ``db_unchanged``.
 
 A benchmark such as tau-bench rewards a task when the final database equals the one its
 ground-truth actions produce (and the required outputs were said). ``expected_state``
