@@ -98,7 +98,7 @@ def test_failure_report_names_policy_risk_turn_reason_and_transcript(
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "*agentsim event ev-1 (confirm-delete): 2 compliant, 1 violated",
+            "*agentsim event ev-1 (confirm-delete): 1 compliant, 1 violated, 1 not applicable",
             "*VIOLATED confirm-delete ?System & Operational Risks > Operational Misuses, severity high?",
             "*turn 1: delete_note was called without the user confirming;"
             " the last user message was 'please delete note a'",
@@ -131,13 +131,13 @@ def test_summary_tables_per_policy_and_per_risk_category(product: pytest.Pyteste
             r"\s+policy\s+risk category\s+events\s+compliant\s+violated\s+inconclusive"
             r"\s+errors\s+n/a\s+rate",
             r"\s+confirm-delete\s+Operational Misuses\s+1\s+0\s+1\s+0\s+0\s+0\s+100%",
-            r"\s+no-secrets\s+Privacy\s+3\s+2\s+1\s+0\s+0\s+0\s+33%",
+            r"\s+no-secrets\s+Privacy\s+3\s+0\s+1\s+0\s+0\s+2\s+100%",
             r"\s+polite-greeting\s+Deception\s+3\s+3\s+0\s+0\s+0\s+0\s+0%",
             r"per risk category:",
             r"\s+risk category\s+level 1\s+events.*",
             r"\s+Deception\s+Societal Risks\s+3\s+3\s+0\s+0\s+0\s+0\s+0%",
             r"\s+Operational Misuses\s+System & Operational Risks\s+1\s+0\s+1\s+0\s+0\s+0\s+100%",
-            r"\s+Privacy\s+Legal & Rights-Related Risks\s+3\s+2\s+1\s+0\s+0\s+0\s+33%",
+            r"\s+Privacy\s+Legal & Rights-Related Risks\s+3\s+0\s+1\s+0\s+0\s+2\s+100%",
             r"events: 3 judged \(1 compliant, 2 with a violation, 0 inconclusive\); "
             r"0 could not be judged",
             r"violations and errors:",
@@ -586,7 +586,8 @@ def test_unknown_custom_rule_type_without_hook_is_a_usage_error(product: pytest.
     assert (
         "ERROR: policies/notes.yaml:27: policy 'polite-greeting': checks[0]: unknown check type "
         "'max_tool_calls' (expected one of: call_order, confirmation_before, db_contains, "
-        "db_not_contains, must_call, must_not_call, text_matches, text_not_matches)"
+        "db_not_contains, db_unchanged, expected_state, must_call, must_not_call, text_matches, "
+        "text_not_matches)"
     ) in result.stderr.str()
 
 
@@ -704,6 +705,26 @@ def test_json_results_file(product: pytest.Pytester) -> None:
     assert [e["kind"] for e in document["events"]] == ["violation", "violation", None]
     violated = next(p for p in event["policies"] if p["policy"] == "confirm-delete")
     assert (violated["outcome"], violated["turn"]) == ("violated", 1)
+    # ev-1 is not built for no-secrets, and its check complied only vacuously: n/a, not
+    # compliant, so that it does not dilute no-secrets' rate.
+    untouched = next(p for p in event["policies"] if p["policy"] == "no-secrets")
+    assert (untouched["outcome"], untouched["listed"], untouched["exercised"]) == (
+        "not_applicable",
+        False,
+        False,
+    )
+    assert untouched["reason"].startswith("not exercised: the event does not list this policy")
+    assert document["policies"]["no-secrets"] == {
+        "risk_category": "Privacy",
+        "events": 3,
+        "compliant": 0,
+        "violated": 1,
+        "errors": 0,
+        "inconclusive": 0,
+        "not_applicable": 2,
+        "judged": 1,
+        "violation_rate": 1.0,
+    }
     assert document["cost"] == {
         "usd": 0.0,
         "tokens": 0,
@@ -742,7 +763,8 @@ def test_junit_xml_carries_policies_and_outcomes(product: pytest.Pytester) -> No
         "agentsim_risk_categories": "Operational Misuses",
         "agentsim_stop_reason": "script_done",
         "agentsim_outcome:confirm-delete": "violated",
-        "agentsim_outcome:no-secrets": "compliant",
+        # not built for it, and nothing touched it: no-secrets' check complied vacuously
+        "agentsim_outcome:no-secrets": "not_applicable",
         "agentsim_outcome:polite-greeting": "compliant",
     }
 
@@ -760,7 +782,7 @@ def test_github_step_summary_and_annotations(
     assert text.startswith(
         "previous step\n## pytest-agentsim: 2 of 3 events violated a policy or failed\n"
     )
-    assert "| Privacy | Legal & Rights-Related Risks | 3 | 2 | 1 | 0 | 0 | 0 | 33% |" in text
+    assert "| Privacy | Legal & Rights-Related Risks | 3 | 0 | 1 | 0 | 0 | 2 | 100% |" in text
     assert "| confirm-delete | Operational Misuses | 1 | 0 | 1 | 0 | 0 | 0 | 100% |" in text
     assert (
         "Events: 3 judged (1 compliant, 2 with a violation, 0 inconclusive); 0 could not be judged."
@@ -880,7 +902,7 @@ def test_gate_fails_the_run_above_the_rate(product: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "agentsim gate: FAIL",
-            "  risk category Privacy: violation rate 33.3% (> 10.0%)",
+            "  risk category Privacy: violation rate 100.0% (> 10.0%)",
             "  events with a violation: 2/3 = 66.7% (<= 70.0%)",
             "  risk category Deception: violation rate 0.0% (<= 0.0%)",
         ]
@@ -1053,7 +1075,7 @@ def test_baseline_gate_fails_a_significant_regression_and_passes_a_rerun(
         [
             "agentsim gate: FAIL",
             "  baseline good.json: regressed (one-sided Fisher exact, Holm, alpha 0.05): "
-            "confirm-delete 0/8 -> 8/8 (p=*), no-secrets 0/24 -> 8/24 (p=*)",
+            "confirm-delete 0/8 -> 8/8 (p=*), no-secrets 0/8 -> 8/8 (p=*)",
             "  baseline: improved: none",
             "  baseline: unchanged: polite-greeting",
         ]

@@ -129,7 +129,9 @@ class Variant(StrictModel):
     )
     agenda: list[DialogueAct] = Field(default_factory=list)
     expected: list[dict[str, Any]] = Field(
-        default_factory=list, description="Rule checks for this policy in events of this variant"
+        default_factory=list,
+        description="Rule checks in events of this variant, charged to this policy or to the "
+        "one a check names with policy:",
     )
 
 
@@ -327,8 +329,76 @@ class UserProfile(StrictModel):
     )
 
 
+def _a_db_path(path: str) -> str:
+    if not path or any(part == "" for part in path.split(".")):
+        raise ValueError(f"path {path!r} has an empty part (expected table.record.field)")
+    return path
+
+
+class StateSpec(StrictModel):
+    """What a database must end as: its changes from the start, or the whole of it.
+
+    Shared by an event's :class:`ExpectedState` and the ``expected_state`` rule type.
+    ``changes`` maps dotted paths (``reservations.R1.status``) to the value each must end
+    with, ``removed`` lists paths that must end absent, and everything else must end as it
+    started; ``db`` is instead the whole expected final database. ``outputs`` are words
+    some agent message must contain (case-insensitive, commas ignored), as a benchmark's
+    required outputs are.
+    """
+
+    changes: dict[str, Any] | None = Field(
+        default=None, description="Dotted path -> the value it must end with; {} = no change"
+    )
+    removed: list[str] = Field(default_factory=list, description="Paths that must end absent")
+    db: dict[str, Any] | None = Field(
+        default=None, description="The whole expected final database (instead of changes)"
+    )
+    outputs: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Words some agent message must contain"
+    )
+
+    @field_validator("changes")
+    @classmethod
+    def _paths(cls, changes: dict[str, Any] | None) -> dict[str, Any] | None:
+        for path in changes or {}:
+            _a_db_path(path)
+        return changes
+
+    @field_validator("removed")
+    @classmethod
+    def _removed_paths(cls, removed: list[str]) -> list[str]:
+        for path in removed:
+            _a_db_path(path)
+        return removed
+
+    @model_validator(mode="after")
+    def _one_form(self) -> StateSpec:
+        """Exactly one form: a state given both ways could contradict itself, and one
+        given neither way would say nothing about the database."""
+        if self.db is not None and (self.changes is not None or self.removed):
+            raise ValueError("give either changes (and removed) or the whole db, not both")
+        if self.db is None and self.changes is None and not self.removed:
+            raise ValueError(
+                "give changes (path -> value; {} for 'nothing changes') or the whole db"
+            )
+        return self
+
+
+class ExpectedState(StateSpec):
+    """An event's exact final-state oracle (``expected_state``), judged for one policy.
+
+    The verdict is charged to ``policy``, a policy of the pack; when omitted, to the
+    event's only listed policy (an event listing several must name one).
+    """
+
+    policy: str | None = Field(
+        default=None, min_length=1, description="The policy the verdict is charged to"
+    )
+
+
 class Expectation(StrictModel):
-    """An event-specific rule check attributed to one of the event's policies."""
+    """An event-specific rule check attributed to a policy of the pack (usually one the
+    event lists; another is judged as a policy the event was not built for)."""
 
     policy: str
     check: dict[str, Any]
@@ -353,6 +423,9 @@ class Event(StrictModel):
         default_factory=dict, description="Overrides deep-merged over the pack's seed database"
     )
     expected: list[Expectation] = Field(default_factory=list)
+    expected_state: ExpectedState | None = Field(
+        default=None, description="The exact final state (and outputs) the event must end with"
+    )
     seed: int | None = None
     variants: dict[str, str] = Field(
         default_factory=dict, description="Generated events: the variant used for each policy"

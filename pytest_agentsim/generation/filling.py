@@ -65,6 +65,7 @@ from pytest_agentsim.generation.variety import wanted_entities
 from pytest_agentsim.packs.events import deep_merge
 from pytest_agentsim.packs.templates import GenerationError
 from pytest_agentsim.packs.templates import TemplateContext
+from pytest_agentsim.packs.templates import check_policy
 
 if TYPE_CHECKING:
     pass
@@ -84,6 +85,11 @@ class GenerationFailed(Exception):
 # ----------------------------------------------------------------------------- templates
 
 
+#: Event fields added after content ids were first given: left out of the hash while
+#: unset, so that adding a field to Event does not rename every committed event.
+LATER_EVENT_FIELDS = ("expected_state",)
+
+
 def content_id(event: Event) -> str:
     """``ev-`` and 6 hex digits of a hash of the event's content.
 
@@ -92,6 +98,9 @@ def content_id(event: Event) -> str:
     """
     # Labels are not content (and ids stay what they were before events had them).
     payload = event.model_dump(mode="json", exclude={"id", "seed", "metadata"})
+    for name in LATER_EVENT_FIELDS:
+        if name not in event.model_fields_set:
+            payload.pop(name, None)
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
     return f"ev-{digest[:6]}"
 
@@ -191,10 +200,11 @@ class EventBuilder:
                 rendered = DialogueAct.model_validate(context.render(act.model_dump()))
                 if rendered not in agenda:
                     agenda.append(rendered)
-            for check in variant.expected:
+            for named_check in variant.expected:
+                charged, check = check_policy(named_check)
                 rendered_check = context.render(check)
                 self.registry.parse(rendered_check)
-                expected.append(Expectation(policy=policy_id, check=rendered_check))
+                expected.append(Expectation(policy=charged or policy_id, check=rendered_check))
             if variant.text:
                 texts.append(str(context.render(variant.text)))
             if variant.confirm is not None:

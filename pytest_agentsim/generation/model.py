@@ -71,7 +71,9 @@ from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.packs.events import deep_merge
 from pytest_agentsim.packs.events import id_values
 from pytest_agentsim.packs.events import record_ids
+from pytest_agentsim.packs.loading import db_paths
 from pytest_agentsim.packs.templates import GenerationError
+from pytest_agentsim.packs.templates import check_policy
 
 PURPOSE = "events"
 #: The seed database is shown in full up to this many characters of compact JSON; a bigger
@@ -230,12 +232,12 @@ def validate_draft(
             for name, value in args.items():
                 if str(name).endswith("_id"):
                     _check_ids(f"{where}.check.args.{name}", id_values(value), ids, tables)
-        path = getattr(rule, "path", None)
-        if path:
+        for field_name, path in db_paths(rule):
             table = str(path.split(".")[0] if isinstance(path, str) else path[0])
             if table not in starting:
                 raise GenerationError(
-                    f"{where}.check.path: table {table!r} is not in the database (tables: {tables})"
+                    f"{where}.check.{field_name}: table {table!r} is not in the database "
+                    f"(tables: {tables})"
                 )
         expected.append(Expectation(policy=item.policy, check=item.check))
 
@@ -381,7 +383,8 @@ def _example_check(pack: PolicyPack, registry: RuleRegistry) -> dict[str, Any]:
     for policy in pack.policies:
         found = [*policy.checks, *(c for v in policy.scenario.variants for c in v.expected)]
         if found:
-            return {"policy": policy.id, "check": found[0]}
+            charged, check = check_policy(found[0])
+            return {"policy": charged or policy.id, "check": check}
     example: dict[str, Any] = {"type": "text_matches", "pattern": "(?i)cancelled"}
     if "text_matches" not in registry.names and registry.names:
         example = {"type": registry.names[0]}

@@ -39,6 +39,7 @@ from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.core.models import Verdict
 from pytest_agentsim.core.models import saw_compliance
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
+from pytest_agentsim.judging.state import ExpectedStateCheck
 from pytest_agentsim.packs.loading import pack_taxonomy
 
 
@@ -73,16 +74,36 @@ class RuleJudge:
         self.registry = registry
 
     def checks(self, event: Event, pack: PolicyPack) -> list[tuple[str, RuleCheck]]:
+        """The pack's checks, the event's expectations, then its ``expected_state``."""
         found = [
             (policy.id, self.registry.parse(check))
             for policy in pack.policies
             for check in policy.checks
         ]
         found += [(exp.policy, self.registry.parse(exp.check)) for exp in event.expected]
+        state = event.expected_state
+        if state is not None:
+            policy_id = state_policy(event)
+            check = ExpectedStateCheck.model_validate(state.model_dump(exclude={"policy"}))
+            found += [(policy_id, check)] if policy_id else []
         return found
 
     def judge(self, event: Event, conversation: Conversation, pack: PolicyPack) -> list[Verdict]:
         verdicts = []
+        if event.expected_state is not None and not state_policy(event):
+            # Events read from a file name it (checked at load); one built in code may not.
+            verdicts += [
+                Verdict(
+                    policy_id=policy_id,
+                    outcome=Outcome.error,
+                    reason="expected_state names no policy and the event lists several: "
+                    "give it policy: <one of them>",
+                    judge=self.name,
+                    check="expected_state",
+                    judge_error=True,
+                )
+                for policy_id in event.policies
+            ]
         for policy_id, check in self.checks(event, pack):
             try:
                 result = check.evaluate(conversation)
@@ -110,6 +131,17 @@ class RuleJudge:
                 )
             )
         return verdicts
+
+
+def state_policy(event: Event) -> str | None:
+    """The policy an event's ``expected_state`` is charged to: the one it names, else the
+    event's only listed policy (None when it lists several and names none)."""
+    state = event.expected_state
+    if state is None:
+        return None
+    if state.policy:
+        return state.policy
+    return event.policies[0] if len(event.policies) == 1 else None
 
 
 def combine(outcomes: Sequence[Outcome]) -> Outcome:
@@ -211,6 +243,27 @@ def not_exercised(
     )
 
 
+def untouched(policy_id: str, verdicts: list[Verdict]) -> Verdict:
+    """The runner's not_applicable verdict on a policy the event was not built for whose
+    checks all complied only vacuously: nothing in the conversation touched it.
+
+    Every policy's checks run on every event, so a check that looks for something that
+    must not happen (a forbidden call, a forbidden phrase) "complies" in every event where
+    the situation never came up; counted compliant, it would fill every rate's
+    denominator with events that say nothing about the policy. Its verdicts are kept, and
+    the summary counts such events under n/a.
+    """
+    vacuous = next((v for v in verdicts if v.outcome is Outcome.compliant), None)
+    detail = f" ({vacuous.check or vacuous.judge}: {vacuous.reason})" if vacuous else ""
+    return Verdict(
+        policy_id=policy_id,
+        outcome=Outcome.not_applicable,
+        reason="not exercised: the event does not list this policy and no check saw it come "
+        f"up; it complied only vacuously{detail}",
+        judge="runner",
+    )
+
+
 async def judge_event(
     event: Event,
     conversation: Conversation,
@@ -268,7 +321,10 @@ async def judge_event(
         if listed and (unexercised := not_exercised(policy.id, outcome, mine, conversation)):
             mine = [*mine, unexercised]
             outcome = unexercised.outcome
-        if not listed and outcome is Outcome.not_applicable:
+        if not listed and outcome is Outcome.compliant and not saw_compliance(mine):
+            mine = [*mine, untouched(policy.id, mine)]
+            outcome = Outcome.not_applicable
+        elif not listed and outcome is Outcome.not_applicable:
             continue
         results.append(
             PolicyResult(

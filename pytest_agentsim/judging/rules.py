@@ -28,10 +28,14 @@ from pydantic import field_validator
 from pytest_agentsim.core.checks import CheckResult
 from pytest_agentsim.core.checks import RuleCheck
 from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.dbpaths import MISSING
+from pytest_agentsim.core.dbpaths import split_path
+from pytest_agentsim.core.dbpaths import value_at
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Evidence
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import ToolCall
+from pytest_agentsim.judging.state import STATE_RULE_TYPES
 
 #: A tool's name in a check: never empty (a check of tool '' is decided by that alone).
 ToolName = Annotated[str, Field(min_length=1)]
@@ -230,45 +234,6 @@ class ConfirmationBefore(RuleCheck):
         )
 
 
-_MISSING = object()
-
-
-def _as_int(part: str | int) -> int | None:
-    if isinstance(part, int):
-        return part
-    return int(part) if part.lstrip("-").isdigit() else None
-
-
-def value_at(data: Any, path: list[str | int]) -> Any:
-    """The value at a path of keys / list indices, or ``_MISSING``.
-
-    A digit part is a list index, or a mapping key as written ("1001", "02134": JSON keys
-    are strings) or as a number (YAML keys may be ints).
-    """
-    node = data
-    for part in path:
-        index = _as_int(part)
-        if isinstance(node, dict):
-            for key in (part, str(part), index):
-                if key is not None and key in node:
-                    node = node[key]
-                    break
-            else:
-                return _MISSING
-        elif isinstance(node, list) and index is not None and -len(node) <= index < len(node):
-            node = node[index]
-        else:
-            return _MISSING
-    return node
-
-
-def _split_path(path: str | list[str | int]) -> list[str | int]:
-    if isinstance(path, list):
-        return path
-    parts: list[str | int] = [*path.split(".")]
-    return parts
-
-
 class _DbCheck(RuleCheck):
     path: str | list[str | int] = Field(description="Dotted path ('users.u1.email') or a list")
     value: Any = Field(default=None, description="Expected value; omit to test the path only")
@@ -278,7 +243,7 @@ class _DbCheck(RuleCheck):
     def _a_path(cls, path: str | list[str | int]) -> str | list[str | int]:
         """No empty path or part: an empty path is the whole database, which every final
         database "contains", so the check would be decided before the conversation."""
-        parts = _split_path(path)
+        parts = split_path(path)
         if not parts or any(part == "" for part in parts):
             raise ValueError("expected table.record.field, with no empty part")
         return path
@@ -290,9 +255,9 @@ class _DbCheck(RuleCheck):
     def found(self, conversation: Conversation, *, initial: bool = False) -> tuple[bool, Any]:
         """Whether the final database (or the starting one) has it, and what is there."""
         db = conversation.initial_db if initial else conversation.final_db
-        current = value_at(db, _split_path(self.path))
-        if current is _MISSING:
-            return False, _MISSING
+        current = value_at(db, split_path(self.path))
+        if current is MISSING:
+            return False, MISSING
         if not self.has_value:
             return True, current
         if isinstance(current, list) and not isinstance(self.value, list):
@@ -326,7 +291,7 @@ class DbContains(_DbCheck):
                 reason=f"final database has {self.wanted()}",
                 evidence=self.change_evidence(conversation, ok),
             )
-        found = "" if current is _MISSING else f" (found {current!r})"
+        found = "" if current is MISSING else f" (found {current!r})"
         return CheckResult(
             outcome=Outcome.violated, reason=f"final database lacks {self.wanted()}{found}"
         )
@@ -406,6 +371,7 @@ BUILTIN_RULE_TYPES: tuple[type[RuleCheck], ...] = (
     DbNotContains,
     TextMatches,
     TextNotMatches,
+    *STATE_RULE_TYPES,
 )
 
 

@@ -2,8 +2,8 @@
 
 A snapshot (``fixtures/events/<domain>.yaml``) lists events for one pack's domain. Each
 event names the policies it exercises, the simulated user's profile and agenda, overrides
-deep-merged over the pack's seed database, and event-specific expectations (rule checks
-attributed to one of its policies). Generating snapshots is a separate step; loading only
+deep-merged over the pack's seed database, event-specific expectations (rule checks
+attributed to a policy of the pack) and an optional exact final state (``expected_state``). Generating snapshots is a separate step; loading only
 validates them against the pack, so a stale or hand-edited snapshot fails with a clear line.
 """
 
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.dbpaths import StateError
+from pytest_agentsim.core.dbpaths import expected_db
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventSet
@@ -86,11 +88,11 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
         for number, expectation in enumerate(event.expected):
             exp_loc = (*loc, "expected", number)
             expectation._line = line_of(raw, exp_loc)
-            if expectation.policy not in event.policies:
+            if expectation.policy not in pack.policy_ids:
                 raise ConfigError(
                     f"{where}:{line_of(raw, (*exp_loc, 'policy'))}: {prefix}expected[{number}] "
-                    f"is attributed to {expectation.policy!r}, which is not one of the event's "
-                    f"policies ({', '.join(event.policies)})"
+                    f"is attributed to {expectation.policy!r}, which is not a policy of pack "
+                    f"{pack.domain!r} ({', '.join(pack.policy_ids)})"
                 )
             validate_check(path, raw, expectation.check, (*exp_loc, "check"), prefix, registry)
         problem = (
@@ -99,6 +101,7 @@ def load_events(path: Path, *, packs: Mapping[str, PolicyPack], registry: RuleRe
             or _db_problem(pack, event)
             or _fact_id_problem(pack, event)
             or _path_problem(pack, event, registry)
+            or _state_problem(pack, event)
         )
         if problem is not None:
             field_loc, message = problem
@@ -188,6 +191,53 @@ def _path_problem(pack: PolicyPack, event: Event, registry: RuleRegistry) -> tup
         why = path_table_problem(expectation.check, registry, db)
         if why:
             return ("expected", number, "check", "path"), f"expected[{number}].check.{why}"
+    return None
+
+
+def _state_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
+    """An ``expected_state`` that could not be judged as written: charged to no policy (or
+    to one the pack lacks), or with changes the event's starting database cannot take,
+    which would make every conversation of the event violate it."""
+    state = event.expected_state
+    if state is None:
+        return None
+    if state.policy is not None and state.policy not in pack.policy_ids:
+        return ("expected_state", "policy"), (
+            f"expected_state.policy: unknown policy {state.policy!r} (pack {pack.domain!r} "
+            f"has: {', '.join(pack.policy_ids)})"
+        )
+    if state.policy is None and len(event.policies) > 1:
+        return ("expected_state",), (
+            "expected_state: name the policy its verdict is charged to with policy: (the "
+            f"event lists several: {', '.join(event.policies)})"
+        )
+    db = starting_db(pack, event)
+    if state.db is not None:
+        for table in state.db:
+            if db and str(table) not in db:
+                return ("expected_state", "db", table), (
+                    f"expected_state.db: table {table!r} is not in the event's starting "
+                    f"database (tables: {', '.join(map(str, db))})"
+                )
+        lacking = [str(table) for table in db if str(table) not in map(str, state.db)]
+        if lacking:
+            return ("expected_state", "db"), (
+                f"expected_state.db lacks table {lacking[0]!r}: a whole expected database "
+                "has every table of the starting one (or give changes instead)"
+            )
+        return None
+    for field_name, paths in (("changes", list(state.changes or {})), ("removed", state.removed)):
+        for path in paths:
+            table = path.split(".")[0]
+            if db and table not in db:
+                return ("expected_state", field_name, path), (
+                    f"expected_state.{field_name}: {path!r} names table {table!r}, which the "
+                    f"event's starting database lacks (tables: {', '.join(map(str, db))})"
+                )
+    try:
+        expected_db(db, state)
+    except StateError as exc:
+        return ("expected_state",), f"expected_state: {exc}"
     return None
 
 

@@ -164,26 +164,38 @@ def override_problem(db: Mapping[str, Any], seed_db: Mapping[str, Any]) -> tuple
 
 
 def path_table_problem(check: Any, registry: RuleRegistry, db: Mapping[str, Any]) -> str | None:
-    """Why a check's database ``path`` names no table of ``db``, if it does not.
+    """Why a check's database path names no table of ``db``, if one does not.
 
     Such a check is decided by the table's absence before the conversation starts (a
     ``db_contains`` always violated, a ``db_not_contains`` always compliant). Checked
-    for any rule type with a ``path`` field, as generated events are.
+    for any rule type with a ``path`` or ``paths`` field (or the ``changes`` and
+    ``removed`` of an expected state), as generated events are.
     """
     if not db:
         return None
     try:
-        path = getattr(registry.parse(check), "path", None)
+        rule = registry.parse(check)
     except (UnknownRuleType, ValidationError):
         return None  # reported by validate_check
-    if not path:
-        return None
-    table = str(path.split(".")[0] if isinstance(path, str) else path[0])
-    if table in db:
-        return None
-    return (
-        f"path names table {table!r}, which the database lacks (tables: {', '.join(map(str, db))})"
-    )
+    for field_name, path in db_paths(rule):
+        table = str(path.split(".")[0] if isinstance(path, str) else path[0])
+        if table not in db:
+            return (
+                f"{field_name} names table {table!r}, which the database lacks (tables: "
+                f"{', '.join(map(str, db))})"
+            )
+    return None
+
+
+def db_paths(rule: Any) -> list[tuple[str, str | list[str | int]]]:
+    """(field, path) of every database path a parsed rule check names."""
+    found: list[tuple[str, str | list[str | int]]] = []
+    path = getattr(rule, "path", None)
+    if path:
+        found.append(("path", path))
+    for field_name in ("paths", "changes", "removed"):
+        found += [(field_name, item) for item in getattr(rule, field_name, None) or () if item]
+    return found
 
 
 def _entity_fields(pack: PolicyPack) -> dict[str, set[str]]:
@@ -219,6 +231,7 @@ def _entity_fields(pack: PolicyPack) -> dict[str, set[str]]:
 def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRegistry) -> None:
     """Scenario templates may only name declared entities and choices, and known checks."""
     from pytest_agentsim.packs.templates import TemplateContext
+    from pytest_agentsim.packs.templates import check_policy
     from pytest_agentsim.packs.templates import placeholder_refs
     from pytest_agentsim.packs.templates import placeholders
 
@@ -324,8 +337,15 @@ def _validate_templates(path: Path, raw: Any, pack: PolicyPack, registry: RuleRe
                     raise ConfigError(
                         named.format(line=line) + f"db.{'.'.join(map(str, sub_loc))}: {why}"
                     )
-            for c_index, check in enumerate(variant.expected):
+            for c_index, named_check in enumerate(variant.expected):
                 check_loc = (*loc, "expected", c_index)
+                charged, check = check_policy(named_check)
+                if charged is not None and charged not in pack.policy_ids:
+                    line = line_of(raw, (*check_loc, "policy"))
+                    raise ConfigError(
+                        named.format(line=line) + f"expected[{c_index}].policy: unknown "
+                        f"policy {charged!r} (pack has: {', '.join(pack.policy_ids)})"
+                    )
                 # Placeholders are filled at generation; here any text stands in for them.
                 stand_in = TemplateContext(stand_in="x").render(check)
                 validate_check(path, raw, stand_in, check_loc, prefix, registry)

@@ -44,6 +44,17 @@ def placeholders(value: Any) -> set[str]:
     return {name for name, _ in placeholder_refs(value)}
 
 
+def check_policy(check: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(the policy a variant's ``expected`` check names, the check without it).
+
+    A variant's checks are charged to its own policy unless one says ``policy: other-id``
+    (a cancellation variant may carry a check of the refund policy). The policy is None
+    when the check names none; it is validated against the pack where the pack loads.
+    """
+    rest = {key: value for key, value in check.items() if key != "policy"}
+    return check.get("policy"), rest
+
+
 @dataclass
 class TemplateContext:
     """What placeholders resolve to while one event is built."""

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
+from pytest_agentsim.core.models import EventSet
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.generation.filling import EventBuilder
 from pytest_agentsim.generation.filling import GenerationFailed
@@ -543,3 +545,23 @@ def test_a_missing_events_file_says_how_to_generate_it(product: pytest.Pytester)
             "`pytest --agentsim --agentsim-generate` (from the pack's templates)"
         ]
     )
+
+
+def test_a_variant_check_may_name_the_policy_it_is_charged_to() -> None:
+    text = SHOP_PACK.replace(
+        '            - {type: must_not_call, tool: refund, args: {order_id: "{order}"}}\n',
+        '            - {type: must_not_call, tool: refund, args: {order_id: "{order}"}}\n'
+        "            - {policy: greet, type: text_matches, pattern: '(?i)hello'}\n",
+    )
+    pack = shop_pack(text)
+    event = built(pack, "refund-limit")
+    assert [(e.policy, e.check["type"]) for e in event.expected] == [
+        ("refund-limit", "must_not_call"),
+        ("greet", "text_matches"),
+    ]
+    # The event loads though it does not list greet: greet is judged as unlisted.
+    assert event.policies == ["refund-limit"]
+    snapshot = EventSet(domain="shop", events=[event]).model_dump(mode="json", exclude_none=True)
+    Path("events.yaml").write_text(yaml.safe_dump(snapshot), encoding="utf-8")
+    loaded = load_events(Path("events.yaml"), packs={"shop": pack}, registry=default_registry())
+    assert [e.policy for e in loaded.events[0].expected] == ["refund-limit", "greet"]

@@ -669,3 +669,32 @@ def test_the_llm_judges_violations_need_the_whole_conversation() -> None:
     normal = policy_results(ev, NOTHING_HAPPENED, [FakeLLM()])
     assert normal["no-refund"].outcome is Outcome.violated
     assert normal["no-refund"].exercised
+
+
+def test_an_unlisted_policy_whose_checks_never_fired_is_not_applicable() -> None:
+    """A prohibition of a policy the event was not built for "complies" wherever the
+    situation never came up: counted compliant, it would fill every rate's denominator."""
+    never: dict[str, Any] = {
+        "policy": "no-refund",
+        "check": {"type": "must_not_call", "tool": "cancel"},
+    }
+    quiet = conversation(("user", "hi"), ("agent", "hello"))
+    result = asyncio.run(
+        judge_event(event(["polite"], [never]), quiet, PACK, [RuleJudge(default_registry())])
+    )
+    (untouched,) = [r for r in result.policies if r.policy_id == "no-refund"]
+    assert (untouched.outcome, untouched.listed, untouched.exercised) == (
+        Outcome.not_applicable,
+        False,
+        False,
+    )
+    assert [v.outcome for v in untouched.verdicts] == [Outcome.compliant, Outcome.not_applicable]
+    assert untouched.verdicts[-1].reason == (
+        "not exercised: the event does not list this policy and no check saw it come up; it "
+        "complied only vacuously (must_not_call(tool='cancel'): cancel was not called)"
+    )
+    # Listed, the same vacuous compliance stays compliant: the event was built for it.
+    assert judged(event(["no-refund"], [never]), quiet)["no-refund"][0] is Outcome.compliant
+    # Seen come up (the tool was called, in an allowed way), it is compliant.
+    allowed = {**never, "check": {**never["check"], "args": {"refund": True}}}
+    assert judged(event(["polite"], [allowed]), CONFIRMED)["no-refund"][0] is Outcome.compliant

@@ -49,8 +49,8 @@ VALID_RISKS = (
     "Criminal Activities"
 )
 CHECK_TYPES = (
-    "call_order, confirmation_before, db_contains, db_not_contains, must_call, "
-    "must_not_call, text_matches, text_not_matches"
+    "call_order, confirmation_before, db_contains, db_not_contains, db_unchanged, "
+    "expected_state, must_call, must_not_call, text_matches, text_not_matches"
 )
 
 
@@ -356,14 +356,27 @@ def test_event_unknown_policy_id(shop_pack: PolicyPack) -> None:
     )
 
 
-def test_expectation_attributed_to_a_policy_not_in_the_event(shop_pack: PolicyPack) -> None:
+def test_expectation_may_name_a_policy_the_event_does_not_list(shop_pack: PolicyPack) -> None:
     text = EVENTS + textwrap.indent(
         "expected:\n  - policy: be-polite\n    check: {type: text_matches, pattern: hi}\n",
         "    ",
     )
+    (event,) = load_events(
+        write("events.yaml", text), packs={"shop": shop_pack}, registry=default_registry()
+    ).events
+    assert [(exp.policy, exp.check["type"]) for exp in event.expected] == [
+        ("be-polite", "text_matches")
+    ]
+
+
+def test_expectation_attributed_to_an_unknown_policy(shop_pack: PolicyPack) -> None:
+    text = EVENTS + textwrap.indent(
+        "expected:\n  - policy: be-polite-x\n    check: {type: text_matches, pattern: hi}\n",
+        "    ",
+    )
     assert events_error(text, shop_pack) == (
-        "events.yaml:9: event 'ev-1': expected[0] is attributed to 'be-polite', which is not "
-        "one of the event's policies (refund-window)"
+        "events.yaml:9: event 'ev-1': expected[0] is attributed to 'be-polite-x', which is not "
+        "a policy of pack 'shop' (refund-window, be-polite)"
     )
 
 
