@@ -135,7 +135,9 @@ def aggregate(records: Sequence[EventRecord]) -> Aggregates:
     return totals
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int) -> list[str]:
+def text_table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int
+) -> list[str]:
     """A plain-text table; the first ``text_columns`` are left-aligned, numbers right."""
     rows = [list(header), *[list(row) for row in rows]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -343,7 +345,7 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     lines = ["per policy:"]
     lines += [
         "  " + line
-        for line in _table(
+        for line in text_table(
             ["policy", "risk category", *header],
             (
                 [p, policy_risk[p], *cells(t, repeated.policies.get(p) if repeated else None)]
@@ -355,7 +357,7 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     lines.append("per risk category:")
     lines += [
         "  " + line
-        for line in _table(
+        for line in text_table(
             ["risk category", "level 1", *header],
             (
                 [
