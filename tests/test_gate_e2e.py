@@ -181,7 +181,7 @@ def gate_rows(result: pytest.RunResult) -> dict[str, tuple[str, ...]]:
     }
 
 
-def verdicts(result: pytest.RunResult) -> dict[str, tuple[str, str, str]]:
+def verdicts(result: pytest.RunResult) -> dict[str, tuple[str, ...]]:
     """policy -> (verdict, before, after), the columns a reviewer reads first."""
     return {policy: row[:3] for policy, row in gate_rows(result).items()}
 
