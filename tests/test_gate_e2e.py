@@ -336,3 +336,22 @@ def test_left_to_the_test_a_new_violation_is_not_called_unchanged(cards: pytest.
     result = gate(cards, "--agentsim-repeat", "3", "--agentsim-baseline-new-violation=test")
     assert result.ret == pytest.ExitCode.OK
     assert verdicts(result)["no-pin"] == ("not enough samples", "0/12", "2/12")
+
+
+def test_a_misspelt_gate_setting_is_a_usage_error(cards: pytest.Pytester) -> None:
+    baseline_on_main(cards, *THREE_EVENTS)
+    result = gate(cards, "--agentsim-baseline-new-violation=warn")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --agentsim-baseline-new-violation: expected one of fail, test, got 'warn'"]
+    )
+    ini = cards.path / "pytest.ini"
+    ini.write_text(ini.read_text() + "agentsim_baseline_detect = big\n")
+    result = gate(cards)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: agentsim_baseline_detect in pytest.ini: expected a rate between 0 and 1 "
+            "(or 0%-100%), got 'big'"
+        ]
+    )

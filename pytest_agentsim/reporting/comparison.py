@@ -168,21 +168,28 @@ def baseline_counts(baseline: Mapping[str, Any]) -> dict[str, Counts]:
     return counts
 
 
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
 def fisher_tail(violated: int, judged: int, base_violated: int, base_judged: int) -> float:
     """One-sided Fisher exact test: P(at least ``violated`` of ``judged``) under no change.
 
     Given all violations of both runs, the current run's count is hypergeometric when the
-    true rate is the same in both.
+    true rate is the same in both. Summed in logs: exact binomials of thousands of
+    samples are slow, and the p-value needs no more than a float's precision.
     """
     total = judged + base_judged
     bad = violated + base_violated
-    denominator = math.comb(total, judged)
-    return (
+    first = max(violated, judged - (total - bad))
+    last = min(bad, judged)
+    denominator = _log_comb(total, judged)
+    return min(
+        1.0,
         sum(
-            math.comb(bad, x) * math.comb(total - bad, judged - x)
-            for x in range(violated, min(bad, judged) + 1)
-        )
-        / denominator
+            math.exp(_log_comb(bad, x) + _log_comb(total - bad, judged - x) - denominator)
+            for x in range(first, last + 1)
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -56,6 +57,21 @@ def test_fisher_tail_against_a_hand_computed_case() -> None:
     # 3 of 3 violated now, 0 of 3 before: C(3,3)·C(3,0) / C(6,3) = 1/20.
     assert fisher_tail(3, 3, 0, 3) == pytest.approx(0.05)
     assert fisher_tail(0, 3, 0, 3) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("violated", "judged", "base_violated", "base_judged"),
+    [(0, 1, 0, 1), (5, 12, 2, 12), (1, 40, 30, 40), (12, 12, 0, 3), (0, 7, 7, 7), (9, 50, 1, 10)],
+)
+def test_fisher_tail_in_logs_is_the_exact_one(
+    violated: int, judged: int, base_violated: int, base_judged: int
+) -> None:
+    total, bad = judged + base_judged, violated + base_violated
+    exact = sum(
+        math.comb(bad, x) * math.comb(total - bad, judged - x)
+        for x in range(violated, min(bad, judged) + 1)
+    ) / math.comb(total, judged)
+    assert fisher_tail(violated, judged, base_violated, base_judged) == pytest.approx(exact)
 
 
 def test_significant_regression_fails_improvements_are_reported() -> None:
