@@ -695,6 +695,7 @@ def test_json_results_file(product: pytest.Pytester) -> None:
         "not_applicable": 0,
         "judged": 1,
         "violation_rate": 1.0,
+        "samples": {"violated": 1, "judged": 1},
     }
     assert document["risk_categories"]["Privacy"]["level1"] == "Legal & Rights-Related Risks"
     event = document["events"][0]
