@@ -286,6 +286,8 @@ class BaselineSettings:
 
 @dataclass(frozen=True)
 class Comparison:
+    """Every policy's verdict against one baseline file, and how they were reached."""
+
     name: str
     settings: BaselineSettings
     rows: list[PolicyComparison]
@@ -316,7 +318,7 @@ class Comparison:
                 continue
             names = (
                 f" ({', '.join(row.policy for row in rows)})"
-                if rows and verdict not in (Verdict.unchanged,)
+                if rows and verdict is not Verdict.unchanged
                 else ""
             )
             parts.append(f"{len(rows)} {verdict.value}{names}")
@@ -327,7 +329,8 @@ class Comparison:
             if too_few
             else ""
         )
-        return f"baseline {self.name}: {', '.join(parts)}{warning}"
+        named = f"baseline {self.name}" if self.name else "baseline"
+        return f"{named}: {', '.join(parts)}{warning}"
 
     def method(self) -> str:
         new = (

@@ -243,6 +243,8 @@ class EventCounts:
     violated: int
     inconclusive: int
     errored: dict[str, int]
+    #: Distinct events; fewer than ``events`` when repeated: then the counts are trials.
+    distinct: int | None = None
 
     @property
     def judged(self) -> int:
@@ -258,9 +260,13 @@ class EventCounts:
         return self.errors / self.events if self.events else 0.0
 
     def line(self) -> str:
-        """'events: 29 judged (...); 3 could not be judged (2 agent crash, ...)'."""
+        """'events: 29 judged (...); 3 could not be judged (2 agent crash, ...)'; with
+        repeats 'trials of 12 events: 36 judged (...)', since each trial is counted."""
+        repeated = self.distinct is not None and self.distinct != self.events
+        plural = "" if self.distinct == 1 else "s"
+        what = f"trials of {self.distinct} event{plural}" if repeated else "events"
         text = (
-            f"events: {self.judged} judged ({self.compliant} compliant, {self.violated} with "
+            f"{what}: {self.judged} judged ({self.compliant} compliant, {self.violated} with "
             f"a violation, {self.inconclusive} inconclusive); {self.errors} could not be judged"
         )
         if not self.errors:
@@ -286,6 +292,7 @@ def event_counts(records: Sequence[EventRecord]) -> EventCounts:
         violated=judged.get(FailureKind.violation, 0),
         inconclusive=judged.get(FailureKind.inconclusive, 0),
         errored=dict(sorted(errored.items())),
+        distinct=len({(record.domain, record.event) for record in records}),
     )
 
 
