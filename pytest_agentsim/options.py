@@ -18,6 +18,8 @@ from typing import TypeVar
 if TYPE_CHECKING:
     from pytest_agentsim.llm.cassettes import RecordMode
     from pytest_agentsim.llm.run import InconclusiveMode
+    from pytest_agentsim.reporting.comparison import NewViolation
+    from pytest_agentsim.reporting.comparison import TooFew
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -360,6 +362,42 @@ BASELINE_ALPHA = Option(
     default=0.05,
     note="significance level",
 )
+BASELINE_NEW_VIOLATION: Option[NewViolation] = Option(
+    name="agentsim_baseline_new_violation",
+    kind="choice",
+    group="agentsim",
+    flag="--agentsim-baseline-new-violation",
+    ini="agentsim_baseline_new_violation",
+    metavar="AS",
+    help="Baseline gate: a violation of a policy that had none in the baseline is a "
+    "regression (fail), or only if the significance test says so (test)",
+    choices=("fail", "test"),
+    default="fail",
+)
+BASELINE_DETECT = Option(
+    name="agentsim_baseline_detect",
+    kind="rate",
+    group="agentsim",
+    flag="--agentsim-baseline-detect",
+    ini="agentsim_baseline_detect",
+    metavar="RATE",
+    help="Baseline gate: a policy is 'unchanged' only if its samples would have shown a "
+    "rise of RATE in its violation rate (80% power); else 'not enough samples'",
+    default=0.2,
+    note="rise to detect",
+)
+BASELINE_TOO_FEW_SAMPLES: Option[TooFew] = Option(
+    name="agentsim_baseline_too_few_samples",
+    kind="choice",
+    group="agentsim",
+    flag="--agentsim-baseline-too-few-samples",
+    ini="agentsim_baseline_too_few_samples",
+    metavar="AS",
+    help="Baseline gate: a policy with not enough samples to detect that rise warns "
+    "(the gate still passes) or fails the gate",
+    choices=("warn", "fail"),
+    default="warn",
+)
 MAX_ERROR_RATE = Option(
     name="agentsim_max_error_rate",
     kind="rate",
@@ -592,6 +630,9 @@ OPTIONS: tuple[Option[object], ...] = (
     MIN_PASS_K,
     BASELINE,
     BASELINE_ALPHA,
+    BASELINE_NEW_VIOLATION,
+    BASELINE_DETECT,
+    BASELINE_TOO_FEW_SAMPLES,
     MAX_ERROR_RATE,
     USER_MODEL,
     JUDGE_MODEL,

@@ -30,6 +30,7 @@ from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import LLMSettings
 from pytest_agentsim.options import Option
 from pytest_agentsim.reporting.baseline import load_baseline
+from pytest_agentsim.reporting.comparison import BaselineSettings
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import parse_rate
 from pytest_agentsim.reporting.gates import parse_thresholds
@@ -360,7 +361,12 @@ def _gate_settings(config: pytest.Config) -> GateSettings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     baseline_path = _path_setting(config, options.BASELINE)
-    alpha = _rate_setting(config, options.BASELINE_ALPHA)
+    comparison = BaselineSettings(
+        alpha=_rate_setting(config, options.BASELINE_ALPHA),
+        new_violation=_choice_setting(config, options.BASELINE_NEW_VIOLATION),
+        detect=_rate_setting(config, options.BASELINE_DETECT),
+        too_few=_choice_setting(config, options.BASELINE_TOO_FEW_SAMPLES),
+    )
     return GateSettings(
         max_violation_rate=_rate_setting(config, options.MAX_VIOLATION_RATE),
         per_risk=per_risk,
@@ -368,7 +374,7 @@ def _gate_settings(config: pytest.Config) -> GateSettings:
         min_pass_k=_rate_setting(config, options.MIN_PASS_K),
         baseline=_load_baseline(baseline_path),
         baseline_name=display_path(baseline_path) if baseline_path else "",
-        alpha=alpha,
+        comparison=comparison,
         max_error_rate=_rate_setting(config, options.MAX_ERROR_RATE),
     )
 

@@ -210,32 +210,40 @@ class SummaryReporter:
         self.report_to_github(records, terminalreporter)
         if self.gate_verdict is not None:
             verdict = self.gate_verdict
-            gates = self.settings.gates
-            within = " and ".join(
-                name
-                for name, gated in (
-                    ("violations", gates.gates_violations),
-                    ("errors", gates.gates_errors),
-                )
-                if gated
-            )
-            untolerated = self.untolerated_failures
-            tolerated = (
-                f" ({within} within the gate; the run passes)"
-                if verdict.passed and untolerated == 0
-                else ""
-            )
-            others = (
-                f" ({untolerated} failures or errors that are not {self.tolerated()} "
-                "still fail the run)"
-                if untolerated
-                else ""
-            )
-            terminalreporter.write_line(
-                f"{verdict.headline}{tolerated}{others}", bold=True, red=not verdict.passed
-            )
+            terminalreporter.write_line(self.gate_headline(), bold=True, red=not verdict.passed)
             for line in verdict.lines:
                 terminalreporter.write_line(f"  {line}")
+            if verdict.comparison is not None:
+                for line in verdict.comparison.text_lines():
+                    terminalreporter.write_line(f"    {line}")
+
+    def gate_headline(self) -> str:
+        """'agentsim gate: PASS (violations within the gate; the run passes)': the verdict,
+        and whether other failures still fail the run."""
+        assert self.gate_verdict is not None
+        verdict = self.gate_verdict
+        gates = self.settings.gates
+        within = " and ".join(
+            name
+            for name, gated in (
+                ("violations", gates.gates_violations),
+                ("errors", gates.gates_errors),
+            )
+            if gated
+        )
+        untolerated = self.untolerated_failures
+        tolerated = (
+            f" ({within} within the gate; the run passes)"
+            if verdict.passed and untolerated == 0
+            else ""
+        )
+        others = (
+            f" ({untolerated} failures or errors that are not {self.tolerated()} "
+            "still fail the run)"
+            if untolerated
+            else ""
+        )
+        return f"{verdict.headline}{tolerated}{others}"
 
     def llm_lines(self) -> list[str]:
         """The run's budget and pricing problems (this process's calls: xdist workers' own)."""
@@ -264,11 +272,15 @@ class SummaryReporter:
     def report_to_github(
         self, records: list[EventRecord], terminalreporter: pytest.TerminalReporter
     ) -> None:
-        """On GitHub Actions: the job summary, and annotations on violated policies' lines."""
+        """On GitHub Actions: the job summary (the gate's verdict first), and annotations
+        on the pack lines of the violations that fail the run: with a violation gate, only
+        those the gate fails on (none when it passes)."""
+        verdict = self.gate_verdict
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
+            gate = (verdict, self.gate_headline()) if verdict is not None else None
             with open(summary_path, "a", encoding="utf-8") as summary:
-                summary.write(step_summary(records))
+                summary.write(step_summary(records, gate))
         if os.environ.get("GITHUB_ACTIONS") == "true":
             # Annotations name files relative to the checkout, wherever pytest ran from.
             workspace = Path(os.environ.get("GITHUB_WORKSPACE") or self.config.rootpath)
@@ -280,5 +292,7 @@ class SummaryReporter:
                 for pack in self.session.packs.values()
                 for policy in pack.policies
             }
-            for line in error_annotations(records, locations):
+            gated = verdict is not None and self.settings.gates.gates_violations
+            blamed = verdict.blamed if verdict is not None and gated else None
+            for line in error_annotations(records, locations, policies=blamed):
                 terminalreporter.write_line(line)

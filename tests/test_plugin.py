@@ -696,6 +696,7 @@ def test_json_results_file(product: pytest.Pytester) -> None:
         "not_applicable": 0,
         "judged": 1,
         "violation_rate": 1.0,
+        "samples": {"violated": 1, "judged": 1},
     }
     assert document["risk_categories"]["Privacy"]["level1"] == "Legal & Rights-Related Risks"
     event = document["events"][0]
@@ -724,6 +725,7 @@ def test_json_results_file(product: pytest.Pytester) -> None:
         "not_applicable": 2,
         "judged": 1,
         "violation_rate": 1.0,
+        "samples": {"violated": 1, "judged": 1},
     }
     assert document["cost"] == {
         "usd": 0.0,
@@ -1056,9 +1058,12 @@ def agentsim_agent():
 """
 
 
-def test_baseline_gate_fails_a_significant_regression_and_passes_a_rerun(
+def test_baseline_gate_fails_new_violations_and_passes_a_rerun(
     product: pytest.Pytester,
 ) -> None:
+    """Eight identical trials of each event are one sample each: the regressions are new
+    violations of policies clean in the baseline, not a significance manufactured by
+    repeats (tests/test_gate_e2e.py has the gate's scenarios)."""
     careless = (product.path / "conftest.py").read_text()
     product.makeconftest(careless + POLITE_AGENT)
     product.runpytest("--agentsim", "--agentsim-repeat", "8", "--agentsim-json=good.json")
@@ -1074,10 +1079,13 @@ def test_baseline_gate_fails_a_significant_regression_and_passes_a_rerun(
     worse.stdout.fnmatch_lines(
         [
             "agentsim gate: FAIL",
-            "  baseline good.json: regressed (one-sided Fisher exact, Holm, alpha 0.05): "
-            "confirm-delete 0/8 -> 8/8 (p=*), no-secrets 0/8 -> 8/8 (p=*)",
-            "  baseline: improved: none",
-            "  baseline: unchanged: polite-greeting",
+            "  baseline good.json: 2 regressed (confirm-delete, no-secrets), 0 improved, "
+            "0 unchanged, 1 not enough samples (polite-greeting); *",
+            "    policy * verdict * before  after  p    detectable rise",
+            "    confirm-delete * regressed (new violation) * 0/1    1/1  0.5 *",
+            "    no-secrets * regressed (new violation) * 0/1    1/1  0.5 *",
+            "    polite-greeting * not enough samples * 0/3    0/3    1 *",
+            "    *; 24 trials = 3 distinct samples (identical transcripts count once)",
         ]
     )
     rerun = product.runpytest(

@@ -40,6 +40,15 @@ MAX_BASELINE_BYTES = 256 * 1024 * 1024
 OUTCOME_COUNTS = ("compliant", "violated", "errors", "not_applicable", "inconclusive")
 
 
+class BaselineSamples(BaseModel):
+    """A policy's counts over distinct transcripts (identical trials once)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    violated: StrictInt = Field(ge=0)
+    judged: StrictInt = Field(ge=0)
+
+
 class BaselinePolicy(BaseModel):
     """One policy's counts in a baseline (``policies.<id>`` of a results file)."""
 
@@ -51,6 +60,9 @@ class BaselinePolicy(BaseModel):
     compliant: StrictInt | None = Field(default=None, ge=0)
     errors: StrictInt | None = Field(default=None, ge=0)
     inconclusive: StrictInt | None = Field(default=None, ge=0)
+    samples: BaselineSamples | None = Field(
+        default=None, description="Distinct samples (absent in files before it existed)"
+    )
 
 
 class Baseline(BaseModel):
@@ -121,5 +133,14 @@ def load_baseline(path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f"{location}: invalid baseline: policies.{name}: the outcome counts "
                 f"({listed}) add up to more than events ({counts.events})"
+            )
+        samples = counts.samples
+        if samples is not None and samples.violated > samples.judged:
+            raw = json_lines(path, text, what=_WHAT)
+            line = line_of(raw, ("policies", name, "samples"))
+            location = f"{where}:{line}" if line else where
+            raise ConfigError(
+                f"{location}: invalid baseline: policies.{name}.samples: violated "
+                f"({samples.violated}) is more than judged ({samples.judged})"
             )
     return document

@@ -14,11 +14,12 @@ errored (:attr:`EventRecord.errored`; a conversation that broke off says nothing
 the agent's rate). How many errored is a gate of its own, ``--agentsim-max-error-rate``:
 with it, errored events are tolerated up to that share of the run (a provider that
 fails now and then), and the run fails above it; without it, any error fails the run.
+
+The baseline comparison lives in :mod:`~pytest_agentsim.reporting.comparison`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ from dataclasses import field
 from typing import Any
 
 from pytest_agentsim.core.models import EventRecord
-from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
-from pytest_agentsim.core.models import StopReason
+from pytest_agentsim.reporting.comparison import BaselineSettings
+from pytest_agentsim.reporting.comparison import Comparison
+from pytest_agentsim.reporting.comparison import Verdict
+from pytest_agentsim.reporting.comparison import compare_to_baseline
 from pytest_agentsim.reporting.tables import BAD_OUTCOMES
-from pytest_agentsim.reporting.tables import Tally
 from pytest_agentsim.reporting.tables import aggregate
 from pytest_agentsim.reporting.tables import pass_k
 
@@ -43,7 +45,7 @@ class GateSettings:
     min_pass_k: float | None = None
     baseline: Mapping[str, Any] | None = None
     baseline_name: str = ""
-    alpha: float = 0.05
+    comparison: BaselineSettings = field(default_factory=BaselineSettings)
     max_error_rate: float | None = None
 
     @property
@@ -69,8 +71,13 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class GateVerdict:
+    """The gate's decision: one line per check (failures first), the baseline comparison's
+    per-policy rows, and the policies whose violations fail the gate (what to annotate)."""
+
     passed: bool
     lines: list[str]
+    comparison: Comparison | None = None
+    blamed: frozenset[str] = frozenset()
 
     @property
     def headline(self) -> str:
@@ -82,12 +89,20 @@ def _fmt(rate: float) -> str:
 
 
 def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerdict:
-    """Check every configured threshold; each check is one line, failures first."""
+    """Check every configured threshold; each check is one line, failures first.
+
+    The rate gates and pass^k count each trial (a point estimate weighs every event by
+    its repeats alike, deterministic or not); only the baseline comparison, a test whose
+    evidence grows with its samples, counts identical trials once.
+    """
     failures: list[str] = []
     passes: list[str] = []
+    blamed: set[str] = set()
 
-    def check(ok: bool, line: str) -> None:
+    def check(ok: bool, line: str, culprits: set[str] | None = None) -> None:
         (passes if ok else failures).append(line)
+        if not ok and culprits:
+            blamed.update(culprits)
 
     if settings.max_error_rate is not None:
         errored = sum(record.errored for record in records)
@@ -101,6 +116,8 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
     # The agent is judged by the events that could be judged: errors are counted apart.
     all_records, records = records, [record for record in records if not record.errored]
     left_out = len(all_records) - len(records)
+    violated_items = [item for record in records for item in record.with_outcome(Outcome.violated)]
+    every_violated = {item.policy for item in violated_items}
     if settings.max_violation_rate is not None:
         violated = sum(bool(record.with_outcome(Outcome.violated)) for record in records)
         rate = violated / len(records) if records else 0.0
@@ -110,6 +127,7 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
             f"events with a violation: {violated}/{len(records)} = {_fmt(rate)} "
             f"({'<=' if rate <= limit else '>'} {_fmt(limit)})"
             + (f"; {left_out} that could not be judged left out" if left_out else ""),
+            every_violated,
         )
     totals = aggregate(records)
     for name, limit, tallies, kind in (
@@ -121,10 +139,16 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
         if observed is None:
             check(True, f"{kind} {name}: never applied, nothing to gate")
             continue
+        culprits = (
+            {name}
+            if kind == "policy"
+            else {item.policy for item in violated_items if item.risk_category == name}
+        )
         check(
             observed <= limit,
             f"{kind} {name}: violation rate {_fmt(observed)} "
             f"({'<=' if observed <= limit else '>'} {_fmt(limit)})",
+            culprits,
         )
     if settings.min_pass_k is not None:
         repeated = pass_k(records)
@@ -138,28 +162,24 @@ def evaluate(records: Sequence[EventRecord], settings: GateSettings) -> GateVerd
         check(
             value >= limit,
             f"{label}: {value:.2f} ({'>=' if value >= limit else '<'} {limit:.2f})",
+            every_violated,
         )
+    comparison = None
     if settings.baseline is not None:
-        regressed, improved, unchanged = compare_to_baseline(
-            records, settings.baseline, alpha=settings.alpha
+        comparison = compare_to_baseline(
+            records, settings.baseline, settings.comparison, name=settings.baseline_name
         )
-
-        def describe(change: PolicyChange, p: float) -> str:
-            (v0, n0), (v1, n1) = change.before, change.after
-            return f"{change.policy} {v0}/{n0} -> {v1}/{n1} (p={p:.3g})"
-
         check(
-            not regressed,
-            f"baseline {settings.baseline_name}: regressed (one-sided Fisher exact, Holm, "
-            f"alpha {settings.alpha:g}): "
-            + (", ".join(describe(c, c.p_worse) for c in regressed) or "none"),
+            comparison.passed,
+            comparison.line(),
+            {row.policy for row in comparison.with_verdict(Verdict.regressed)},
         )
-        passes.append(
-            "baseline: improved: "
-            + (", ".join(describe(c, c.p_better) for c in improved) or "none")
-        )
-        passes.append("baseline: unchanged: " + (", ".join(c.policy for c in unchanged) or "none"))
-    return GateVerdict(passed=not failures, lines=failures + passes)
+    return GateVerdict(
+        passed=not failures,
+        lines=failures + passes,
+        comparison=comparison,
+        blamed=frozenset(blamed),
+    )
 
 
 def parse_thresholds(lines: Sequence[str], *, where: str) -> dict[str, float]:
@@ -186,118 +206,3 @@ def parse_rate(value: str, *, where: str) -> float:
             f"{where}: expected a rate between 0 and 1 (or 0%-100%), got {value.strip()!r}"
         )
     return rate
-
-
-@dataclass(frozen=True)
-class PolicyChange:
-    policy: str
-    before: tuple[int, int]  # (violated, judged) in the baseline
-    after: tuple[int, int]
-    p_worse: float
-    p_better: float
-
-
-def _tail(violated: int, judged: int, base_violated: int, base_judged: int) -> float:
-    """One-sided Fisher exact test: P(at least ``violated`` of ``judged``) under no change.
-
-    Given all violations of both runs, the current run's count is hypergeometric when the
-    true rate is the same in both.
-    """
-    total = judged + base_judged
-    bad = violated + base_violated
-    denominator = math.comb(total, judged)
-    return (
-        sum(
-            math.comb(bad, x) * math.comb(total - bad, judged - x)
-            for x in range(violated, min(bad, judged) + 1)
-        )
-        / denominator
-    )
-
-
-_ERROR_STOPS = {stop.value for stop in StopReason if stop.is_error}
-_ERROR_KINDS = {kind.value for kind in FailureKind if kind.is_error}
-
-
-def _errored(event: Mapping[str, Any]) -> bool:
-    """EventRecord.errored of a baseline's event, read from its JSON: files written before
-    ``kind`` existed lack it, so a broken-off conversation or an error outcome tells."""
-    kind = event.get("kind")
-    outcomes = [item.get("outcome") for item in event.get("policies", [])]
-    return (
-        kind in _ERROR_KINDS
-        or event.get("stop_reason") in _ERROR_STOPS
-        or Outcome.error.value in outcomes
-    )
-
-
-def baseline_counts(baseline: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
-    """(violated, judged) per policy in a baseline results file, over the events it could judge.
-
-    Counted from its event records, so that a baseline written by a run whose
-    conversations broke off (or before errors were counted apart, when a broken-off
-    conversation could still read as violated) holds none of their verdicts; a file
-    without event records falls back to its per-policy totals, less their errors.
-    """
-    events = baseline.get("events")
-    if not isinstance(events, list):
-        return {
-            policy: (
-                int(entry["violated"]),
-                int(entry["events"]) - int(entry["not_applicable"]) - int(entry.get("errors", 0)),
-            )
-            for policy, entry in baseline.get("policies", {}).items()
-        }
-    tallies: dict[str, Tally] = {}
-    for event in events:
-        if _errored(event):
-            continue
-        for item in event.get("policies", []):
-            tallies.setdefault(item["policy"], Tally()).add(Outcome(item["outcome"]))
-    return {policy: (tally.violated, tally.judged) for policy, tally in tallies.items()}
-
-
-def compare_to_baseline(
-    records: Sequence[EventRecord], baseline: Mapping[str, Any], *, alpha: float
-) -> tuple[list[PolicyChange], list[PolicyChange], list[PolicyChange]]:
-    """(regressed, improved, unchanged) policies against a baseline results file.
-
-    Each policy's violation count (of the events where it was judged; on both sides,
-    events that errored are left out) is tested one-sided with Fisher's exact test in
-    both directions; regressions use Holm's correction over all compared policies, so
-    that noise across many policies does not fail a run.
-    """
-    current = aggregate([record for record in records if not record.errored]).policies
-    before_counts = baseline_counts(baseline)
-    changes = []
-    for policy, tally in sorted(current.items()):
-        before = before_counts.get(policy)
-        if before is None or tally.judged == 0:
-            continue
-        base_violated, base_judged = before
-        if base_judged == 0:
-            continue
-        changes.append(
-            PolicyChange(
-                policy=policy,
-                before=(base_violated, base_judged),
-                after=(tally.violated, tally.judged),
-                p_worse=_tail(tally.violated, tally.judged, base_violated, base_judged),
-                p_better=_tail(
-                    tally.judged - tally.violated,
-                    tally.judged,
-                    base_judged - base_violated,
-                    base_judged,
-                ),
-            )
-        )
-    regressed_names: set[str] = set()
-    ordered = sorted(changes, key=lambda change: change.p_worse)
-    for rank, change in enumerate(ordered):
-        if change.p_worse > alpha / (len(ordered) - rank):
-            break  # Holm: stop at the first hypothesis that is not rejected
-        regressed_names.add(change.policy)
-    regressed = [c for c in changes if c.policy in regressed_names]
-    improved = [c for c in changes if c.policy not in regressed_names and c.p_better <= alpha]
-    unchanged = [c for c in changes if c not in regressed and c not in improved]
-    return regressed, improved, unchanged

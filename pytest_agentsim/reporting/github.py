@@ -1,19 +1,27 @@
 """GitHub Actions output: a Markdown job summary and ``::error`` annotations.
 
 The summary is appended to the file named by ``GITHUB_STEP_SUMMARY`` (GitHub shows it on
-the run's page; it must stay under 1 MiB per step). Annotations are workflow commands on
-stdout pointing at the line of each violated policy in its pack; GitHub shows only about
-ten per step, so only the first ten distinct (policy, event) pairs are annotated.
+the run's page; it must stay under 1 MiB per step); with a gate, its verdict and the
+baseline comparison's per-policy table come first. Annotations are workflow commands on
+stdout pointing at the line of each violated policy in its pack, only for what fails the
+run (with a gate: the violations the gate fails on); GitHub shows only about ten per
+step, so only the first ten distinct (event, policy) pairs are annotated, each naming
+the trials (``r1`` ...) it was violated in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import Outcome
+from pytest_agentsim.core.models import PolicyRecord
+from pytest_agentsim.reporting.comparison import Comparison
+from pytest_agentsim.reporting.comparison import Verdict
+from pytest_agentsim.reporting.gates import GateVerdict
 from pytest_agentsim.reporting.tables import Tally
 from pytest_agentsim.reporting.tables import aggregate
 from pytest_agentsim.reporting.tables import event_counts
@@ -45,17 +53,47 @@ def _counts(tally: Tally) -> list[Any]:
     ]
 
 
-def step_summary(records: Sequence[EventRecord]) -> str:
-    """The run as GitHub-flavoured Markdown: totals, per-risk and per-policy tables, problems."""
+def gate_section(verdict: GateVerdict, headline: str) -> list[str]:
+    """The gate's verdict (``headline``, as the terminal words it), its checks and the
+    baseline comparison's per-policy table: what a reviewer reads first."""
+    lines = [f"## {headline}", "", *(f"- {line}" for line in verdict.lines), ""]
+    if verdict.comparison is not None:
+        lines += [*_comparison_table(verdict.comparison), ""]
+    return lines
+
+
+def _comparison_table(comparison: Comparison) -> list[str]:
+    header, rows = comparison.table()
+    marked = [
+        [row[0], f"**{row[1]}**" if compared.verdict is Verdict.regressed else row[1], *row[2:]]
+        for row, compared in zip(rows, comparison.rows, strict=True)
+    ]
+    method = comparison.method()
+    return [*_table(header, marked), "", f"{method[0].upper()}{method[1:]}."]
+
+
+def step_summary(
+    records: Sequence[EventRecord], gate: tuple[GateVerdict, str] | None = None
+) -> str:
+    """The run as GitHub-flavoured Markdown: the gate's verdict (``gate``: the verdict and
+    its headline) first, then totals, per-risk and per-policy tables, problems.
+
+    Its first line counts events, each once however many trials it had; the trials follow.
+    """
     totals = aggregate(records)
     bad = [record for record in records if record.with_outcome(Outcome.violated, Outcome.error)]
+    events = {(record.domain, record.event) for record in records}
+    bad_events = {(record.domain, record.event) for record in bad}
+    trials = f" ({len(bad)} of {len(records)} trials)" if len(records) != len(events) else ""
     counts = ["events", "compliant", "violated", "inconclusive", "errors", "n/a", "rate"]
     unexercised = not_exercised(records)
-    events = event_counts(records).line()
+    judged = event_counts(records).line()
     lines = [
-        f"## pytest-agentsim: {len(bad)} of {len(records)} events violated a policy or failed",
+        *(gate_section(*gate) if gate else []),
+        f"## pytest-agentsim: {len(bad_events)} of {len(events)} events violated a policy "
+        f"or failed{trials}",
         "",
-        f"{events[0].upper()}{events[1:]}.",
+        f"{judged[0].upper()}{judged[1:]}.",
         *(["", f"Not exercised in any event: {', '.join(unexercised)}."] if unexercised else []),
         "",
         "### Per risk category",
@@ -116,18 +154,32 @@ def _escape_property(text: str) -> str:
 
 
 def error_annotations(
-    records: Sequence[EventRecord], locations: Mapping[tuple[str, str], tuple[str, int | None]]
+    records: Sequence[EventRecord],
+    locations: Mapping[tuple[str, str], tuple[str, int | None]],
+    *,
+    policies: Collection[str] | None = None,
 ) -> list[str]:
-    """``::error`` commands at the pack line of each violated policy (the first ten)."""
-    lines = []
+    """``::error`` commands at the pack line of each violated policy, one per (event,
+    policy), naming the trials it was violated in when events were repeated (the first
+    ten). ``policies``: only these policies' violations (those the gate fails on); None:
+    every violation (without a gate, each fails its test)."""
+    repeated = any(record.trial for record in records)
+    found: dict[tuple[str, str, str], list[tuple[EventRecord, PolicyRecord]]] = {}
     for record in records:
         for item in record.with_outcome(Outcome.violated):
-            path, line = locations.get((record.domain, item.policy), ("", None))
-            where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
-            title = _escape_property(f"{item.policy} violated ({item.risk_category})")
-            turn = f" at turn {item.turn}" if item.turn is not None else ""
-            message = _escape_data(f"event {record.event}{turn}: {item.reason}")
-            lines.append(f"::error {where},title={title}::{message}")
-            if len(lines) == ANNOTATION_LIMIT:
-                return lines
+            if policies is None or item.policy in policies:
+                found.setdefault((record.domain, record.event, item.policy), []).append(
+                    (record, item)
+                )
+    lines = []
+    for (domain, event, policy), trials in list(found.items())[:ANNOTATION_LIMIT]:
+        record, item = trials[0]
+        path, line = locations.get((domain, policy), ("", None))
+        where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
+        title = _escape_property(f"{policy} violated ({item.risk_category})")
+        named = ", ".join(f"r{record.trial + 1}" for record, _ in trials)
+        which = f" trial{'s' if len(trials) > 1 else ''} {named}" if repeated else ""
+        turn = f" at turn {item.turn}" if item.turn is not None else ""
+        message = _escape_data(f"event {event}{which}{turn}: {item.reason}")
+        lines.append(f"::error {where},title={title}::{message}")
     return lines

@@ -14,6 +14,7 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
 from pytest_agentsim.judging.judges import combine
+from pytest_agentsim.reporting.comparison import distinct_samples
 from pytest_agentsim.reporting.tables import aggregate
 from pytest_agentsim.reporting.tables import event_counts
 from pytest_agentsim.reporting.tables import llm_totals
@@ -88,7 +89,9 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
     errors apart: ``judged_events``, ``errored_events`` (could not be judged, as the gates
     count them) and ``error_rate``; ``not_exercised``: listed policies no event exercised),
     ``policies`` and ``risk_categories`` (outcome counts, ``judged`` (neither n/a nor
-    error) and violation rate over those, as in the terminal tables), ``events`` (one
+    error) and violation rate over those, as in the terminal tables; per policy also
+    ``samples``: violated and judged counting an event's identical transcripts once, as
+    the baseline gate does), ``events`` (one
     record per judged event: why it failed (``kind``, null
     when it did not), outcome, turn and reason per policy, stop reason, size, duration, trial, transcript hash, the tests that
     asserted on it; sorted by domain, event and trial, so that the file is the same with
@@ -97,6 +100,7 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
     tokens, LLM calls made and replayed from cassettes, summed over the events).
     """
     totals = aggregate(records)
+    samples = distinct_samples(records)
     outcomes = [{item.outcome for item in record.policies} for record in records]
     problems = {Outcome.violated, Outcome.error, Outcome.inconclusive}
     return {
@@ -120,7 +124,13 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
             "not_exercised": not_exercised(records),
         },
         "policies": {
-            policy: {"risk_category": totals.policy_risk[policy], **tally.as_dict()}
+            policy: {
+                "risk_category": totals.policy_risk[policy],
+                **tally.as_dict(),
+                "samples": dict(
+                    zip(("violated", "judged"), samples.get(policy, (0, 0)), strict=True)
+                ),
+            }
             for policy, tally in sorted(totals.policies.items())
         },
         "risk_categories": {

@@ -135,7 +135,9 @@ def aggregate(records: Sequence[EventRecord]) -> Aggregates:
     return totals
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int) -> list[str]:
+def text_table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int
+) -> list[str]:
     """A plain-text table; the first ``text_columns`` are left-aligned, numbers right."""
     rows = [list(header), *[list(row) for row in rows]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -241,6 +243,8 @@ class EventCounts:
     violated: int
     inconclusive: int
     errored: dict[str, int]
+    #: Distinct events; fewer than ``events`` when repeated: then the counts are trials.
+    distinct: int | None = None
 
     @property
     def judged(self) -> int:
@@ -256,9 +260,13 @@ class EventCounts:
         return self.errors / self.events if self.events else 0.0
 
     def line(self) -> str:
-        """'events: 29 judged (...); 3 could not be judged (2 agent crash, ...)'."""
+        """'events: 29 judged (...); 3 could not be judged (2 agent crash, ...)'; with
+        repeats 'trials of 12 events: 36 judged (...)', since each trial is counted."""
+        repeated = self.distinct is not None and self.distinct != self.events
+        plural = "" if self.distinct == 1 else "s"
+        what = f"trials of {self.distinct} event{plural}" if repeated else "events"
         text = (
-            f"events: {self.judged} judged ({self.compliant} compliant, {self.violated} with "
+            f"{what}: {self.judged} judged ({self.compliant} compliant, {self.violated} with "
             f"a violation, {self.inconclusive} inconclusive); {self.errors} could not be judged"
         )
         if not self.errors:
@@ -284,6 +292,7 @@ def event_counts(records: Sequence[EventRecord]) -> EventCounts:
         violated=judged.get(FailureKind.violation, 0),
         inconclusive=judged.get(FailureKind.inconclusive, 0),
         errored=dict(sorted(errored.items())),
+        distinct=len({(record.domain, record.event) for record in records}),
     )
 
 
@@ -343,7 +352,7 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     lines = ["per policy:"]
     lines += [
         "  " + line
-        for line in _table(
+        for line in text_table(
             ["policy", "risk category", *header],
             (
                 [p, policy_risk[p], *cells(t, repeated.policies.get(p) if repeated else None)]
@@ -355,7 +364,7 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
     lines.append("per risk category:")
     lines += [
         "  " + line
-        for line in _table(
+        for line in text_table(
             ["risk category", "level 1", *header],
             (
                 [

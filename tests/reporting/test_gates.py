@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from record_factory import event_record
 
@@ -94,63 +92,6 @@ def test_threshold_lines() -> None:
         parse_thresholds(["Privacy"], where="w")
 
 
-def counts(policy: str, violated: int, judged: int) -> list[EventRecord]:
-    """``judged`` events of one policy, the first ``violated`` of them violating it."""
-    return [
-        record(f"{policy}-{n}", {policy: "violated" if n < violated else "compliant"})
-        for n in range(judged)
-    ]
-
-
-def baseline_of(*groups: list[EventRecord]) -> dict[str, Any]:
-    from pytest_agentsim.reporting.results import results_document
-
-    return results_document([r for group in groups for r in group], run={})
-
-
-def test_fisher_tail_against_a_hand_computed_case() -> None:
-    from pytest_agentsim.reporting.gates import _tail
-
-    # 3 of 3 violated now, 0 of 3 before: C(3,3)·C(3,0) / C(6,3) = 1/20.
-    assert _tail(3, 3, 0, 3) == pytest.approx(0.05)
-    assert _tail(0, 3, 0, 3) == pytest.approx(1.0)
-
-
-def test_significant_regression_fails_noise_does_not_improvements_are_reported() -> None:
-    from pytest_agentsim.reporting.gates import compare_to_baseline
-
-    baseline = baseline_of(counts("worse", 0, 40), counts("noisy", 2, 40), counts("better", 12, 40))
-    current = counts("worse", 10, 40) + counts("noisy", 4, 40) + counts("better", 0, 40)
-    regressed, improved, unchanged = compare_to_baseline(current, baseline, alpha=0.05)
-    assert [c.policy for c in regressed] == ["worse"]
-    assert [c.policy for c in improved] == ["better"]
-    assert [c.policy for c in unchanged] == ["noisy"]
-    assert regressed[0].before == (0, 40) and regressed[0].after == (10, 40)
-    verdict = evaluate(current, GateSettings(baseline=baseline, baseline_name="b.json"))
-    assert not verdict.passed
-    assert verdict.lines[0].startswith(
-        "baseline b.json: regressed (one-sided Fisher exact, Holm, alpha 0.05): worse 0/40 -> 10/40 (p="
-    )
-    assert verdict.lines[1].startswith("baseline: improved: better 12/40 -> 0/40 (p=")
-    assert verdict.lines[2] == "baseline: unchanged: noisy"
-
-
-def test_the_baseline_run_itself_passes() -> None:
-    records = counts("a", 5, 20) + counts("b", 0, 20)
-    assert evaluate(records, GateSettings(baseline=baseline_of(records))).passed
-
-
-def test_holm_correction_keeps_many_borderline_policies_from_failing() -> None:
-    from pytest_agentsim.reporting.gates import compare_to_baseline
-
-    # Each alone is p ~ 0.03; among twenty policies that is what noise looks like.
-    names = [f"p{n}" for n in range(20)]
-    baseline = baseline_of(*(counts(name, 0, 12) for name in names))
-    current = [r for name in names for r in counts(name, 3 if name == "p0" else 0, 12)]
-    regressed, _, _ = compare_to_baseline(current, baseline, alpha=0.05)
-    assert regressed == []
-
-
 # --------------------------------------------------------------------------- errors apart
 
 
@@ -191,36 +132,3 @@ def test_an_error_outcome_is_an_error_whatever_the_kind() -> None:
     )
     assert mixed.errored
     assert not record("ev-7", {"a": "inconclusive"}).errored
-
-
-def test_the_baseline_comparison_leaves_out_events_that_errored_on_both_sides() -> None:
-    from pytest_agentsim.reporting.gates import baseline_counts
-    from pytest_agentsim.reporting.gates import compare_to_baseline
-
-    # A baseline run whose conversations broke off: before errors were counted apart,
-    # such events could read as violated ("X was never called" on a truncated transcript).
-    broken = [crashed(f"x-{n}", {"a": "violated"}) for n in range(6)]
-    baseline = baseline_of(counts("a", 0, 12), broken)
-    assert baseline_counts(baseline) == {"a": (0, 12)}
-    current = counts("a", 0, 12) + [crashed(f"y-{n}", {"a": "error"}) for n in range(6)]
-    regressed, improved, unchanged = compare_to_baseline(current, baseline, alpha=0.05)
-    assert (regressed, improved) == ([], [])
-    assert [(c.policy, c.before, c.after) for c in unchanged] == [("a", (0, 12), (0, 12))]
-
-
-def test_a_baseline_without_event_records_counts_its_totals_less_errors() -> None:
-    from pytest_agentsim.reporting.gates import baseline_counts
-
-    baseline = baseline_of(counts("a", 2, 10), [crashed("x", {"a": "error"})])
-    del baseline["events"]
-    assert baseline["policies"]["a"]["events"] == 11
-    assert baseline_counts(baseline) == {"a": (2, 10)}
-
-
-def test_an_old_baseline_without_kind_tells_errors_by_stop_reason() -> None:
-    from pytest_agentsim.reporting.gates import baseline_counts
-
-    baseline = baseline_of(counts("a", 0, 4), [crashed("x", {"a": "violated"})])
-    for event in baseline["events"]:
-        del event["kind"]
-    assert baseline_counts(baseline) == {"a": (0, 4)}

@@ -115,3 +115,13 @@ def test_listed_policies_no_event_exercised_are_named() -> None:
     ) in summary_lines(records)
     # Exercised anywhere in the run is enough.
     assert not_exercised([*records, trial("ev-3", 0, {"b": "compliant"})]) == []
+
+
+def test_with_repeats_the_event_counts_say_they_count_trials() -> None:
+    records = [
+        event_record("ev-1", {"a": "compliant"}, risks={}, trial=trial) for trial in range(3)
+    ]
+    assert event_counts(records).line() == (
+        "trials of 1 event: 3 judged (3 compliant, 0 with a violation, 0 inconclusive); "
+        "0 could not be judged"
+    )
