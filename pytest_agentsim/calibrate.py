@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.judging.calibration import CalibrationCase
 from pytest_agentsim.judging.calibration import JudgeCalibration
 from pytest_agentsim.judging.calibration import LoadedCase
@@ -24,6 +25,8 @@ from pytest_agentsim.judging.calibration import calibration
 from pytest_agentsim.judging.calibration import judge_cases
 from pytest_agentsim.judging.calibration import load_calibration_set
 from pytest_agentsim.llm.gateway import run_sync
+from pytest_agentsim.llm.run import EventLLM
+from pytest_agentsim.llm.run import active
 from pytest_agentsim.reporting.calibration import calibration_lines
 from pytest_agentsim.reporting.calibration import calibration_record
 from pytest_agentsim.reporting.calibration import disagreement_lines
@@ -45,6 +48,7 @@ class CalibrationRun:
         self.session = session
         self.path = path
         self.cases = load_calibration_set(path, registry=session.registry)
+        self.scopes: list[EventLLM] = []
 
     @property
     def judge_names(self) -> list[str]:
@@ -52,10 +56,15 @@ class CalibrationRun:
         return names + (["combined"] if len(names) > 1 else [])
 
     def _scope(self, loaded: LoadedCase) -> Any:
-        from pytest_agentsim.llm.run import active
-
         llm = self.session.llm
-        return active(llm.scope(llm.cassette_path("calibration", loaded.case.id)))
+        scope = llm.scope(llm.cassette_path("calibration", loaded.case.id))
+        self.scopes.append(scope)
+        return active(scope)
+
+    @property
+    def llm_tally(self) -> LLMTally:
+        """The model calls the judges made on the set (all judges: one tally per case)."""
+        return sum((scope.tally.tally() for scope in self.scopes), LLMTally())
 
     @staticmethod
     def _conversation(case: CalibrationCase) -> Conversation:
@@ -90,6 +99,13 @@ class CalibrationItem(pytest.Item):
     def runtest(self) -> None:
         report = self.run.reports[self.judge]
         lines = calibration_lines(report)
+        tally = self.run.llm_tally
+        if tally.calls or tally.replayed_calls:
+            lines.append(
+                f"  model calls of all judges on the set: {tally.calls} to a model, "
+                f"{tally.replayed_calls} replayed from cassettes, {tally.tokens:,} tokens, "
+                f"${tally.cost_usd:.4f}"
+            )
         self.user_properties.append((RECORD_KEY, {**calibration_record(report), "lines": lines}))
         self.add_report_section("call", "calibration", "\n".join(lines))
         failures = self.run.session.settings.agreement.failures(report)
