@@ -107,7 +107,6 @@ class CalibrationItem(pytest.Item):
                 f"${tally.cost_usd:.4f}"
             )
         self.user_properties.append((RECORD_KEY, {**calibration_record(report), "lines": lines}))
-        self.add_report_section("call", "calibration", "\n".join(lines))
         failures = self.run.session.settings.agreement.failures(report)
         if failures:
             raise CalibrationFailed(
@@ -116,8 +115,7 @@ class CalibrationItem(pytest.Item):
                         f"judge {self.judge} agrees with the labels of "
                         f"{self.run.path.name} less than required:",
                         *(f"  {line}" for line in failures),
-                        *lines,
-                        "disagreements:",
+                        "(its table is in the calibration summary below) disagreements:",
                         *disagreement_lines(report),
                     ]
                 )
