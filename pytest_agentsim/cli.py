@@ -196,8 +196,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="seconds one request may take before it is retried (default 60)",
     )
-    args = parser.parse_args(argv)
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure every judge against a labelled calibration set (runs pytest)",
+        description="Runs `pytest --agentsim --agentsim-calibrate=SET -m agentsim_calibration "
+        "[PYTEST_ARGS]`: the judges your conftest and ini file configure (rule checks, the "
+        "LLM judge, plugin judges) judge every labelled case, and each judge's agreement with "
+        "the labels is printed. Give the test directory and any options after the set, e.g. "
+        "`agentsim calibrate fixtures/calibration/airline example_tests "
+        "--agentsim-judge-model=openai/gpt-4o-mini --agentsim-min-judge-agreement=0.9`.",
+    )
+    calibrate.add_argument("set", help="the calibration set: a directory of case files")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "calibrate":
+        return _calibrate_command(args.set, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _extract_command(args)
+
+
+def _calibrate_command(calibration_set: str, pytest_args: Sequence[str]) -> int:
+    import pytest
+
+    return int(
+        pytest.main(
+            [
+                "--agentsim",
+                f"--agentsim-calibrate={calibration_set}",
+                "-m",
+                "agentsim_calibration",
+                # this process has imported the package already (it runs this command)
+                "-W",
+                "ignore::pytest.PytestAssertRewriteWarning",
+                *pytest_args,
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -410,6 +410,41 @@ MAX_ERROR_RATE = Option(
     default=None,
     default_text="no gate: any error fails the run",
 )
+CALIBRATE = Option(
+    name="agentsim_calibrate",
+    kind="path",
+    group="agentsim",
+    flag="--agentsim-calibrate",
+    ini="agentsim_calibration",
+    metavar="DIR",
+    help="Judge calibration: judge the labelled conversations in DIR with every judge of the "
+    "run and report each judge's agreement with the labels (a test per judge, marked "
+    "agentsim_calibration)",
+    default=None,
+    default_text="off",
+)
+MIN_JUDGE_AGREEMENT = Option(
+    name="agentsim_min_judge_agreement",
+    kind="rate",
+    group="agentsim",
+    flag="--agentsim-min-judge-agreement",
+    ini="agentsim_min_judge_agreement",
+    metavar="RATE",
+    help="Calibration: fail a judge's calibration test if it agrees with the labels on "
+    "fewer than RATE (0-1 or N%) of the verdicts it gave",
+    default=None,
+    default_text="no threshold",
+)
+MIN_JUDGE_AGREEMENT_PER_POLICY = Option(
+    name="agentsim_min_judge_agreement_per_policy",
+    kind="lines",
+    group="agentsim",
+    ini="agentsim_min_judge_agreement_per_policy",
+    help="Calibration lines 'policy-id = rate': the least agreement per policy",
+    default=(),
+    note="lines `refund-window = 95%`",
+    default_text="no threshold",
+)
 USER_MODEL = Option(
     name="agentsim_user_model",
     kind="text",
@@ -432,6 +467,18 @@ JUDGE_MODEL = Option(
     help="Add an LLM judge of every event's policies, beside the rule checks",
     default=None,
     default_text="rule checks only",
+)
+JUDGE_PROMPT = Option(
+    name="agentsim_judge_prompt",
+    kind="path",
+    group="agentsim-llm",
+    flag="--agentsim-judge-prompt",
+    ini="agentsim_judge_prompt",
+    metavar="PATH",
+    help="The LLM judge's instructions (its system prompt) from a file, with {begin} and "
+    "{end} where the lines that fence the transcript are named",
+    default=None,
+    default_text="the built-in instructions",
 )
 JUDGE_SAMPLES = Option(
     name="agentsim_judge_samples",
@@ -634,8 +681,12 @@ OPTIONS: tuple[Option[object], ...] = (
     BASELINE_DETECT,
     BASELINE_TOO_FEW_SAMPLES,
     MAX_ERROR_RATE,
+    CALIBRATE,
+    MIN_JUDGE_AGREEMENT,
+    MIN_JUDGE_AGREEMENT_PER_POLICY,
     USER_MODEL,
     JUDGE_MODEL,
+    JUDGE_PROMPT,
     JUDGE_SAMPLES,
     INCONCLUSIVE,
     AGENT_MODEL,

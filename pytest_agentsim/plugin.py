@@ -77,8 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "agentsim_user_model(model): a model plays this test's simulated user (None: the offline user)",
     )
+    config.addinivalue_line(
+        "markers",
+        "agentsim_calibration: a judge's calibration test (--agentsim-calibrate); select with "
+        "-m agentsim_calibration",
+    )
     if not config.getoption("agentsim"):
-        for option in ("agentsim_generate", "agentsim_generate_model"):
+        for option in ("agentsim_generate", "agentsim_generate_model", "agentsim_calibrate"):
             if config.getoption(option, None):
                 raise pytest.UsageError(
                     f"--{option.replace('_', '-')}: only used with --agentsim (add it)"
@@ -105,6 +110,10 @@ def _register_plugins(config: pytest.Config) -> None:
     session = AgentSimSession(config)
     tests = config.stash[TESTS] = ConversationTests(session)
     register(tests, "agentsim-tests")
+    if session.settings.calibration is not None:
+        from pytest_agentsim.calibrate import CalibrationTests
+
+        register(CalibrationTests(session, session.settings.calibration), "agentsim-calibration")
     if not is_worker(config):
         from pytest_agentsim.summary import SummaryReporter
 

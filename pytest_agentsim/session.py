@@ -71,7 +71,11 @@ class AgentSimSession:
             from pytest_agentsim.judging.llm_judge import LLMJudge
 
             self.judges.append(
-                LLMJudge(self.settings.llm.judge_model, samples=self.settings.llm.judge_samples)
+                LLMJudge(
+                    self.settings.llm.judge_model,
+                    samples=self.settings.llm.judge_samples,
+                    instructions=self.settings.llm.judge_instructions,
+                )
             )
         gates = self.settings.gates
         self.catalog.check_gate_names(gates.per_risk, gates.per_policy)

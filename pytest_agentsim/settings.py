@@ -11,6 +11,7 @@ import difflib
 import re
 import warnings
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from pathlib import PurePath
 from typing import Any
@@ -30,6 +31,7 @@ from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import LLMSettings
 from pytest_agentsim.options import Option
 from pytest_agentsim.reporting.baseline import load_baseline
+from pytest_agentsim.reporting.calibration import AgreementThresholds
 from pytest_agentsim.reporting.comparison import BaselineSettings
 from pytest_agentsim.reporting.gates import GateSettings
 from pytest_agentsim.reporting.gates import parse_rate
@@ -58,6 +60,8 @@ class Settings:
     json_path: Path | None
     gates: GateSettings
     llm: LLMSettings
+    calibration: Path | None = None
+    agreement: AgreementThresholds = field(default_factory=AgreementThresholds)
 
 
 def _given(config: pytest.Config, option: Option[object]) -> Any:
@@ -227,6 +231,40 @@ def resolve_settings(config: pytest.Config) -> Settings:
         json_path=_path_setting(config, options.JSON_FILE),
         gates=_gate_settings(config),
         llm=_llm_settings(config),
+        calibration=_path_setting(config, options.CALIBRATE),
+        agreement=_agreement_thresholds(config),
+    )
+
+
+def _judge_instructions(config: pytest.Config) -> str | None:
+    """The judge prompt file's text; it must name where the transcript's fences go."""
+    path = _path_setting(config, options.JUDGE_PROMPT)
+    if path is None:
+        return None
+    from pytest_agentsim.core.sources import read_user_text
+    from pytest_agentsim.judging.llm_judge import INSTRUCTION_PLACEHOLDERS
+
+    text = read_user_text(path, what="judge prompt")
+    missing = [p for p in INSTRUCTION_PLACEHOLDERS if p not in text]
+    if missing:
+        raise ConfigError(
+            f"{display_path(path)}: the judge prompt must contain {' and '.join(missing)} "
+            "(where the lines fencing the transcript are named, e.g. 'The conversation is "
+            "given between the lines {begin} and {end}')"
+        )
+    return text
+
+
+def _agreement_thresholds(config: pytest.Config) -> AgreementThresholds:
+    try:
+        per_policy = parse_thresholds(
+            _ini(config, options.MIN_JUDGE_AGREEMENT_PER_POLICY),
+            where=_where(config, options.MIN_JUDGE_AGREEMENT_PER_POLICY, True),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return AgreementThresholds(
+        overall=_rate_setting(config, options.MIN_JUDGE_AGREEMENT), per_policy=per_policy
     )
 
 
@@ -286,6 +324,7 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         user_model=_text_setting(config, options.USER_MODEL)[0],
         judge_model=_text_setting(config, options.JUDGE_MODEL)[0],
         judge_samples=_int_setting(config, options.JUDGE_SAMPLES),
+        judge_instructions=_judge_instructions(config),
         agent_model=agent_model,
         agent_prompt=agent_prompt,
         generate_model=_text_setting(config, options.GENERATE_MODEL)[0],

@@ -60,6 +60,8 @@ class LLMSettings:
     user_model: str | None = None
     judge_model: str | None = None
     judge_samples: int = 1
+    #: the judge's instructions read from ``--agentsim-judge-prompt`` (None: the built-in)
+    judge_instructions: str | None = None
     agent_model: str | None = None
     agent_prompt: Path | None = None
     generate_model: str | None = None
