@@ -68,9 +68,16 @@ class RuleCheck(StrictModel):
         raise NotImplementedError
 
     def label(self) -> str:
+        """``type(field=value, ...)``, text as written: a regex reads as in the pack."""
         fields = self.model_dump(exclude={"type"}, exclude_defaults=True)
-        inner = ", ".join(f"{key}={value!r}" for key, value in fields.items())
+        inner = ", ".join(f"{key}={_shown(value)}" for key, value in fields.items())
         return f"{self.type}({inner})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str) and "'" not in value:
+        return f"'{value}'"
+    return repr(value)
 
 
 class RuleRegistry:
