@@ -10,6 +10,7 @@ Messages follow the OpenAI chat format, the lingua franca of agent frameworks.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -23,6 +24,10 @@ from pydantic import Field
 from pydantic import PrivateAttr
 from pydantic import field_validator
 from pydantic import model_validator
+
+from pytest_agentsim.core.dbstate import pretty_report
+from pytest_agentsim.core.dbstate import state_report
+from pytest_agentsim.core.dbstate import touched
 
 
 class StrictModel(BaseModel):
@@ -256,6 +261,7 @@ class PolicyPack(StrictModel):
     _path: str | None = PrivateAttr(default=None)
     _seed_db: dict[str, Any] = PrivateAttr(default_factory=dict)
     _content_hash: str = PrivateAttr(default="")
+    _seed_digest: tuple[int, str] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> str | None:
@@ -281,7 +287,18 @@ class PolicyPack(StrictModel):
         of it, so a plugin release adding a pack setting leaves every snapshot fresh.
         """
         content = self.model_dump(mode="json", exclude_defaults=True)
-        canonical = json.dumps([content, self._seed_db], sort_keys=True, separators=(",", ":"))
+        seed = id(self._seed_db)
+        if self._seed_digest is None or self._seed_digest[0] != seed:
+            # Hashed once: a multi-MB seed takes a while to serialize.
+            text = json.dumps(self._seed_db, sort_keys=True, separators=(",", ":"))
+            self._seed_digest = (seed, text)
+        canonical = (
+            "["
+            + json.dumps(content, sort_keys=True, separators=(",", ":"))
+            + ","
+            + self._seed_digest[1]
+            + "]"
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def policy(self, policy_id: str) -> Policy:
@@ -543,7 +560,6 @@ class Conversation(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     initial_db: dict[str, Any] = Field(default_factory=dict)
     final_db: dict[str, Any] = Field(default_factory=dict)
-    state_diff: dict[str, Any] = Field(default_factory=dict)
     stop_reason: StopReason
     error: str | None = Field(
         default=None,
@@ -557,6 +573,29 @@ class Conversation(BaseModel):
     )
     seed: int = 0
     duration_seconds: float = Field(default=0.0, description="Wall time of the simulation")
+    # The changed parts of (initial_db, final_db); set apart when redacted (see db_changes).
+    _db_changes: tuple[dict[str, Any], dict[str, Any]] | None = PrivateAttr(default=None)
+
+    def db_changes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parts of the starting and final databases that differ, pruned to the paths
+        of the changes (:func:`~pytest_agentsim.core.dbstate.touched`); computed once."""
+        if self._db_changes is None:
+            self._db_changes = touched(self.initial_db, self.final_db)
+        return self._db_changes
+
+    @functools.cached_property
+    def state_diff(self) -> dict[str, Any]:
+        """The database change as deepdiff's JSON-safe report ({} when nothing changed).
+
+        Made on first use only (the LLM judge shows it to its model), from the changed
+        parts alone: deepdiff over a whole database per event cost more than the rest of
+        an offline simulation.
+        """
+        return state_report(*self.db_changes())
+
+    def db_diff_text(self) -> str:
+        """The database change as lines a human reads ("" when nothing changed)."""
+        return pretty_report(*self.db_changes())
 
     def assistant_texts(self) -> list[tuple[int, str]]:
         return [

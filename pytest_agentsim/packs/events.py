@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_agentsim.core.checks import RuleRegistry
+from pytest_agentsim.core.dbstate import merged
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventSet
@@ -304,5 +305,10 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
 
 
 def starting_db(pack: PolicyPack, event: Event) -> dict[str, Any]:
-    """The database an event starts from: the pack's seed with the event's overrides."""
-    return deep_merge(pack.seed_db, event.db)
+    """The database an event starts from: the pack's seed with the event's overrides.
+
+    It shares every part the overrides do not reach with the seed (a multi-MB seed is not
+    copied per event), so it must not be changed: a sandbox hands its tools a
+    copy-on-access view of it.
+    """
+    return merged(pack.seed_db, event.db)

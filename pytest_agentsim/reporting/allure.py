@@ -33,7 +33,6 @@ import pytest
 from pytest_agentsim.core.models import FailureKind
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.reporting.failure import render_transcript
-from pytest_agentsim.simulation.sandbox import pretty_diff
 
 if TYPE_CHECKING:
     from pytest_agentsim.core.models import Event
@@ -209,7 +208,7 @@ class AllureReporter:
             attachment_type=allure.attachment_type.JSON,
         )
         allure.attach(
-            pretty_diff(conversation.initial_db, conversation.final_db) or "no change",
+            conversation.db_diff_text() or "no change",
             name="database diff",
             attachment_type=allure.attachment_type.TEXT,
         )

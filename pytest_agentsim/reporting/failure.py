@@ -59,8 +59,6 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     a reader needs first. The traceback follows the transcript only with ``traceback``
     (pytest's ``-v`` or ``--tb=long``); otherwise a line says how to get it.
     """
-    from pytest_agentsim.simulation.sandbox import pretty_diff
-
     event = result.event
     conversation = result.conversation
     lines = [conversation.error] if conversation.error else []
@@ -73,7 +71,7 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     lines.append(f"stop reason: {conversation.stop_reason.value}")
     lines.append("transcript:")
     lines.extend("    " + line for line in render_transcript(conversation))
-    db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
+    db_diff = conversation.db_diff_text()
     if db_diff:
         lines.append("database changes:")
         lines.extend("    " + line for line in db_diff.splitlines())

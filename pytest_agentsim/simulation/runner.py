@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import inspect
 import json
 import threading
@@ -42,6 +41,7 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pytest_agentsim.core.dbstate import plain
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
@@ -58,7 +58,6 @@ from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.llm.run import active
 from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.sandbox import ToolSandbox
-from pytest_agentsim.simulation.sandbox import state_diff
 from pytest_agentsim.simulation.users import SimulatedUser
 from pytest_agentsim.simulation.users import user_for
 
@@ -261,7 +260,6 @@ async def run_conversation(
     stop: StopReason | None = None
     error: str | None = None
     trace: str | None = None
-    abandoned = False
     for user_turn in range(1, max_turns + 1):
         try:
             said = user.reply(messages)
@@ -288,7 +286,6 @@ async def run_conversation(
             except Exception as exc:
                 stop, error = StopReason.agent_error, describe_failure("agent", exc)
                 trace = format_traceback(exc)
-                abandoned = isinstance(exc, TurnTimeout)
                 break
             turn = len(messages)
             messages.append(reply)
@@ -317,15 +314,14 @@ async def run_conversation(
             break
     else:
         stop = StopReason.max_turns
-    # An abandoned agent thread may still write to the sandbox: keep what it held now.
-    final_db = copy.deepcopy(sandbox.db) if abandoned else sandbox.db
+    # Plain containers, sharing what the tools left untouched with the starting database
+    # (an abandoned agent thread that writes on changes the sandbox's copies, not these).
     return Conversation(
         event_id=event_id,
         messages=messages,
         tool_calls=list(sandbox.calls),
         initial_db=sandbox.initial_db,
-        final_db=final_db,
-        state_diff=state_diff(sandbox.initial_db, final_db),
+        final_db=plain(sandbox.db),
         stop_reason=stop,
         error=error,
         traceback=trace,

@@ -9,7 +9,6 @@ run: the agent gets the error back as the tool's answer, as a real API would ret
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import json
@@ -27,6 +26,10 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError
 from pydantic import create_model
 
+from pytest_agentsim.core.dbstate import cow
+from pytest_agentsim.core.dbstate import pretty_report
+from pytest_agentsim.core.dbstate import state_report
+from pytest_agentsim.core.dbstate import touched
 from pytest_agentsim.core.models import ToolCall
 
 ToolFunction = Callable[..., Any]
@@ -181,8 +184,10 @@ class ToolSandbox:
             if tool.name in self.tools:
                 raise ToolDefinitionError(f"two tools are named {tool.name!r}")
             self.tools[tool.name] = tool
-        self.initial_db: dict[str, Any] = copy.deepcopy(dict(db or {}))
-        self.db: dict[str, Any] = copy.deepcopy(self.initial_db)
+        # Shared, never changed: the tools work on a copy-on-access view of it, so an
+        # event's start costs what its tools touch, not the size of the database.
+        self.initial_db: dict[str, Any] = dict(db or {})
+        self.db: dict[str, Any] = cow(self.initial_db)
         self.calls: list[ToolCall] = []
 
     def fresh(self, db: Mapping[str, Any] | None = None) -> ToolSandbox:
@@ -246,26 +251,12 @@ class ToolSandbox:
         return state_diff(self.initial_db, self.db)
 
 
-def _deep_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Any:
-    from deepdiff import DeepDiff
-
-    # Per-key changes (no "whole dict replaced"), and 0 -> 10.0 is a value change only.
-    return DeepDiff(
-        dict(before),
-        dict(after),
-        threshold_to_diff_deeper=0,
-        ignore_numeric_type_changes=True,
-        verbose_level=2,
-    )
-
-
 def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The change between two databases as JSON-safe data (deepdiff's report)."""
-    result: dict[str, Any] = json.loads(_deep_diff(before, after).to_json())
-    return result
+    """The change between two databases as JSON-safe data (deepdiff's report), computed
+    over the parts that differ (parts the two share are not looked at)."""
+    return state_report(*touched(before, after))
 
 
 def pretty_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """The database change as lines a human reads in a failure report."""
-    text: str = _deep_diff(before, after).pretty()
-    return text
+    return pretty_report(*touched(before, after))
