@@ -222,6 +222,25 @@ def _touched(before: Mapping[Any, Any], after: Mapping[Any, Any]) -> tuple[dict[
     return old_part, new_part
 
 
+def applied(
+    base: Mapping[Any, Any], old_part: Mapping[Any, Any], new_part: Mapping[Any, Any]
+) -> dict[Any, Any]:
+    """``base`` with the changes :func:`touched` found applied: the database after them,
+    sharing every part of ``base`` they do not reach."""
+    result = dict(base)
+    for key in old_part:
+        if key not in new_part:
+            result.pop(key, None)
+    for key, new in new_part.items():
+        old = old_part.get(key, _ABSENT)
+        current = result.get(key, _ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict) and isinstance(current, Mapping):
+            result[key] = applied(current, old, new)
+        else:
+            result[key] = new
+    return result
+
+
 def state_report(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     """deepdiff's report of the change as JSON-safe data ({} when nothing changed)."""
     if not before and not after:

@@ -323,16 +323,14 @@ class Redactor:
             new = scrubber.data(data)
             if new is not data:
                 redacted = type(conversation).model_validate(
-                    {**new, "initial_db": conversation.initial_db, "final_db": conversation.final_db}
+                    {**new, "initial_db": conversation.initial_db}
                 )
         before, after = changes = conversation.db_changes()
         if (before or after) and scrubber.may_change_data(changes):
             changes = (scrubber.data(before), scrubber.data(after))
-            if redacted is conversation and (changes[0] is not before or changes[1] is not after):
-                redacted = conversation.model_copy()
-                redacted.__dict__.pop("state_diff", None)  # made from what is redacted now
-        if redacted is not conversation:
-            redacted._db_changes = changes
+        if redacted is not conversation or changes[0] is not before or changes[1] is not after:
+            # The final database is then made from the redacted changes, as reports are.
+            redacted = redacted.with_db_changes(changes)
         return redacted
 
     def _model(self, model: T) -> T:

@@ -407,6 +407,7 @@ class SimulationRunner:
                 turn_timeout=self.turn_timeout,
             )
             result = await judge_event(event, conversation, pack, self.judges)
+        result.conversation.compact()
         result.trial = trial
         if scope is not None:
             result.llm = scope.tally.tally()
