@@ -21,7 +21,9 @@ def main() -> None:
     walk_seconds = time.process_time() - start
     in_range = sum(5 <= s.complexity <= 15 for s in samples) / len(samples)
     print(f"walk: 10,000 samples, 1,000 policies, {len(graph.weights):,} edges")
-    print(f"  {walk_seconds:.2f} CPU-s; ratio to the 2 s target: {walk_seconds / 2:.2f} (<= 1 passes)")
+    print(
+        f"  {walk_seconds:.2f} CPU-s; ratio to the 2 s target: {walk_seconds / 2:.2f} (<= 1 passes)"
+    )
     print(f"  samples within the complexity range: {in_range:.1%}")
 
     graph = random_graph(200, density=0.1, seed=2)

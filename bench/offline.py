@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -66,7 +65,9 @@ def run_pytest(args: list[str], cwd: Path) -> Run:
     wall = time.perf_counter() - start
     line = next((s for s in done.stdout.splitlines() if s.startswith("@@cpu")), None)
     if line is None or done.returncode not in (0, 1):
-        raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
     _, cpu, rss_kb = line.split()
     tail = [s for s in done.stdout.splitlines() if s and not s.startswith("@@")][-1]
     return Run(float(cpu), wall, int(rss_kb) / 1024, tail)

@@ -37,7 +37,6 @@ from pytest_agentsim.llm.run import LLMRun
 from pytest_agentsim.settings import resolve_settings
 from pytest_agentsim.simulation.runner import SimulationRunner
 
-
 #: The workerinput key under which the controller ships its validated events to workers.
 EVENTS_KEY = "agentsim_events"
 
@@ -87,7 +86,7 @@ class AgentSimSession:
             event_paths += [path for path in targets.values() if path not in event_paths]
         shipped = getattr(config, "workerinput", {}).get(EVENTS_KEY)
         events = (
-            pickle.loads(shipped)  # noqa: S301 - from our own controller, over xdist's channel
+            pickle.loads(shipped)  # from our own controller, over xdist's channel
             if isinstance(shipped, bytes)
             else load_event_files(event_paths, packs, self.registry)
         )

@@ -166,8 +166,10 @@ def same(a: Any, b: Any) -> bool:
         )
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return (
-            type(a) is type(b) or (isinstance(a, list) and isinstance(b, list))
-        ) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+            (type(a) is type(b) or (isinstance(a, list) and isinstance(b, list)))
+            and len(a) == len(b)
+            and all(same(x, y) for x, y in zip(a, b, strict=True))
+        )
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     numbers = (int, float)
@@ -194,11 +196,15 @@ def touched(before: Any, after: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
     return _touched(before, after)
 
 
-def _touched(before: Mapping[Any, Any], after: Mapping[Any, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+def _touched(
+    before: Mapping[Any, Any], after: Mapping[Any, Any]
+) -> tuple[dict[Any, Any], dict[Any, Any]]:
     old_part: dict[Any, Any] = {}
     new_part: dict[Any, Any] = {}
     for key, new in _items(after):
-        old = dict.get(before, key, _ABSENT) if isinstance(before, dict) else before.get(key, _ABSENT)
+        old = (
+            dict.get(before, key, _ABSENT) if isinstance(before, dict) else before.get(key, _ABSENT)
+        )
         if old is new:
             continue
         if old is _ABSENT:

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from typing import Annotated
 from typing import Any
 from typing import ClassVar

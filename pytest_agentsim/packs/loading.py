@@ -22,9 +22,9 @@ from pytest_agentsim.core.sources import Loc
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.core.sources import field_path
 from pytest_agentsim.core.sources import line_of
-from pytest_agentsim.core.sources import read_user_text
 from pytest_agentsim.core.sources import load_document
 from pytest_agentsim.core.sources import load_model
+from pytest_agentsim.core.sources import read_user_text
 from pytest_agentsim.core.sources import to_plain
 from pytest_agentsim.core.sources import validation_error_message
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
