@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
+from typing import Self
 from typing import SupportsIndex
 
 
@@ -52,7 +53,8 @@ def _own(parent: Any, key: Any, value: Any) -> Any:
         copied = CowList(value)
     else:
         return value
-    if isinstance(parent, dict):
+    if isinstance(parent, CowDict):
+        parent._mark(key)
         dict.__setitem__(parent, key, copied)
     else:
         list.__setitem__(parent, key, copied)
@@ -68,17 +70,47 @@ class CowDict(dict[Any, Any]):
     private copy, so a tool's writes never reach the shared originals.
     """
 
-    __slots__ = ()
+    # ``origin``: the mapping it copies; ``dirty``: the keys that may differ from it (copied
+    # for a tool, written or removed).
+    __slots__ = ("dirty", "origin")
+
+    def __init__(self, origin: Mapping[Any, Any]) -> None:
+        super().__init__(origin)
+        self.origin = origin
+        self.dirty: set[Any] = set()
+
+    def _mark(self, *keys: Any) -> None:
+        self.dirty.update(keys)
 
     def __getitem__(self, key: Any) -> Any:
         return _own(self, key, dict.__getitem__(self, key))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._mark(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._mark(key)
+        dict.__delitem__(self, key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        self._mark(*self.keys())
+        dict.clear(self)
 
     def get(self, key: Any, default: Any = None) -> Any:
         return self[key] if key in self else default
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         if key not in self:
-            dict.__setitem__(self, key, default)
+            self[key] = default
         return self[key]
 
     def pop(self, key: Any, *default: Any) -> Any:
@@ -146,7 +178,11 @@ def cow(db: Mapping[str, Any]) -> CowDict:
 def plain(data: Any) -> Any:
     """Copy-on-access containers as plain dicts and lists (shared parts stay shared)."""
     if type(data) is CowDict:
-        return {key: plain(value) for key, value in dict.items(data)}
+        result = dict(data)
+        for key in data.dirty:
+            if key in result:
+                result[key] = plain(result[key])
+        return result
     if type(data) is CowList:
         return [plain(item) for item in list.__iter__(data)]
     return data
@@ -201,7 +237,21 @@ def _touched(
 ) -> tuple[dict[Any, Any], dict[Any, Any]]:
     old_part: dict[Any, Any] = {}
     new_part: dict[Any, Any] = {}
-    for key, new in _items(after):
+    reorder = True
+    if type(after) is CowDict and after.origin is before:
+        # Only the keys a tool reached can differ: the rest are the origin's own values.
+        keys = after.dirty
+        pairs = (
+            [(key, dict.__getitem__(after, key)) for key in after if key in keys] if keys else []
+        )
+        gone = {key for key in keys if key not in after}
+        removed = [key for key in before if key in gone] if gone else []
+        # Keys kept in place keep their order: only a removal needs the old side rebuilt.
+        reorder = bool(gone)
+    else:
+        pairs = list(_items(after))
+        removed = [key for key in before if key not in after]
+    for key, new in pairs:
         old = (
             dict.get(before, key, _ABSENT) if isinstance(before, dict) else before.get(key, _ABSENT)
         )
@@ -217,8 +267,7 @@ def _touched(
         elif not same(old, new):
             new_part[key] = plain(new)
             old_part[key] = old
-    removed = [key for key in before if key not in after]
-    if removed or old_part:
+    if reorder and (removed or old_part):
         # Rebuild the old side in its own key order, as deepdiff walks it.
         old_part = {
             key: (old_part[key] if key in old_part else value)

@@ -260,6 +260,7 @@ async def run_conversation(
     stop: StopReason | None = None
     error: str | None = None
     trace: str | None = None
+    abandoned = False
     for user_turn in range(1, max_turns + 1):
         try:
             said = user.reply(messages)
@@ -286,6 +287,7 @@ async def run_conversation(
             except Exception as exc:
                 stop, error = StopReason.agent_error, describe_failure("agent", exc)
                 trace = format_traceback(exc)
+                abandoned = isinstance(exc, TurnTimeout)
                 break
             turn = len(messages)
             messages.append(reply)
@@ -314,14 +316,15 @@ async def run_conversation(
             break
     else:
         stop = StopReason.max_turns
-    # Plain containers, sharing what the tools left untouched with the starting database
-    # (an abandoned agent thread that writes on changes the sandbox's copies, not these).
+    # The sandbox's view, which knows what its tools reached (so the changes are found
+    # without a look at the rest); when an abandoned agent thread may still write to it,
+    # plain containers of what it holds now (sharing what the tools left untouched).
     return Conversation(
         event_id=event_id,
         messages=messages,
         tool_calls=list(sandbox.calls),
         initial_db=sandbox.initial_db,
-        final_db=plain(sandbox.db),
+        final_db=plain(sandbox.db) if abandoned else sandbox.db,
         stop_reason=stop,
         error=error,
         traceback=trace,
