@@ -55,12 +55,20 @@ def lists_and_types(db: dict[str, Any]) -> None:
     db["orders"]["o2"] = ["not", "a", "dict"]
 
 
+def bulk_writes(db: dict[str, Any]) -> None:
+    db["users"].update({"u2": {"name": "Two"}}, u4={"name": "Four"})
+    db["orders"] |= {"o9": {"total": 9}}
+    db["meta"].clear()
+    db.setdefault("audit", {})["seen"] = True
+    db["users"].popitem()
+
+
 def read_only(db: dict[str, Any]) -> None:
     _ = [user["name"] for user in db["users"].values()]
     _ = db["orders"]["o1"]["total"]
 
 
-@pytest.mark.parametrize("edit", [change_values, add_and_remove, lists_and_types, read_only])
+@pytest.mark.parametrize("edit", [change_values, add_and_remove, lists_and_types, bulk_writes, read_only])
 def test_changed_parts_report_what_the_whole_databases_do(edit: Any) -> None:
     start = merged(SEED, {"orders": {"o3": {"total": 1}}})
     view = cow(start)
