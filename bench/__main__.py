@@ -72,7 +72,9 @@ def run(name: str, args: list[str]) -> tuple[str, float]:
         module = importlib.import_module(f"bench.{name}")
     except ModuleNotFoundError as exc:
         if exc.name == f"bench.{name}":
-            return f"{name}: skipped (bench/{name}.py is not here)\n", 0.0
+            skipped = f"{name}: skipped (bench/{name}.py is not here)\n"
+            print(skipped, end="")
+            return skipped, 0.0
         raise
     main: Callable[[], None] = module.main
     tee = _Tee(sys.stdout)  # type: ignore[arg-type]

@@ -43,14 +43,22 @@ class Run:
 
 
 def run_pytest(args: list[str], cwd: Path) -> Run:
-    """One pytest process: its CPU time (children included), wall time and peak RSS."""
+    """One pytest process: its CPU time (children included), wall time and peak RSS (of
+    the pytest process itself: xdist workers are not counted)."""
     code = (
         "import resource, sys, pytest\n"
         "status = pytest.main(sys.argv[1:])\n"
         "self = resource.getrusage(resource.RUSAGE_SELF)\n"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "print(f'@@cpu {self.ru_utime + self.ru_stime + kids.ru_utime + kids.ru_stime} '\n"
-        "      f'{max(self.ru_maxrss, kids.ru_maxrss)}')\n"
+        # ru_maxrss survives exec on Linux (a child starts at its parent's peak): the
+        # process's own high-water mark is VmHWM.
+        "peak = self.ru_maxrss\n"
+        "try:\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    peak = int(status.split('VmHWM:')[1].split()[0])\n"
+        "except (OSError, IndexError, ValueError):\n"
+        "    pass\n"
+        "print(f'@@cpu {self.ru_utime + self.ru_stime + kids.ru_utime + kids.ru_stime} {peak}')\n"
         "sys.exit(status)\n"
     )
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONHASHSEED": "0"}
