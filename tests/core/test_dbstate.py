@@ -68,7 +68,9 @@ def read_only(db: dict[str, Any]) -> None:
     _ = db["orders"]["o1"]["total"]
 
 
-@pytest.mark.parametrize("edit", [change_values, add_and_remove, lists_and_types, bulk_writes, read_only])
+@pytest.mark.parametrize(
+    "edit", [change_values, add_and_remove, lists_and_types, bulk_writes, read_only]
+)
 def test_changed_parts_report_what_the_whole_databases_do(edit: Any) -> None:
     start = merged(SEED, {"orders": {"o3": {"total": 1}}})
     view = cow(start)
