@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import LLMTally
-from pytest_agentsim.judging.calibration import CalibrationCase
 from pytest_agentsim.judging.calibration import JudgeCalibration
 from pytest_agentsim.judging.calibration import LoadedCase
 from pytest_agentsim.judging.calibration import calibration
@@ -31,7 +29,6 @@ from pytest_agentsim.reporting.calibration import calibration_lines
 from pytest_agentsim.reporting.calibration import calibration_record
 from pytest_agentsim.reporting.calibration import disagreement_lines
 from pytest_agentsim.session import AgentSimSession
-from pytest_agentsim.simulation.sandbox import state_diff
 
 MARKER = "agentsim_calibration"
 RECORD_KEY = "agentsim_calibration"
@@ -66,13 +63,6 @@ class CalibrationRun:
         """The model calls the judges made on the set (all judges: one tally per case)."""
         return sum((scope.tally.tally() for scope in self.scopes), LLMTally())
 
-    @staticmethod
-    def _conversation(case: CalibrationCase) -> Conversation:
-        """The case's conversation with its database changes, as a run would show them."""
-        conversation = case.conversation()
-        conversation.state_diff = state_diff(conversation.initial_db, conversation.final_db)
-        return conversation
-
     @functools.cached_property
     def reports(self) -> dict[str, JudgeCalibration]:
         judgements = run_sync(
@@ -80,7 +70,6 @@ class CalibrationRun:
                 self.cases,
                 self.session.judges,
                 scope_for=self._scope,
-                conversation_of=self._conversation,
                 concurrency=self.session.settings.concurrency,
             )
         )

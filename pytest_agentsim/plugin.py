@@ -115,9 +115,12 @@ def _register_plugins(config: pytest.Config) -> None:
 
         register(CalibrationTests(session, session.settings.calibration), "agentsim-calibration")
     if not is_worker(config):
+        from pytest_agentsim.session import EventsToWorkers
         from pytest_agentsim.summary import SummaryReporter
 
         register(SummaryReporter(session), "agentsim-summary")
+        if config.pluginmanager.hasplugin("xdist"):
+            register(EventsToWorkers(session), "agentsim-events-to-workers")
     alluredir = getattr(config.option, "allure_report_dir", None)
     if alluredir and config.pluginmanager.hasplugin("allure_pytest"):
         from pytest_agentsim.reporting.allure import AllureReporter

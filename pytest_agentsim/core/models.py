@@ -10,11 +10,13 @@ Messages follow the OpenAI chat format, the lingua franca of agent frameworks.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import re
 from typing import Annotated
 from typing import Any
+from typing import ClassVar
 from typing import Literal
 
 from pydantic import BaseModel
@@ -23,6 +25,11 @@ from pydantic import Field
 from pydantic import PrivateAttr
 from pydantic import field_validator
 from pydantic import model_validator
+
+from pytest_agentsim.core.dbstate import applied
+from pytest_agentsim.core.dbstate import pretty_report
+from pytest_agentsim.core.dbstate import state_report
+from pytest_agentsim.core.dbstate import touched
 
 
 class StrictModel(BaseModel):
@@ -258,6 +265,7 @@ class PolicyPack(StrictModel):
     _path: str | None = PrivateAttr(default=None)
     _seed_db: dict[str, Any] = PrivateAttr(default_factory=dict)
     _content_hash: str = PrivateAttr(default="")
+    _seed_digest: tuple[int, str] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> str | None:
@@ -283,7 +291,18 @@ class PolicyPack(StrictModel):
         of it, so a plugin release adding a pack setting leaves every snapshot fresh.
         """
         content = self.model_dump(mode="json", exclude_defaults=True)
-        canonical = json.dumps([content, self._seed_db], sort_keys=True, separators=(",", ":"))
+        seed = id(self._seed_db)
+        if self._seed_digest is None or self._seed_digest[0] != seed:
+            # Hashed once: a multi-MB seed takes a while to serialize.
+            text = json.dumps(self._seed_db, sort_keys=True, separators=(",", ":"))
+            self._seed_digest = (seed, text)
+        canonical = (
+            "["
+            + json.dumps(content, sort_keys=True, separators=(",", ":"))
+            + ","
+            + self._seed_digest[1]
+            + "]"
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def policy(self, policy_id: str) -> Policy:
@@ -619,6 +638,23 @@ class StopReason(str, enum.Enum):
         return f"the conversation ended with {self.value}"
 
 
+class _FinalDb:
+    """``Conversation.final_db``: the database as the conversation left it.
+
+    Not a field: once the conversation is compacted it is made again, on each read, from
+    the starting database and the changes (sharing every untouched part). A value put in
+    place by ``model_copy(update={"final_db": ...})`` is read as it is.
+    """
+
+    def __get__(self, conversation: Conversation | None, owner: type) -> Any:
+        if conversation is None:
+            return self
+        held = conversation.kept_final_db
+        if held is not None:
+            return held
+        return applied(conversation.initial_db, *conversation.db_changes())
+
+
 class Conversation(BaseModel):
     """A finished simulation: the transcript, the tool calls and the database before/after."""
 
@@ -626,8 +662,10 @@ class Conversation(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     tool_calls: list[ToolCall] = Field(default_factory=list)
     initial_db: dict[str, Any] = Field(default_factory=dict)
-    final_db: dict[str, Any] = Field(default_factory=dict)
-    state_diff: dict[str, Any] = Field(default_factory=dict)
+    #: Given as ``final_db``; read :attr:`final_db` (None once compacted).
+    kept_final_db: dict[str, Any] | None = Field(
+        default_factory=dict, alias="final_db", exclude=True, repr=False
+    )
     stop_reason: StopReason
     error: str | None = Field(
         default=None,
@@ -646,6 +684,45 @@ class Conversation(BaseModel):
     )
     seed: int = 0
     duration_seconds: float = Field(default=0.0, description="Wall time of the simulation")
+    # The changed parts of (initial_db, final_db); set apart when redacted (see db_changes).
+    _db_changes: tuple[dict[str, Any], dict[str, Any]] | None = PrivateAttr(default=None)
+    final_db: ClassVar[_FinalDb] = _FinalDb()
+
+    def compact(self) -> None:
+        """Keep the changes, not the final database: a result kept for the whole run then
+        holds what the tools changed rather than copies of every table they touched, so
+        memory stays flat in the number of events. :attr:`final_db` reads the same."""
+        self.db_changes()
+        self.kept_final_db = None
+
+    def db_changes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parts of the starting and final databases that differ, pruned to the paths
+        of the changes (:func:`~pytest_agentsim.core.dbstate.touched`); computed once."""
+        if self._db_changes is None:
+            self._db_changes = touched(self.initial_db, self.final_db)
+        return self._db_changes
+
+    def with_db_changes(self, changes: tuple[dict[str, Any], dict[str, Any]]) -> Conversation:
+        """A copy whose database changes (and so final database) are ``changes``."""
+        copy = self.model_copy()
+        copy.__dict__.pop("state_diff", None)  # made from the changes, on first use
+        copy._db_changes = changes
+        copy.kept_final_db = None
+        return copy
+
+    @functools.cached_property
+    def state_diff(self) -> dict[str, Any]:
+        """The database change as deepdiff's JSON-safe report ({} when nothing changed).
+
+        Made on first use only (the LLM judge shows it to its model), from the changed
+        parts alone: deepdiff over a whole database per event cost more than the rest of
+        an offline simulation.
+        """
+        return state_report(*self.db_changes())
+
+    def db_diff_text(self) -> str:
+        """The database change as lines a human reads ("" when nothing changed)."""
+        return pretty_report(*self.db_changes())
 
     @property
     def ending(self) -> str:

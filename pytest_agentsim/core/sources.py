@@ -94,6 +94,20 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
+#: The same loader over libyaml's parser (about ten times faster) when PyYAML has it: a
+#: document it refuses is read again by the pure-Python loader, whose messages users see.
+_FastLineLoader: type[Any] | None = None
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _CLineLoader(yaml.CSafeLoader):
+        pass
+
+    _CLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _CLineLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence
+    )
+    _FastLineLoader = _CLineLoader
+
 #: The largest user file read (bytes), so that a runaway file fails at once instead of
 #: parsing for minutes (YAML is parsed in pure Python, about half a megabyte a second).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -208,6 +222,18 @@ def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> 
     """
     where = display_path(path)
     text = read_user_text(path, what=what, max_bytes=max_bytes)
+    if _FastLineLoader is not None:
+        fast = _FastLineLoader(text)
+        try:
+            node = fast.get_single_node()
+            if node is None:
+                return None
+            _check_size(node)
+            return fast.construct_document(node)
+        except (yaml.YAMLError, _TooComplex, RecursionError):
+            pass  # read again below, for the message
+        finally:
+            fast.dispose()
     loader = _LineLoader(text)
     try:
         node = loader.get_single_node()

@@ -256,7 +256,7 @@ async def judge_cases(
     as a run combines them (``combined``, worst verdict first). ``scope_for`` gives the
     context a case is judged in (the LLM scope recording its model calls to a cassette);
     ``conversation_of`` the conversation the judges see (default
-    :meth:`CalibrationCase.conversation`, which leaves the state diff empty).
+    :meth:`CalibrationCase.conversation`).
     """
     make_conversation = conversation_of or CalibrationCase.conversation
     names = [judge.name for judge in judges] + (["combined"] if len(judges) > 1 else [])

@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel
 
+from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.llm.messages import LLMConfig
 
@@ -33,6 +34,8 @@ DEFAULT_SECRET_PATTERNS = (r"\bsk-[A-Za-z0-9_-]{8,}", r"(?i)\bbearer\s+\S+")
 # What a match of each default pattern has in any JSON spelling of its string (none of
 # these characters is escaped): without them, no default pattern can match.
 _DEFAULT_PATTERN_HINTS = (re.compile("sk-"), re.compile("(?i)bearer"))
+#: Never written as they are (reports show their changes): not redacted, not copied.
+_WHOLE_DBS = {"initial_db", "final_db"}
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
 # --------------------------------------------------------------------------- secrets
 
@@ -189,7 +192,7 @@ class _Scrubber:
             redacted = pattern.sub(REDACTED, redacted)
         return text if redacted == text else redacted
 
-    def may_change(self, model: BaseModel) -> bool:
+    def may_change(self, model: BaseModel, exclude: set[str] | None = None) -> bool:
         """Whether redacting ``model`` might change it; False only when it surely would not.
 
         One JSON dump (pydantic's, in Rust) and a substring test per secret are about 20
@@ -200,9 +203,22 @@ class _Scrubber:
         if self.custom_patterns or any(not secret.anchor for secret in self.secrets):
             return True
         try:
-            dumped = model.model_dump_json()
+            dumped = model.model_dump_json(exclude=exclude)
         except Exception:  # something in a database pydantic cannot serialize: walk it
             return True
+        return self._may_be_in(dumped)
+
+    def may_change_data(self, data: Any) -> bool:
+        """:meth:`may_change` for JSON-like data."""
+        if self.custom_patterns or any(not secret.anchor for secret in self.secrets):
+            return True
+        try:
+            dumped = json.dumps(data, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):  # e.g. tuple keys: walk it
+            return True
+        return self._may_be_in(dumped)
+
+    def _may_be_in(self, dumped: str) -> bool:
         return any(secret.anchor in dumped for secret in self.secrets) or any(
             hint.search(dumped) for hint in _DEFAULT_PATTERN_HINTS
         )
@@ -291,10 +307,32 @@ class Redactor:
         return result.model_copy(
             update={
                 "event": event,
-                "conversation": self._model(result.conversation),
+                "conversation": self._conversation(result.conversation),
                 "policies": [self._model(policy) for policy in result.policies],
             }
         )
+
+    def _conversation(self, conversation: Conversation) -> Conversation:
+        """The conversation with what reports write redacted: transcript, tool calls,
+        error, and the database changes. The two whole databases are never written (a
+        report shows their changes), so they are neither searched nor copied: with a
+        multi-MB database that was most of the cost of every event."""
+        scrubber = self._scrubber
+        redacted = conversation
+        if scrubber.may_change(conversation, exclude=_WHOLE_DBS):
+            data = conversation.model_dump(exclude=_WHOLE_DBS)
+            new = scrubber.data(data)
+            if new is not data:
+                redacted = type(conversation).model_validate(
+                    {**new, "initial_db": conversation.initial_db}
+                )
+        before, after = changes = conversation.db_changes()
+        if (before or after) and scrubber.may_change_data(changes):
+            changes = (scrubber.data(before), scrubber.data(after))
+        if redacted is not conversation or changes[0] is not before or changes[1] is not after:
+            # The final database is then made from the redacted changes, as reports are.
+            redacted = redacted.with_db_changes(changes)
+        return redacted
 
     def _model(self, model: T) -> T:
         if not self._scrubber.may_change(model):

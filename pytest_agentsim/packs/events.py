@@ -20,6 +20,7 @@ from typing import Any
 from pytest_agentsim.core.checks import RuleRegistry
 from pytest_agentsim.core.dbpaths import StateError
 from pytest_agentsim.core.dbpaths import expected_db
+from pytest_agentsim.core.dbstate import merged
 from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventSet
@@ -306,6 +307,30 @@ def id_values(value: Any) -> list[str]:
     return [str(item) for item in items if item is not None]
 
 
+#: The ids of seed tables, by the table's identity: an event's starting database shares
+#: every table its overrides leave alone, so a multi-MB seed is scanned once, not per event.
+_SEED_IDS: dict[tuple[int, bool], tuple[Any, frozenset[str]]] = {}
+
+
+def _ids_of(
+    pack: PolicyPack, db: Mapping[str, Any], table: str, *, every_key: bool = False
+) -> frozenset[str]:
+    """The record ids of one table of ``db`` (``every_key``: every key of a mapping)."""
+    rows = db.get(table)
+    shared = rows is not None and rows is pack.seed_db.get(table)
+    key = (id(rows), every_key)
+    if shared and key in _SEED_IDS and _SEED_IDS[key][0] is rows:
+        return _SEED_IDS[key][1]
+    ids = frozenset(
+        {str(name) for name in rows} if every_key and isinstance(rows, Mapping) else table_ids(rows)
+    )
+    if shared:
+        if len(_SEED_IDS) >= 64:
+            _SEED_IDS.pop(next(iter(_SEED_IDS)))
+        _SEED_IDS[key] = (rows, ids)
+    return ids
+
+
 def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
     """A fact named ``..._id`` whose value is not the id of a record in the event's
     starting database (the seed with the event's overrides).
@@ -317,7 +342,6 @@ def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
     purpose. A database without records has nothing to check against.
     """
     db = starting_db(pack, event)
-    ids = record_ids(db)
     entity_tables = {f"{name}_id": spec.table for name, spec in pack.generation.entities.items()}
     for slot, value in event.user.facts.items():
         if not str(slot).endswith("_id"):
@@ -325,14 +349,13 @@ def _fact_id_problem(pack: PolicyPack, event: Event) -> tuple[Loc, str] | None:
         table = entity_tables.get(str(slot))
         if table is not None:
             # Entities are drawn from every key of their table, whatever its records are.
-            rows = db.get(table)
-            known = {str(key) for key in rows} if isinstance(rows, Mapping) else table_ids(rows)
+            known = [_ids_of(pack, db, table, every_key=isinstance(db.get(table), Mapping))]
         else:
-            known = set(ids)
-        if not known:
+            known = [_ids_of(pack, db, name) for name in db]
+        if not any(known):
             continue
         for item in id_values(value):
-            if item not in known:
+            if not any(item in ids for ids in known):
                 of = f"of {table} " if table is not None else ""
                 return (
                     ("user", "facts", slot),
@@ -355,5 +378,10 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
 
 
 def starting_db(pack: PolicyPack, event: Event) -> dict[str, Any]:
-    """The database an event starts from: the pack's seed with the event's overrides."""
-    return deep_merge(pack.seed_db, event.db)
+    """The database an event starts from: the pack's seed with the event's overrides.
+
+    It shares every part the overrides do not reach with the seed (a multi-MB seed is not
+    copied per event), so it must not be changed: a sandbox hands its tools a
+    copy-on-access view of it.
+    """
+    return merged(pack.seed_db, event.db)

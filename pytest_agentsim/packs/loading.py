@@ -7,6 +7,7 @@ the line, the policy and what was expected; unknown keys are errors, not ignored
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pytest_agentsim.core.sources import field_path
 from pytest_agentsim.core.sources import line_of
 from pytest_agentsim.core.sources import load_document
 from pytest_agentsim.core.sources import load_model
+from pytest_agentsim.core.sources import read_user_text
 from pytest_agentsim.core.sources import to_plain
 from pytest_agentsim.core.sources import validation_error_message
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
@@ -52,15 +54,40 @@ def validate_check(
         ) from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("duplicate key")
+    return found
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A ``.json`` seed read by the json module: a YAML parse of a multi-MB database
+    takes minutes. Anything the json module refuses (or a key given twice, which it would
+    take the last of) is read again as YAML, for the message naming the line."""
+    if path.suffix.lower() != ".json":
+        return _NOT_JSON
+    try:
+        return json.loads(read_user_text(path, what=what), object_pairs_hook=_unique_keys)
+    except ValueError:  # invalid JSON or a duplicate key
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
 def _load_seed_db(pack_path: Path, database: str) -> tuple[dict[str, Any], bytes]:
     db_path = (pack_path.parent / database).resolve()
-    raw = load_document(db_path, what=f"seed database of {display_path(pack_path)}")
+    what = f"seed database of {display_path(pack_path)}"
+    raw = _read_json(db_path, what)
+    if raw is _NOT_JSON:
+        raw = to_plain(load_document(db_path, what=what))
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else type(to_plain(raw)).__name__
         raise ConfigError(
             f"{display_path(db_path)}: the seed database must be a mapping of tables, got {got}"
         )
-    return to_plain(raw), db_path.read_bytes()
+    return raw, db_path.read_bytes()
 
 
 def load_pack(

@@ -47,7 +47,6 @@ from pytest_agentsim.reporting.allure_html import tool_calls_json
 from pytest_agentsim.reporting.allure_html import transcript_html
 from pytest_agentsim.reporting.allure_html import verdict_table_html
 from pytest_agentsim.reporting.failure import render_transcript
-from pytest_agentsim.simulation.sandbox import pretty_diff
 
 if TYPE_CHECKING:
     from pytest_agentsim.core.models import Event
@@ -218,7 +217,7 @@ class Evidence:
         return cls(
             verdicts=verdict_table_html(result.policies),
             tool_calls=tool_calls_json(conversation),
-            diff=pretty_diff(conversation.initial_db, conversation.final_db) or "no change",
+            diff=conversation.db_diff_text() or "no change",
             cost=json.dumps(
                 {
                     "usd": llm.cost_usd,

@@ -71,8 +71,6 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     follow. The traceback follows the transcript only with ``traceback``
     (pytest's ``-v`` or ``--tb=long``); otherwise a line says how to get it.
     """
-    from pytest_agentsim.simulation.sandbox import pretty_diff
-
     event = result.event
     conversation = result.conversation
     lines = [line for line in (conversation.error, conversation.stop_detail) if line]
@@ -92,7 +90,7 @@ def failure_report(result: EventResult, *, traceback: bool = False) -> str:
     )
     lines.append("transcript:")
     lines.extend("    " + line for line in render_transcript(conversation))
-    db_diff = pretty_diff(conversation.initial_db, conversation.final_db)
+    db_diff = conversation.db_diff_text()
     if db_diff:
         lines.append("database changes:")
         lines.extend("    " + line for line in db_diff.splitlines())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import inspect
 import json
 import threading
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import cast
 
+from pytest_agentsim.core.dbstate import plain
 from pytest_agentsim.core.models import Conversation
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
@@ -60,7 +60,6 @@ from pytest_agentsim.llm.run import active
 from pytest_agentsim.simulation.agent import Agent
 from pytest_agentsim.simulation.declarations import as_factory
 from pytest_agentsim.simulation.sandbox import ToolSandbox
-from pytest_agentsim.simulation.sandbox import state_diff
 from pytest_agentsim.simulation.users import SimulatedUser
 from pytest_agentsim.simulation.users import user_for
 
@@ -320,15 +319,15 @@ async def run_conversation(
             break
     else:
         stop = StopReason.max_turns
-    # An abandoned agent thread may still write to the sandbox: keep what it held now.
-    final_db = copy.deepcopy(sandbox.db) if abandoned else sandbox.db
+    # The sandbox's view, which knows what its tools reached (so the changes are found
+    # without a look at the rest); when an abandoned agent thread may still write to it,
+    # plain containers of what it holds now (sharing what the tools left untouched).
     return Conversation(
         event_id=event_id,
         messages=messages,
         tool_calls=list(sandbox.calls),
         initial_db=sandbox.initial_db,
-        final_db=final_db,
-        state_diff=state_diff(sandbox.initial_db, final_db),
+        final_db=plain(sandbox.db) if abandoned else sandbox.db,
         stop_reason=stop,
         stop_detail=detail,
         error=error,
@@ -449,6 +448,7 @@ class SimulationRunner:
                 turn_timeout=self.turn_timeout,
             )
             result = await judge_event(event, conversation, pack, self.judges)
+        result.conversation.compact()
         result.trial = trial
         if scope is not None:
             result.llm = scope.tally.tally()

@@ -8,12 +8,15 @@ answer, as a real API would return it.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_agentsim.core.dbstate import cow
+from pytest_agentsim.core.dbstate import pretty_report
+from pytest_agentsim.core.dbstate import state_report
+from pytest_agentsim.core.dbstate import touched
 from pytest_agentsim.core.models import ToolCall
 from pytest_agentsim.simulation.tools import Tool
 from pytest_agentsim.simulation.tools import ToolArgumentsError
@@ -38,8 +41,10 @@ class ToolSandbox:
                     "pytest_agentsim.tool(f, name=...))"
                 )
             self.tools[tool.name] = tool
-        self.initial_db: dict[str, Any] = copy.deepcopy(dict(db or {}))
-        self.db: dict[str, Any] = copy.deepcopy(self.initial_db)
+        # Shared, never changed: the tools work on a copy-on-access view of it, so an
+        # event's start costs what its tools touch, not the size of the database.
+        self.initial_db: dict[str, Any] = dict(db or {})
+        self.db: dict[str, Any] = cow(self.initial_db)
         self.calls: list[ToolCall] = []
 
     def fresh(self, db: Mapping[str, Any] | None = None) -> ToolSandbox:
@@ -101,26 +106,12 @@ class ToolSandbox:
         return state_diff(self.initial_db, self.db)
 
 
-def _deep_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> Any:
-    from deepdiff import DeepDiff
-
-    # Per-key changes (no "whole dict replaced"), and 0 -> 10.0 is a value change only.
-    return DeepDiff(
-        dict(before),
-        dict(after),
-        threshold_to_diff_deeper=0,
-        ignore_numeric_type_changes=True,
-        verbose_level=2,
-    )
-
-
 def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The change between two databases as JSON-safe data (deepdiff's report)."""
-    result: dict[str, Any] = json.loads(_deep_diff(before, after).to_json())
-    return result
+    """The change between two databases as JSON-safe data (deepdiff's report), computed
+    over the parts that differ (parts the two share are not looked at)."""
+    return state_report(*touched(before, after))
 
 
 def pretty_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """The database change as lines a human reads in a failure report."""
-    text: str = _deep_diff(before, after).pretty()
-    return text
+    return pretty_report(*touched(before, after))

@@ -183,6 +183,17 @@ def test_tool_calls_are_run_and_fed_back() -> None:
     assert conversation.state_diff == {"iterable_item_added": {"root['refunds'][0]": "o-17"}}
 
 
+def test_a_compacted_conversation_keeps_changes_and_reads_the_same() -> None:
+    conversation = converse(ScriptedUser(["Refund o-17", "ann@example.com", "yes"]))
+    final, text = conversation.final_db, conversation.db_diff_text()
+    conversation.compact()
+    assert conversation.kept_final_db is None
+    assert conversation.db_changes() == ({"refunds": []}, {"refunds": ["o-17"]})
+    assert conversation.final_db == final == {"refunds": ["o-17"]}
+    assert conversation.db_diff_text() == text
+    assert "root['refunds'][0]" in text
+
+
 def test_async_agent() -> None:
     class AsyncAgent:
         async def respond(self, messages: list[dict[str, Any]], sandbox: ToolSandbox) -> str:

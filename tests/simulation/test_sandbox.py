@@ -261,7 +261,7 @@ def test_call_ids_default_to_their_position() -> None:
 # --------------------------------------------------------------------------- isolation
 
 
-def test_each_sandbox_gets_its_own_deep_copy() -> None:
+def test_each_sandbox_works_on_its_own_copy() -> None:
     initial = seed()
     first = ToolSandbox([update_baggage], initial)
     second = ToolSandbox([update_baggage], initial)
@@ -270,10 +270,29 @@ def test_each_sandbox_gets_its_own_deep_copy() -> None:
     assert initial == seed()
     assert second.db == seed()
     assert first.initial_db == seed()
-    # Mutating the dict given later does not reach a sandbox either.
-    initial["reservations"]["ZFA04Y"]["status"] = "gone"
-    assert second.db["reservations"]["ZFA04Y"]["status"] == "booked"
-    assert second.initial_db["reservations"]["ZFA04Y"]["status"] == "booked"
+    # Every way a tool can reach a nested value hands out the sandbox's own copy.
+    db = second.db
+    db["reservations"].get("ZFA04Y")["status"] = "x"
+    next(iter(db["reservations"].values()))["bags"] = 9
+    for _, reservation in db["reservations"].items():
+        reservation["extra"] = [1]
+    db["reservations"]["ZFA04Y"]["extra"][0] = 2
+    db["refunds"].append("r1")
+    db.setdefault("payments", []).append({"n": 1})
+    assert initial == seed()
+    assert second.diff() == {
+        "dictionary_item_added": {
+            "root['payments']": [{"n": 1}],
+            "root['reservations']['ZFA04Y']['extra']": [2],
+        },
+        "values_changed": {
+            "root['reservations']['ZFA04Y']['bags']": {"new_value": 9, "old_value": 0},
+            "root['reservations']['ZFA04Y']['status']": {"new_value": "x", "old_value": "booked"},
+        },
+        "iterable_item_added": {"root['refunds'][0]": "r1"},
+    }
+    db["reservations"].pop("ZFA04Y")
+    assert initial == seed()
 
 
 def test_fresh_starts_over_from_the_initial_db_with_the_same_tools() -> None:
