@@ -291,6 +291,7 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         timeout=_seconds_setting(config, options.TIMEOUT),
         attempts=_int_setting(config, options.ATTEMPTS),
         max_tokens=_max_tokens(config),
+        concurrency=_int_setting(config, options.CONCURRENCY),
     )
 
 

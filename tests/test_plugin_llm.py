@@ -580,3 +580,22 @@ def test_a_hung_model_ends_as_an_error_within_its_timeout(
             "agentsim event ev-3*",
         ]
     )
+
+
+@pytest.mark.parametrize("concurrency", [16, 2])
+def test_concurrency_puts_that_many_calls_in_flight_at_the_model(
+    product: pytest.Pytester, concurrency: int
+) -> None:
+    """--agentsim-concurrency N: N conversations at once, so N calls waiting on a slow
+    model at once (counted by the server), not a fixed cap of the gateway's."""
+    with FakeLLMServer(reply=role_model(), latency=0.3) as slow:
+        result = product.runpytest(
+            *llm_args(slow, "--agentsim-record-mode=all"),
+            f"--agentsim-concurrency={concurrency}",
+            "--agentsim-repeat=6",  # 3 events x 6 trials: 18 conversations
+        )
+        most = slow.max_in_flight
+        made = len(slow.completion_requests)
+    result.assert_outcomes(passed=6, failed=12)
+    assert made == 18 * 3
+    assert most == concurrency

@@ -73,6 +73,14 @@ class LLMSettings:
     attempts: int = 4
     #: ``max_tokens`` per role (``--agentsim-max-tokens``)
     max_tokens: Mapping[RoleName, int] = field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
+    #: conversations simulated at a time (``--agentsim-concurrency``)
+    concurrency: int = 1
+
+    @property
+    def calls_in_flight(self) -> int:
+        """The run's cap on model calls at once: each of ``concurrency`` conversations
+        waits on one call at a time, except a voting judge, which asks its samples at once."""
+        return self.concurrency * max(1, self.judge_samples)
 
     @property
     def any_model(self) -> bool:
@@ -94,6 +102,7 @@ class LLMRun:
             secret_patterns=list(settings.secret_patterns),
             timeout=settings.timeout,
             max_attempts=settings.attempts,
+            concurrency=settings.calls_in_flight,
         )
         self.gateway = Gateway(base, sleep=sleep)
 
