@@ -11,6 +11,10 @@ token and cost accounting and the run's budget are decided in one place:
   are retried by tenacity, honouring Retry-After, else with exponential backoff and
   jitter, a bounded number of times; litellm's own retries are off, so there is exactly
   one retry layer and the attempt count is ours;
+- at most ``concurrency`` calls are in flight (per event loop, shared by every view); a
+  call sleeping before its retry gives its slot up meanwhile, and a 429 pauses every call
+  to that model (endpoint and model) for as long as the rate-limited one waits, since
+  they would only be refused too;
 - structured output is parsed into a pydantic model, with one repair call on invalid
   output; what still fails is an :class:`LLMError`, never a silent default. It is asked
   as ``response_format: json_schema``; a server that refuses that (llama.cpp's answers
@@ -325,15 +329,24 @@ def _completion_kwargs(
     return kwargs
 
 
+def is_rate_limit(exc: BaseException) -> bool:
+    """A 429: the provider's limit for the model, not a fault of this one request."""
+    return getattr(exc, "status_code", None) == 429 or isinstance(
+        exc, load_litellm().RateLimitError
+    )
+
+
 def _retrying(
     config: LLMConfig,
     model: str,
     sleep: Sleep,
     redact_text: Callable[[str], str],
     retryable: Callable[[BaseException], bool] = is_transient,
+    on_rate_limit: Callable[[float], None] | None = None,
 ) -> AsyncRetrying:
     """The retry policy of one call: transient errors only, Retry-After honoured (capped at
-    ``max_wait``), else exponential backoff with jitter; each retry logged, redacted."""
+    ``max_wait``), else exponential backoff with jitter; each retry logged, redacted;
+    ``on_rate_limit`` is told the wait after a 429."""
     from tenacity import AsyncRetrying
     from tenacity import retry_if_exception
     from tenacity import stop_after_attempt
@@ -351,6 +364,8 @@ def _retrying(
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        if on_rate_limit is not None and exc is not None and is_rate_limit(exc):
+            on_rate_limit(seconds)
         logger.warning(
             "%s: attempt %d failed (%s); retrying in %.2fs",
             model,
@@ -389,6 +404,30 @@ def _cost(
         return 0.0
 
 
+class Pauses:
+    """Until when calls to each (endpoint, model) wait: a 429 for one is a 429 for all.
+
+    Shared by every view of a gateway, and across threads and event loops, so it keeps
+    ``time.monotonic()`` deadlines rather than asyncio objects.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str | None, str], float] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, key: tuple[str | None, str], seconds: float) -> float:
+        """Pause ``key`` for ``seconds`` from now (never shortening a longer pause); the
+        deadline it is paused until."""
+        with self._lock:
+            until = max(self._until.get(key, 0.0), time.monotonic() + seconds)
+            self._until[key] = until
+            return until
+
+    def until(self, key: tuple[str | None, str]) -> float:
+        with self._lock:
+            return self._until.get(key, 0.0)
+
+
 class Gateway:
     """Calls the configured model; shares retries, replay, accounting and the budget.
 
@@ -420,6 +459,7 @@ class Gateway:
         # (api_base, model) -> the structured-output mode that server accepts, shared by
         # every view: learnt once per run, not once per event.
         self._structured_modes: dict[tuple[str | None, str], StructuredMode] = {}
+        self._pauses = Pauses()
         if cassette is not None:
             cassette.add_secrets(secret_values(config), config.secret_patterns)
 
@@ -440,6 +480,7 @@ class Gateway:
         view._lock = self._lock
         view._semaphores = self._semaphores
         view._structured_modes = self._structured_modes
+        view._pauses = self._pauses
         return view
 
     def _counters(self) -> list[Usage]:
@@ -455,6 +496,28 @@ class Gateway:
                 semaphore = asyncio.Semaphore(self.config.concurrency)
                 self._semaphores[loop] = semaphore
             return semaphore
+
+    async def _take_slot(self, key: tuple[str | None, str], slept_until: float) -> None:
+        """A place among the calls in flight, once no 429 pauses ``key``.
+
+        The pause is slept without a slot (others keep their calls going), and checked
+        again once a slot is had: a 429 may have come while this call queued. Each pause
+        is slept once (``slept_until``), so a test's instant ``sleep`` cannot spin.
+        """
+        semaphore = self._semaphore()
+        while True:
+            until = self._pauses.until(key)
+            delay = until - time.monotonic()
+            if until > slept_until and delay > 0:
+                await self._sleep(delay)
+                slept_until = until
+                continue
+            await semaphore.acquire()
+            until = self._pauses.until(key)
+            if until > slept_until and until > time.monotonic():
+                semaphore.release()
+                continue
+            return
 
     def _api_key(self) -> str:
         if self.config.api_key_env:
@@ -522,18 +585,30 @@ class Gateway:
             refused = request.response_format is not None and refuses_response_format(exc)
             return is_transient(exc) and not refused
 
-        retrying = _retrying(self.config, model, self._sleep, self._redact, retryable)
-        started = time.monotonic()
+        key = (self.config.api_base, model)
+        slept_until = 0.0  # the end of the last 429 pause this call itself slept
+
+        def rate_limited(seconds: float) -> None:
+            nonlocal slept_until
+            slept_until = self._pauses.hold(key, seconds)
+
+        retrying = _retrying(self.config, model, self._sleep, self._redact, retryable, rate_limited)
+        started: float | None = None
         try:
-            async with self._semaphore():
-                # Calls queued behind the semaphore must not overrun a budget that the
-                # calls ahead of them spent.
-                self.usage.refuse_if_spent(self.config.max_cost)
-                started = time.monotonic()
-                async for attempt in retrying:
-                    with attempt:
-                        attempts += 1
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    # A slot per attempt: the backoff between attempts is slept without one.
+                    await self._take_slot(key, slept_until)
+                    try:
+                        # Calls queued for a slot must not overrun a budget that the calls
+                        # ahead of them spent.
+                        self.usage.refuse_if_spent(self.config.max_cost)
+                        if started is None:
+                            started = time.monotonic()
                         raw = await litellm.acompletion(**kwargs)
+                    finally:
+                        self._semaphore().release()
         except LLMError:
             raise
         except Exception as exc:
@@ -555,7 +630,7 @@ class Gateway:
             raise LLMError(
                 "fatal", self._redact(f"{model}: {_one_line(exc, self._redact)}")
             ) from exc
-        latency = time.monotonic() - started
+        latency = time.monotonic() - started if started is not None else 0.0
 
         try:
             message = _assistant_message(raw)
