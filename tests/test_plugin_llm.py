@@ -388,7 +388,7 @@ def test_cassette_files_are_reviewable(product: pytest.Pytester, server: FakeLLM
     server.reply_function = role_model()
     product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-2")
     text = (product.path / "fixtures" / "cassettes" / "notes" / "ev-2.yaml").read_text()
-    assert text.startswith("interactions:\n") and "version: 1" in text
+    assert text.startswith("version: 1\ninteractions:\n- key: ")
     assert "purpose: judge" in text and "purpose: user" in text
     assert "<<<TRANSCRIPT" in text  # the judge prompt, readable in a diff
 
