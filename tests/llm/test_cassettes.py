@@ -351,7 +351,12 @@ def test_a_new_call_is_appended_not_rewritten(
     written = path.read_text(encoding="utf-8")
     renames: list[Any] = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda *args: renames.append(args) or real_replace(*args))
+
+    def replace(*args: Any) -> None:
+        renames.append(args)
+        real_replace(*args)
+
+    monkeypatch.setattr(os, "replace", replace)
     run(gw, "two", "three")
     assert renames == []  # no temporary file renamed over it: appended in place
     assert path.read_text(encoding="utf-8").startswith(written)
