@@ -599,3 +599,33 @@ def test_concurrency_puts_that_many_calls_in_flight_at_the_model(
     result.assert_outcomes(passed=6, failed=12)
     assert made == 18 * 3
     assert most == concurrency
+
+
+def test_the_cost_line_counts_the_calls_of_simulated_user_tests(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    product.makepyfile(
+        test_dialogue="""
+        def test_dialogue(simulated_user):
+            simulated_user.run(["please read note s"], policies=["no-secrets"])
+            simulated_user.run(["hello"], policies=["polite-greeting"])
+        """
+    )
+    server.reply_function = role_model()
+    everything = product.runpytest(
+        *llm_args(server, "--agentsim-record-mode=once", "--agentsim-json=r.json")
+    )
+    everything.assert_outcomes(passed=2, failed=2)
+    # 3 per parametrized event (user, user, judge); one judge call per scripted dialogue.
+    assert len(server.completion_requests) == 9 + 2
+    assert re.search(
+        r"cost: \$0\.0000, [\d,]+ tokens in 11 LLM calls \(2 of them in simulated_user tests\)",
+        everything.stdout.str(),
+    ), everything.stdout.str()
+    assert json.loads((product.path / "r.json").read_text())["cost"]["llm_calls"] == 11
+
+    alone = product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "test_dialogue.py")
+    alone.assert_outcomes(passed=1)
+    alone.stdout.fnmatch_lines(
+        ["*agentsim summary*", "cost: * 0 LLM calls, 2 replayed from cassettes (2 of them in *"]
+    )
