@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import os
@@ -252,9 +253,22 @@ def _strip_fences(text: str) -> str:
     return fenced.group(1) if fenced else text
 
 
+@functools.lru_cache(maxsize=256)
+def _json_schema_text(schema: type[BaseModel]) -> str:
+    return json.dumps(schema.model_json_schema(), ensure_ascii=False)
+
+
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """``schema.model_json_schema()``, built once per model class (pydantic builds it anew
+    each time, a millisecond or more, and structured output needs it on every call); a
+    fresh copy each time, as the request that carries it may be changed downstream."""
+    schema_dict: dict[str, Any] = json.loads(_json_schema_text(schema))
+    return schema_dict
+
+
 def _schema_instruction(schema: type[BaseModel]) -> str:
     """The schema in words, for servers that will not take it as ``response_format``."""
-    text = json.dumps(schema.model_json_schema(), sort_keys=True, ensure_ascii=False)
+    text = json.dumps(_json_schema(schema), sort_keys=True, ensure_ascii=False)
     return (
         "Reply with one JSON object only, no other text and no code fence. It must be "
         f"valid against this JSON Schema:\n{text}"
@@ -274,7 +288,7 @@ def _in_mode(request: LLMRequest, schema: type[BaseModel], mode: StructuredMode)
             "type": "json_schema",
             "json_schema": {
                 "name": _schema_name(schema),
-                "schema": schema.model_json_schema(),
+                "schema": _json_schema(schema),
                 "strict": False,
             },
         }
@@ -392,11 +406,21 @@ def _cost(
     config: LLMConfig,
     usage: Usage,
 ) -> float:
-    """USD of one call: the configured price, else litellm's map, else 0 (noted as unpriced)."""
+    """USD of one call: the configured price, else litellm's map, else 0 (noted as unpriced).
+
+    litellm prices each response already (its ``response_cost``), and a model missing
+    from its map is searched for at length (milliseconds a call): that cost is taken as
+    is, and a model found unpriced once is not looked up again.
+    """
     prompt, output = tokens
     price = config.prices.get(model)
     if price is not None:
         return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
+    if usage.is_unpriced(model):
+        return 0.0
+    known = (getattr(raw, "_hidden_params", None) or {}).get("response_cost")
+    if isinstance(known, (int, float)) and not isinstance(known, bool):
+        return float(known)
     try:
         return float(litellm.completion_cost(completion_response=raw, model=model))
     except Exception:  # ModelNotMappedError, or a plain Exception in older versions
@@ -576,7 +600,9 @@ class Gateway:
         return run_sync(self.acomplete(request))
 
     async def _call(self, request: LLMRequest, *, fallback: bool = False) -> LLMResponse:
-        litellm = load_litellm()
+        # The first import takes seconds: in a thread, so the event loop (every other
+        # conversation of a concurrent run) is not stopped meanwhile.
+        litellm = _litellm or await asyncio.to_thread(load_litellm)
         model = request.model or self.config.model
         kwargs = _completion_kwargs(request, self.config, model, self._api_key())
         attempts = 0

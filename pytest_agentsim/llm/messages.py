@@ -244,6 +244,10 @@ class Usage(BaseModel):
         with self._lock:
             self.unpriced_models.add(model)
 
+    def is_unpriced(self, model: str) -> bool:
+        with self._lock:
+            return model in self.unpriced_models
+
     def tally(self) -> LLMTally:
         """A plain copy for results and reports."""
         with self._lock:
