@@ -602,7 +602,7 @@ class Gateway:
     async def _call(self, request: LLMRequest, *, fallback: bool = False) -> LLMResponse:
         # The first import takes seconds: in a thread, so the event loop (every other
         # conversation of a concurrent run) is not stopped meanwhile.
-        litellm = _litellm or await asyncio.to_thread(load_litellm)
+        litellm = _litellm if _litellm is not None else await asyncio.to_thread(load_litellm)
         model = request.model or self.config.model
         kwargs = _completion_kwargs(request, self.config, model, self._api_key())
         attempts = 0
