@@ -461,6 +461,15 @@ def test_configured_secrets_never_reach_a_report(
             "agentsim_prices in pytest.ini: expected 'model = input, output' *got 'openai/x = 1, -2'",
         ),
         (
+            "agentsim_rate_limits =\n    openai/x = 500 rpm, 0 tpm\n",
+            "agentsim_rate_limits in pytest.ini: expected 'model = N rpm, M tpm' *"
+            "got 'openai/x = 500 rpm, 0 tpm'",
+        ),
+        (
+            "agentsim_rate_limits =\n    openai/x = 500 per minute\n",
+            "agentsim_rate_limits in pytest.ini: expected 'model = N rpm, M tpm' *",
+        ),
+        (
             "agentsim_secret_patterns =\n    acct-(\\d+\n",
             "agentsim_secret_patterns in pytest.ini: 'acct-(\\\\d+' is not a valid regex: *",
         ),

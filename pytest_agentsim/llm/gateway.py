@@ -14,7 +14,8 @@ token and cost accounting and the run's budget are decided in one place:
 - at most ``concurrency`` calls are in flight (per event loop, shared by every view); a
   call sleeping before its retry gives its slot up meanwhile, and a 429 pauses every call
   to that model (endpoint and model) for as long as the rate-limited one waits, since
-  they would only be refused too;
+  they would only be refused too; with ``rate_limits`` for a model, its calls wait
+  (without a slot) rather than exceed its requests or tokens per minute;
 - structured output is parsed into a pydantic model, with one repair call on invalid
   output; what still fails is an :class:`LLMError`, never a silent default. It is asked
   as ``response_format: json_schema``; a server that refuses that (llama.cpp's answers
@@ -47,6 +48,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
@@ -67,6 +69,7 @@ from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.messages import ResponseFormatRefused
 from pytest_agentsim.llm.messages import Usage
 from pytest_agentsim.llm.redaction import redact
@@ -473,6 +476,54 @@ class Pauses:
             return self._until.get(key, 0.0)
 
 
+class RateLimiter:
+    """Books each call's start within its model's per-minute limits (a sliding minute).
+
+    A call asks when it may start; the answer is booked at once, so calls asking together
+    are spread over the minute instead of all waiting for the same moment. Shared by
+    every view of a gateway, across threads and event loops.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._booked: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, model: str, limit: RateLimit, tokens: int) -> float:
+        """Seconds from now until a call of ``tokens`` to ``model`` may start (0: now)."""
+        with self._lock:
+            now = time.monotonic()
+            booked = self._booked.setdefault(model, deque())
+            while booked and booked[0][0] <= now - self.WINDOW:
+                booked.popleft()
+            start = max(now, booked[-1][0]) if booked else now
+            if limit.tokens_per_minute is not None:
+                tokens = min(tokens, limit.tokens_per_minute)  # else it could never start
+            while True:
+                window = [entry for entry in booked if entry[0] > start - self.WINDOW]
+                too_many = (
+                    limit.requests_per_minute is not None
+                    and len(window) >= limit.requests_per_minute
+                )
+                too_much = (
+                    limit.tokens_per_minute is not None
+                    and sum(used for _, used in window) + tokens > limit.tokens_per_minute
+                )
+                if not (too_many or too_much):
+                    break
+                start = window[0][0] + self.WINDOW  # when the oldest booking leaves the minute
+            booked.append((start, tokens))
+            return start - now
+
+
+def _estimated_tokens(request: LLMRequest, config: LLMConfig) -> int:
+    """What a provider counts against tokens per minute before the call: the prompt
+    (about four characters a token) plus the most the reply may take."""
+    prompt = len(json.dumps(request.messages, default=str)) // 4
+    return prompt + (request.max_tokens or config.max_tokens or 0)
+
+
 class Gateway:
     """Calls the configured model; shares retries, replay, accounting and the budget.
 
@@ -505,6 +556,7 @@ class Gateway:
         # every view: learnt once per run, not once per event.
         self._structured_modes: dict[tuple[str | None, str], StructuredMode] = {}
         self._pauses = Pauses()
+        self._limiter = RateLimiter()
         if cassette is not None:
             cassette.add_secrets(secret_values(config), config.secret_patterns)
 
@@ -526,6 +578,7 @@ class Gateway:
         view._semaphores = self._semaphores
         view._structured_modes = self._structured_modes
         view._pauses = self._pauses
+        view._limiter = self._limiter
         return view
 
     def _counters(self) -> list[Usage]:
@@ -645,6 +698,13 @@ class Gateway:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
+                    limit = self.config.rate_limits.get(model)
+                    if limit is not None:
+                        delay = self._limiter.reserve(
+                            model, limit, _estimated_tokens(request, self.config)
+                        )
+                        if delay > 0:
+                            await self._sleep(delay)
                     # A slot per attempt: the backoff between attempts is slept without one.
                     await self._take_slot(key, slept_until)
                     try:

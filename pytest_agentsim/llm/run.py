@@ -35,6 +35,7 @@ from pytest_agentsim.llm.gateway import Sleep
 from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
 from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.messages import RoleName
 from pytest_agentsim.llm.messages import Usage
 
@@ -65,6 +66,7 @@ class LLMSettings:
     generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     secret_patterns: tuple[str, ...] = ()
     #: seconds one HTTP attempt may take (``--agentsim-timeout``)
@@ -98,6 +100,7 @@ class LLMRun:
             api_key_env=settings.api_key_env,
             max_cost=settings.max_cost,
             prices=dict(settings.prices),
+            rate_limits=dict(settings.rate_limits),
             secret_env=list(settings.secret_env),
             secret_patterns=list(settings.secret_patterns),
             timeout=settings.timeout,

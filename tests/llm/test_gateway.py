@@ -37,6 +37,7 @@ from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.redaction import redact
 from pytest_agentsim.llm.redaction import secret_values
@@ -234,6 +235,29 @@ def test_a_429_pauses_every_call_to_that_model(server: FakeLLMServer) -> None:
     other = gw.view(config=gw.config.model_copy(update={"model": "openai/other-model"}))
     assert ask(other).content == "other model"
     assert len(sleeps.waits) == 2  # another model is not paused
+
+
+def test_rate_limits_spread_calls_over_the_minute(server: FakeLLMServer) -> None:
+    """Calls wait (their waits recorded here) rather than exceed a model's requests or
+    tokens per minute; other models are not limited."""
+    server.reply_function = lambda request: "ok"
+    sleeps = Sleeps()
+    limits = {"openai/fake-model": RateLimit(requests_per_minute=2)}
+    gw = gateway(server, sleeps, rate_limits=limits)
+    for _ in range(3):
+        ask(gw)
+    assert len(sleeps.waits) == 1 and 55 < sleeps.waits[0] <= 60  # the third: a minute on
+    ask(gw.view(config=gw.config.model_copy(update={"model": "openai/other-model"})))
+    assert len(sleeps.waits) == 1
+
+    sleeps = Sleeps()
+    # Each call counts its prompt (about 4 characters a token) and its max_tokens: 100.
+    limits = {"openai/fake-model": RateLimit(tokens_per_minute=250)}
+    gw = gateway(server, sleeps, rate_limits=limits, max_tokens=100)
+    ask(gw), ask(gw)
+    assert sleeps.waits == []
+    ask(gw)
+    assert len(sleeps.waits) == 1 and 55 < sleeps.waits[0] <= 60
 
 
 def test_retry_after_forms() -> None:
