@@ -9,7 +9,10 @@ each concurrency C, then replaying them (which must make 0 requests). For each C
   over the time the model was busy (the server's first request to its last answer), so
   pytest's start-up is left out; the target at C = 64 is >= 0.8;
 - CPU per call: the run's CPU time less its replay's, over the calls made (what a real
-  call costs the client beyond replaying it), and the run's CPU time overall;
+  call costs the client beyond replaying it), and the run's CPU time overall and from the
+  end of collection on (the simulations: one event loop, so one core);
+- CPU bound: ideal time over that simulation CPU time, the efficiency the client allows
+  with a core to itself (wall-clock efficiency also pays for other processes' load);
 - peak RSS of the pytest process (``resource.getrusage``).
 
 Every pytest run is a child process, so its CPU time and peak RSS are its own; CPU time is
@@ -87,13 +90,22 @@ def test_agent(agentsim_conversation):
     agentsim_conversation.assert_compliant()
 """
 
-#: Runs pytest in this (child) process and writes its CPU time and peak RSS as JSON.
+#: Runs pytest in this (child) process and writes its CPU time (all of it, and from the
+#: end of collection on: the simulations) and peak RSS as JSON. litellm is imported first,
+#: so its seconds of import count in the total but not in the simulations' time.
 CHILD = """\
-import json, resource, sys, pytest
-code = pytest.main(sys.argv[2:])
+import json, resource, sys, time, pytest
+from pytest_agentsim.llm.gateway import load_litellm
+load_litellm()
+class Clock:
+    collected = 0.0
+    def pytest_collection_finish(self):
+        Clock.collected = time.process_time()
+code = pytest.main(sys.argv[2:], plugins=[Clock()])
 usage = resource.getrusage(resource.RUSAGE_SELF)
 with open(sys.argv[1], "w") as out:
     json.dump({"code": int(code), "cpu": usage.ru_utime + usage.ru_stime,
+               "run_cpu": time.process_time() - Clock.collected,
                "rss_kib": usage.ru_maxrss}, out)
 """
 
@@ -202,6 +214,10 @@ def measure(concurrency: int, events: int, latency: float, env: dict[str, str]) 
         "wall_s": record["wall"],
         "efficiency": ideal / busy if busy else 0.0,
         "cpu_s": record["cpu"],
+        "run_cpu_s": record["run_cpu"],
+        # The efficiency one free core would allow: the simulations cannot take less than
+        # the CPU time they need (one event loop), whatever the machine's load.
+        "cpu_bound": min(1.0, ideal / record["run_cpu"]) if record["run_cpu"] else 1.0,
         "replay_cpu_s": replay["cpu"],
         "cpu_ms_per_call": 1000 * (record["cpu"] - replay["cpu"]) / max(calls, 1),
         "peak_rss_mib": record["rss_kib"] / 1024,
@@ -229,8 +245,8 @@ def main() -> None:
         f"{args.latency * 1000:.0f} ms ({os.cpu_count()} CPUs)"
     )
     print(
-        "     C  calls  in-flight  ideal s  busy s  wall s  efficiency  CPU s  "
-        "CPU ms/call  peak RSS MiB  replay requests"
+        "     C  calls  in-flight  ideal s  busy s  wall s  efficiency  CPU s  run CPU s  "
+        "CPU bound  CPU ms/call  peak RSS MiB  replay requests"
     )
     rows = []
     for concurrency in args.concurrency:
@@ -239,14 +255,16 @@ def main() -> None:
         print(
             f"  {row['concurrency']:4d}  {row['calls']:5d}  {row['max_in_flight']:9d}  "
             f"{row['ideal_s']:7.1f}  {row['busy_s']:6.1f}  {row['wall_s']:6.1f}  "
-            f"{row['efficiency']:10.2f}  {row['cpu_s']:5.1f}  {row['cpu_ms_per_call']:11.1f}  "
+            f"{row['efficiency']:10.2f}  {row['cpu_s']:5.1f}  {row['run_cpu_s']:9.1f}  "
+            f"{row['cpu_bound']:9.2f}  {row['cpu_ms_per_call']:11.1f}  "
             f"{row['peak_rss_mib']:12.0f}  {row['replay_requests']:15d}",
             flush=True,
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     own = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"  (the fake server's own CPU: {own.ru_utime + own.ru_stime:.1f} s)")
+    load = os.getloadavg()[0]
+    print(f"  (the fake server's own CPU: {own.ru_utime + own.ru_stime:.1f} s; load {load:.1f})")
 
 
 if __name__ == "__main__":
