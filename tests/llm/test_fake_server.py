@@ -430,3 +430,29 @@ def test_the_fixture_serves_a_users_test(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_latency_and_the_calls_in_flight_are_counted() -> None:
+    """``latency`` slows every answer; ``max_in_flight`` counts the completions waiting
+    at once (20 clients at once, well past the default listen backlog of 5)."""
+    together = threading.Barrier(20, timeout=30)
+
+    def reply(request: RecordedRequest) -> str:
+        together.wait()  # answers only once all 20 are in, however slowly they start
+        return "ok"
+
+    with FakeLLMServer(reply=reply, latency=0.5) as slow:
+        assert (slow.in_flight, slow.max_in_flight, slow.busy_seconds) == (0, 0, 0.0)
+        threads = [threading.Thread(target=call, args=(slow,)) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(slow.completion_requests) == 20
+        assert slow.max_in_flight == 20
+        assert slow.in_flight == 0
+        assert slow.busy_seconds >= 0.5
+        call(slow, path="/models", method="GET", body=None)
+        assert slow.max_in_flight == 20  # only completions count
+        slow.reset()
+        assert (slow.max_in_flight, slow.busy_seconds) == (0, 0.0)
