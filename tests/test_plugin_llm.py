@@ -597,7 +597,18 @@ def test_concurrency_puts_that_many_calls_in_flight_at_the_model(
 ) -> None:
     """--agentsim-concurrency N: N conversations at once, so N calls waiting on a slow
     model at once (counted by the server), not a fixed cap of the gateway's."""
-    with FakeLLMServer(reply=role_model(), latency=0.3) as slow:
+    answer = role_model()
+    first_arrival: list[float] = []
+
+    def held(request: RecordedRequest) -> Reply:
+        # Until N calls are in flight (or 10 s have passed), each waits: however slowly a
+        # loaded machine starts them, the first calls do not end before the last begin.
+        first_arrival.append(time.monotonic())
+        while slow.max_in_flight < concurrency and time.monotonic() < first_arrival[0] + 10:
+            time.sleep(0.01)
+        return answer(request)
+
+    with FakeLLMServer(reply=held, latency=0.1) as slow:
         result = product.runpytest(
             *llm_args(slow, "--agentsim-record-mode=all"),
             f"--agentsim-concurrency={concurrency}",
