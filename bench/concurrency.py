@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_agentsim.llm.fake_server import FakeLLMServer
-from pytest_agentsim.llm.fake_server import RecordedRequest
-from pytest_agentsim.llm.fake_server import Reply
+from pytest_agentsim import FakeLLMServer
+from pytest_agentsim import RecordedRequest
+from pytest_agentsim import Reply
 
 PACK = """\
 domain: notes
@@ -95,8 +95,7 @@ def test_agent(agentsim_conversation):
 #: so its seconds of import count in the total but not in the simulations' time.
 CHILD = """\
 import json, resource, sys, time, pytest
-from pytest_agentsim.llm.gateway import load_litellm
-load_litellm()
+import litellm
 class Clock:
     collected = 0.0
     def pytest_collection_finish(self):
@@ -237,7 +236,7 @@ def main() -> None:
         "--code", type=Path, help="a checkout whose pytest_agentsim to measure (a before/after)"
     )
     args = parser.parse_args()
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MODE": "PRODUCTION"}
     if args.code:
         env["PYTHONPATH"] = str(args.code.resolve())
     print(
