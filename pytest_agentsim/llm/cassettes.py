@@ -364,6 +364,9 @@ class Cassette:
     def _write(self, secrets: Sequence[str]) -> None:
         text = self._text(secrets)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() and self._create(text):
+            self._appendable = bool(self._interactions)
+            return
         mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
         handle, temporary = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
@@ -381,3 +384,25 @@ class Cassette:
                 os.unlink(temporary)
             raise
         self._appendable = bool(self._interactions)
+
+    def _create(self, text: str) -> bool:
+        """Write a file that did not exist in one write, with no temporary file and no
+        fsync (there is nothing to keep safe), removed again if the write fails; False if
+        another process created it meanwhile (then it is replaced as usual)."""
+        data = text.encode("utf-8")
+        try:
+            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(handle, data[written:])
+        except BaseException:
+            self._appendable = False
+            os.close(handle)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
+        os.close(handle)
+        return True

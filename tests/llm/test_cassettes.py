@@ -347,8 +347,6 @@ def test_a_new_call_is_appended_not_rewritten(
     server: FakeLLMServer, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw = gateway(server, path, "new_episodes")
-    run(gw, "one")
-    written = path.read_text(encoding="utf-8")
     renames: list[Any] = []
     real_replace = os.replace
 
@@ -357,6 +355,8 @@ def test_a_new_call_is_appended_not_rewritten(
         real_replace(*args)
 
     monkeypatch.setattr(os, "replace", replace)
+    run(gw, "one")  # a new file: written once, directly
+    written = path.read_text(encoding="utf-8")
     run(gw, "two", "three")
     assert renames == []  # no temporary file renamed over it: appended in place
     assert path.read_text(encoding="utf-8").startswith(written)
