@@ -9,8 +9,9 @@ each concurrency C, then replaying them (which must make 0 requests). For each C
   over the time the model was busy (the server's first request to its last answer), so
   pytest's start-up is left out; the target at C = 64 is >= 0.8;
 - CPU per call: the run's CPU time less its replay's, over the calls made (what a real
-  call costs the client beyond replaying it), and the run's CPU time overall and from the
-  end of collection on (the simulations: one event loop, so one core);
+  call costs the client beyond replaying it), and the run's CPU time overall and that of
+  the simulations (one event loop, so one core: from the end of collection to the end of
+  the first test's setup, which simulates every event at once when C > 1);
 - CPU bound: ideal time over that simulation CPU time, the efficiency the client allows
   with a core to itself (wall-clock efficiency also pays for other processes' load);
 - peak RSS of the pytest process (``resource.getrusage``).
@@ -90,22 +91,30 @@ def test_agent(agentsim_conversation):
     agentsim_conversation.assert_compliant()
 """
 
-#: Runs pytest in this (child) process and writes its CPU time (all of it, and from the
-#: end of collection on: the simulations) and peak RSS as JSON. litellm is imported first,
-#: so its seconds of import count in the total but not in the simulations' time.
+#: Runs pytest in this (child) process and writes its CPU time (all of it, and that of
+#: the simulations: from the end of collection to the end of the first test's setup, which
+#: simulates every event at once with --agentsim-concurrency above 1, else to the end) and
+#: peak RSS as JSON. litellm is imported first: its seconds count in the total only.
 CHILD = """\
 import json, resource, sys, time, pytest
 import litellm
 class Clock:
     collected = 0.0
+    simulated = None
     def pytest_collection_finish(self):
         Clock.collected = time.process_time()
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):
+        yield
+        if Clock.simulated is None:
+            Clock.simulated = time.process_time()
+concurrent = any(a.startswith("--agentsim-concurrency=") and a[23:] != "1" for a in sys.argv)
 code = pytest.main(sys.argv[2:], plugins=[Clock()])
+end = Clock.simulated if concurrent and Clock.simulated else time.process_time()
 usage = resource.getrusage(resource.RUSAGE_SELF)
 with open(sys.argv[1], "w") as out:
     json.dump({"code": int(code), "cpu": usage.ru_utime + usage.ru_stime,
-               "run_cpu": time.process_time() - Clock.collected,
-               "rss_kib": usage.ru_maxrss}, out)
+               "run_cpu": end - Clock.collected, "rss_kib": usage.ru_maxrss}, out)
 """
 
 
@@ -183,15 +192,23 @@ def run_pytest(root: Path, args: list[str], env: dict[str, str]) -> dict[str, An
     return result
 
 
-def measure(concurrency: int, events: int, latency: float, env: dict[str, str]) -> dict[str, Any]:
+def measure(
+    concurrency: int,
+    events: int,
+    latency: float,
+    env: dict[str, str],
+    keep_alive: bool = True,
+    model_name: str = "openai/gpt-4o-mini",
+) -> dict[str, Any]:
     """Record at ``concurrency``, then replay: the figures of one row."""
-    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(reply=model, latency=latency) as fake:
+    server = FakeLLMServer(reply=model, latency=latency, keep_alive=keep_alive)
+    with tempfile.TemporaryDirectory() as tmp, server as fake:
         root = Path(tmp)
         write_product(root, events)
         base = [
             "--agentsim",
-            "--agentsim-user-model=openai/fake-user",
-            "--agentsim-judge-model=openai/fake-judge",
+            f"--agentsim-user-model={model_name}",
+            f"--agentsim-judge-model={model_name}",
             f"--agentsim-api-base={fake.base_url}",
             f"--agentsim-concurrency={concurrency}",
         ]
@@ -233,6 +250,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
+        "--model",
+        default="openai/gpt-4o-mini",
+        help="the model name the roles ask the fake server for: one litellm prices, as a "
+        "real run's are (a name it does not know costs litellm a search of its price map "
+        "on every call)",
+    )
+    parser.add_argument(
+        "--close",
+        action="store_true",
+        help="a new connection per call (the fake server's default in tests); by default "
+        "connections are kept open, as providers do",
+    )
+    parser.add_argument(
         "--code", type=Path, help="a checkout whose pytest_agentsim to measure (a before/after)"
     )
     args = parser.parse_args()
@@ -240,8 +270,9 @@ def main() -> None:
     if args.code:
         env["PYTHONPATH"] = str(args.code.resolve())
     print(
-        f"concurrency: {args.events} events, user + judge on the fake model at "
-        f"{args.latency * 1000:.0f} ms ({os.cpu_count()} CPUs)"
+        f"concurrency: {args.events} events, user + judge ({args.model}) on the fake server at "
+        f"{args.latency * 1000:.0f} ms, connections "
+        f"{'closed after each call' if args.close else 'kept open'} ({os.cpu_count()} CPUs)"
     )
     print(
         "     C  calls  in-flight  ideal s  busy s  wall s  efficiency  CPU s  run CPU s  "
@@ -249,7 +280,14 @@ def main() -> None:
     )
     rows = []
     for concurrency in args.concurrency:
-        row = measure(concurrency, args.events, args.latency, env)
+        row = measure(
+            concurrency,
+            args.events,
+            args.latency,
+            env,
+            keep_alive=not args.close,
+            model_name=args.model,
+        )
         rows.append(row)
         print(
             f"  {row['concurrency']:4d}  {row['calls']:5d}  {row['max_in_flight']:9d}  "

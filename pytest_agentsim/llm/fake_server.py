@@ -167,6 +167,7 @@ class FakeLLMServer:
         refuse_response_formats: Collection[str] = (),
         refusal_status: int = 500,
         latency: float = 0.0,
+        keep_alive: bool = False,
     ) -> None:
         self._queue: list[Reply] = [_as_reply(item) for item in replies]
         self.reply_function: ReplyFunction | None = reply
@@ -175,6 +176,9 @@ class FakeLLMServer:
         self.refusal_status = refusal_status
         #: seconds every completion waits before its answer
         self.latency = latency
+        #: keep connections open between requests, as providers do (a benchmark's choice:
+        #: a client's pooled connection then outlives ``stop()``)
+        self.keep_alive = keep_alive
         self._in_flight = 0
         self._max_in_flight = 0
         self._first_arrival: float | None = None
@@ -433,8 +437,8 @@ def _stream_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict
 
 def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 with Content-Length on every answer, and one request per connection:
-        # no keep-alive connection outlives stop() in a client's pool.
+        # HTTP/1.1 with Content-Length on every answer, and one request per connection
+        # unless ``keep_alive``: no keep-alive connection outlives stop() in a client's pool.
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -448,14 +452,14 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             content_type: str = "application/json",
         ) -> None:
             data = body.encode("utf-8")
-            self.close_connection = True
+            self.close_connection = not server.keep_alive
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
+                self.send_header("Connection", "keep-alive" if server.keep_alive else "close")
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()

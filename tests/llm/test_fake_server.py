@@ -456,3 +456,18 @@ def test_latency_and_the_calls_in_flight_are_counted() -> None:
         assert slow.max_in_flight == 20  # only completions count
         slow.reset()
         assert (slow.max_in_flight, slow.busy_seconds) == (0, 0.0)
+
+
+def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    import http.client
+
+    with FakeLLMServer(reply=lambda request: "ok", keep_alive=True) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        answers = []
+        for _ in range(3):
+            connection.request("POST", "/v1/chat/completions", json.dumps(BODY))
+            response = connection.getresponse()
+            answers.append((response.getheader("Connection"), content(response.read().decode())))
+        connection.close()
+    assert answers == [("keep-alive", "ok")] * 3
+    assert len(server.completion_requests) == 3
