@@ -130,7 +130,7 @@ def _freeze_once() -> None:
 
     litellm is hundreds of thousands of long-lived objects, some imported only by the
     first call; every full collection rescans them all (about 100 ms each, several a
-    minute in a run making model calls), a third of the client's CPU per call. Frozen,
+    minute in a run making model calls), about a fifth of the client's CPU per call. Frozen,
     they are never scanned again; what was alive then stays alive, as litellm does anyway.
     """
     global _frozen
