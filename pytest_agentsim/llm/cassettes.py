@@ -254,7 +254,7 @@ class Cassette:
 
     def lookup(self, request: LLMRequest) -> LLMResponse | None:
         """The recorded response (``replayed=True``, free), or None to call the model."""
-        if self.mode == "all":
+        if self.mode == "all" or not self._interactions:  # nothing to find: no key to hash
             return None
         with self._lock:
             interaction = self._interactions.get(request_key(request))

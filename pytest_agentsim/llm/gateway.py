@@ -839,7 +839,7 @@ class Gateway:
         first, then the others (a recording made where ``json_schema`` worked replays
         in a run that learnt it does not)."""
         cassette = self.cassette
-        if cassette is None or cassette.mode == "all":
+        if cassette is None or cassette.mode == "all" or not len(cassette):
             return None
         for mode in [*modes, *(m for m in STRUCTURED_MODES if m not in modes)]:
             if cassette.lookup(self._resolve(_in_mode(request, schema, mode))) is not None:
