@@ -315,14 +315,17 @@ class Cassette:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _chunk(self, interaction: Interaction) -> str:
-        """One interaction as the YAML list item it is in the file."""
+    def _chunk(self, interaction: Interaction, *, redacted: bool = False) -> str:
+        """One interaction as the YAML list item it is in the file; redacted again with
+        the secrets known now unless it was ``redacted`` with them just before."""
         data = interaction.model_dump(mode="json")
         key = data.pop("key")
         if data["request"].get("sample") is None:
             data["request"].pop("sample", None)
-        secrets, patterns = self._chunks_redacted_with
-        return dump_yaml([{"key": key, **redact_data(data, list(secrets), list(patterns))}])
+        if not redacted:
+            secrets, patterns = self._chunks_redacted_with
+            data = redact_data(data, list(secrets), list(patterns))
+        return dump_yaml([{"key": key, **data}])
 
     def _text(self, secrets: Sequence[str]) -> str:
         """The file's text: what :func:`cassette_text` makes of the whole document, built
@@ -344,7 +347,8 @@ class Cassette:
     def _append(self, interaction: Interaction) -> None:
         """Add one entry at the end of the file in one write; on failure (disk full) the
         file is cut back to what it was, so it never holds half an entry."""
-        chunk = self._chunks[interaction.key] = self._chunk(interaction)
+        # Recorded just now, redacted with the secrets every entry of the file was.
+        chunk = self._chunks[interaction.key] = self._chunk(interaction, redacted=True)
         data = chunk.encode("utf-8")
         handle = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
