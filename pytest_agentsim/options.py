@@ -633,6 +633,17 @@ PRICES = Option(
     note="lines `model = input, output`, USD per million tokens",
     default_text="litellm's price map",
 )
+RATE_LIMITS = Option(
+    name="agentsim_rate_limits",
+    kind="lines",
+    group="agentsim-llm",
+    ini="agentsim_rate_limits",
+    help="Lines 'model = N rpm, M tpm': the provider's requests and tokens per minute for a "
+    "model; its calls wait rather than exceed them (either part may be left out)",
+    default=(),
+    note="lines `model = N rpm, M tpm`",
+    default_text="no limit (a 429 still pauses that model's calls)",
+)
 SECRET_ENV = Option(
     name="agentsim_secret_env",
     kind="lines",
@@ -700,6 +711,7 @@ OPTIONS: tuple[Option[object], ...] = (
     CASSETTES,
     MAX_COST,
     PRICES,
+    RATE_LIMITS,
     SECRET_ENV,
     SECRET_PATTERNS,
 )

@@ -43,6 +43,10 @@ VIOLATION_ONLY_KEY = "agentsim_violation_only"
 #: Set on the report of a test that errored because its event could not be judged
 #: (EventRecord.errored): what --agentsim-max-error-rate may tolerate, and only that.
 ERROR_ONLY_KEY = "agentsim_error_only"
+#: Set on the teardown report of a ``simulated_user`` test: the model calls of the
+#: conversations it ran (an LLMTally as JSON), which no event record carries.
+DRIVER_LLM_KEY = "agentsim_driver_llm"
+USER_DRIVER = pytest.StashKey[UserDriver]()
 
 
 def sandbox_for(tools: Sequence[ToolLike], db: dict[str, Any]) -> ToolSandbox:
@@ -128,7 +132,7 @@ class ConversationTests:
 
     def user_driver(self, item: pytest.Item, agent: Agent, tools: Sequence[ToolLike]) -> UserDriver:
         """The ``simulated_user`` fixture's value for ``item``."""
-        return UserDriver(
+        driver = item.stash[USER_DRIVER] = UserDriver(
             self.session.runner,
             agent=agent,
             pack_for=lambda domain: self.pack_for(None, domain),
@@ -136,6 +140,7 @@ class ConversationTests:
             name=item.name,
             user_model=self.user_model(item),
         )
+        return driver
 
     def selected_events(self, markers: Sequence[pytest.Mark], where: str) -> list[Event]:
         """The events a test runs on, narrowed by its agentsim_policy / agentsim_risk marks."""
@@ -357,6 +362,9 @@ class ConversationTests:
             report.__dict__[RESULT_KEY] = record.model_dump(mode="json")
             if record.errored and call.excinfo is not None:
                 report.__dict__[ERROR_ONLY_KEY] = call.excinfo.errisinstance(ConversationError)
+        driver = item.stash.get(USER_DRIVER, None)
+        if driver is not None and call.when == "teardown":
+            report.__dict__[DRIVER_LLM_KEY] = driver.llm.model_dump(mode="json")
         if call.excinfo is not None and call.excinfo.errisinstance(ConversationError):
             report.longrepr = str(call.excinfo.value)  # the report says it all: no traceback
         if call.when == "call" and report.failed:

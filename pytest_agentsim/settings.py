@@ -26,6 +26,7 @@ from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.messages import RoleName
 from pytest_agentsim.llm.messages import parse_max_tokens
 from pytest_agentsim.llm.run import LLMSettings
@@ -330,6 +331,7 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         generate_model=_text_setting(config, options.GENERATE_MODEL)[0],
         inconclusive=inconclusive,
         prices=_prices(config),
+        rate_limits=_rate_limits(config),
         secret_env=tuple(
             name for line in _ini(config, options.SECRET_ENV) for name in line.split()
         ),
@@ -337,6 +339,7 @@ def _llm_settings(config: pytest.Config) -> LLMSettings:
         timeout=_seconds_setting(config, options.TIMEOUT),
         attempts=_int_setting(config, options.ATTEMPTS),
         max_tokens=_max_tokens(config),
+        concurrency=_int_setting(config, options.CONCURRENCY),
     )
 
 
@@ -359,6 +362,31 @@ def _prices(config: pytest.Config) -> dict[str, ModelPrice]:
                 f"numbers >= 0), got {line.strip()!r}"
             ) from None
     return prices
+
+
+def _rate_limits(config: pytest.Config) -> dict[str, RateLimit]:
+    """``model = N rpm, M tpm`` lines: requests and tokens per minute, either optional."""
+    where = _where(config, options.RATE_LIMITS, True)
+    limits = {}
+    for line in _ini(config, options.RATE_LIMITS):
+        model, sep, values = line.rpartition("=")
+        given: dict[str, int] = {}
+        try:
+            for part in values.split(","):
+                number, unit = part.split()
+                field = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute"}[unit.lower()]
+                if field in given:
+                    raise ValueError
+                given[field] = int(number.replace("_", ""))
+            if not sep or not model.strip() or not given:
+                raise ValueError
+            limits[model.strip()] = RateLimit(**given)
+        except (ValueError, KeyError, ValidationError):
+            raise ConfigError(
+                f"{where}: expected 'model = N rpm, M tpm' (whole numbers >= 1, either part "
+                f"may be left out), got {line.strip()!r}"
+            ) from None
+    return limits
 
 
 def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import pytest
 
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import FailureKind
+from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.sources import display_path
 from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.gates import GateVerdict
@@ -30,9 +31,11 @@ from pytest_agentsim.reporting.github import error_annotations
 from pytest_agentsim.reporting.github import step_summary
 from pytest_agentsim.reporting.results import RESULT_KEY
 from pytest_agentsim.reporting.results import results_document
+from pytest_agentsim.reporting.tables import cost_line
 from pytest_agentsim.reporting.tables import generation_lines
 from pytest_agentsim.reporting.tables import short_cost
 from pytest_agentsim.reporting.tables import summary_lines
+from pytest_agentsim.runtest import DRIVER_LLM_KEY
 from pytest_agentsim.runtest import ERROR_ONLY_KEY
 from pytest_agentsim.runtest import VIOLATION_ONLY_KEY
 from pytest_agentsim.session import AgentSimSession
@@ -53,6 +56,8 @@ class SummaryReporter:
         self.config = session.config
         self.settings = session.settings
         self.records: dict[tuple[str, str, int], EventRecord] = {}
+        #: the model calls of ``simulated_user`` tests, whose conversations are no records
+        self.driver_llm = LLMTally()
         # Failed tests by what a gate may tolerate: policy violations only, events that
         # could not be judged only, anything else (never tolerated).
         self.violation_failures = 0
@@ -90,6 +95,9 @@ class SummaryReporter:
                 self.error_failures += 1
             else:
                 self.other_failures += 1
+        driver_llm = report.__dict__.get(DRIVER_LLM_KEY)
+        if isinstance(driver_llm, dict):
+            self.driver_llm = self.driver_llm + LLMTally.model_validate(driver_llm)
         data = report.__dict__.get(RESULT_KEY)
         if not isinstance(data, dict):
             return
@@ -131,7 +139,11 @@ class SummaryReporter:
         path = self.settings.json_path
         if path is None:
             return
-        document = results_document(list(self.records.values()), run=self.run_info(int(exitstatus)))
+        document = results_document(
+            list(self.records.values()),
+            run=self.run_info(int(exitstatus)),
+            other_llm=self.driver_llm,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -198,10 +210,13 @@ class SummaryReporter:
             for line in generation_lines(writes, self.settings.events):
                 terminalreporter.write_line(line)
         if not self.records:
+            if self.driver_llm.calls or self.driver_llm.replayed_calls:
+                terminalreporter.write_sep("=", "agentsim summary")
+                terminalreporter.write_line(cost_line([], self.driver_llm))
             return
         records = self.sorted_records()
         terminalreporter.write_sep("=", "agentsim summary")
-        for line in summary_lines(records):
+        for line in summary_lines(records, self.driver_llm):
             terminalreporter.write_line(line)
         for line in self.llm_lines():
             terminalreporter.write_line(line)

@@ -388,7 +388,7 @@ def test_cassette_files_are_reviewable(product: pytest.Pytester, server: FakeLLM
     server.reply_function = role_model()
     product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "-k", "ev-2")
     text = (product.path / "fixtures" / "cassettes" / "notes" / "ev-2.yaml").read_text()
-    assert text.startswith("interactions:\n") and "version: 1" in text
+    assert text.startswith("version: 1\ninteractions:\n- key: ")
     assert "purpose: judge" in text and "purpose: user" in text
     assert "<<<TRANSCRIPT" in text  # the judge prompt, readable in a diff
 
@@ -459,6 +459,15 @@ def test_configured_secrets_never_reach_a_report(
         (
             "agentsim_prices =\n    openai/x = 1, -2\n",
             "agentsim_prices in pytest.ini: expected 'model = input, output' *got 'openai/x = 1, -2'",
+        ),
+        (
+            "agentsim_rate_limits =\n    openai/x = 500 rpm, 0 tpm\n",
+            "agentsim_rate_limits in pytest.ini: expected 'model = N rpm, M tpm' *"
+            "got 'openai/x = 500 rpm, 0 tpm'",
+        ),
+        (
+            "agentsim_rate_limits =\n    openai/x = 500 per minute\n",
+            "agentsim_rate_limits in pytest.ini: expected 'model = N rpm, M tpm' *",
         ),
         (
             "agentsim_secret_patterns =\n    acct-(\\d+\n",
@@ -579,4 +588,64 @@ def test_a_hung_model_ends_as_an_error_within_its_timeout(
             "LLM error: openai/fake-user: gave up after 2 attempts: Timeout: *",
             "agentsim event ev-3*",
         ]
+    )
+
+
+@pytest.mark.parametrize("concurrency", [16, 2])
+def test_concurrency_puts_that_many_calls_in_flight_at_the_model(
+    product: pytest.Pytester, concurrency: int
+) -> None:
+    """--agentsim-concurrency N: N conversations at once, so N calls waiting on a slow
+    model at once (counted by the server), not a fixed cap of the gateway's."""
+    answer = role_model()
+    first_arrival: list[float] = []
+
+    def held(request: RecordedRequest) -> Reply:
+        # Until N calls are in flight (or 10 s have passed), each waits: however slowly a
+        # loaded machine starts them, the first calls do not end before the last begin.
+        first_arrival.append(time.monotonic())
+        while slow.max_in_flight < concurrency and time.monotonic() < first_arrival[0] + 10:
+            time.sleep(0.01)
+        return answer(request)
+
+    with FakeLLMServer(reply=held, latency=0.1) as slow:
+        result = product.runpytest(
+            *llm_args(slow, "--agentsim-record-mode=all"),
+            f"--agentsim-concurrency={concurrency}",
+            "--agentsim-repeat=6",  # 3 events x 6 trials: 18 conversations
+        )
+        most = slow.max_in_flight
+        made = len(slow.completion_requests)
+    result.assert_outcomes(passed=6, failed=12)
+    assert made == 18 * 3
+    assert most == concurrency
+
+
+def test_the_cost_line_counts_the_calls_of_simulated_user_tests(
+    product: pytest.Pytester, server: FakeLLMServer
+) -> None:
+    product.makepyfile(
+        test_dialogue="""
+        def test_dialogue(simulated_user):
+            simulated_user.run(["please read note s"], policies=["no-secrets"])
+            simulated_user.run(["hello"], policies=["polite-greeting"])
+        """
+    )
+    server.reply_function = role_model()
+    everything = product.runpytest(
+        *llm_args(server, "--agentsim-record-mode=once", "--agentsim-json=r.json")
+    )
+    everything.assert_outcomes(passed=2, failed=2)
+    # 3 per parametrized event (user, user, judge); one judge call per scripted dialogue.
+    assert len(server.completion_requests) == 9 + 2
+    assert re.search(
+        r"cost: \$0\.0000, [\d,]+ tokens in 11 LLM calls \(2 of them in simulated_user tests\)",
+        everything.stdout.str(),
+    ), everything.stdout.str()
+    assert json.loads((product.path / "r.json").read_text())["cost"]["llm_calls"] == 11
+
+    alone = product.runpytest(*llm_args(server, "--agentsim-record-mode=once"), "test_dialogue.py")
+    alone.assert_outcomes(passed=1)
+    alone.stdout.fnmatch_lines(
+        ["*agentsim summary*", "cost: * 0 LLM calls, 2 replayed from cassettes (2 of them in *"]
     )

@@ -4,10 +4,12 @@ No model API is reachable in this project's CI, nor in many product teams' CI. I
 stubbing litellm out (which leaves the real request/response path untested), tests point
 litellm's ``api_base`` at this server: it speaks ``/v1/chat/completions`` over real HTTP
 (plain JSON and SSE streaming), answers from scripted replies or a reply function, injects
-latency and faults (429 with Retry-After, 5xx, malformed bodies, hangs), can refuse
-``response_format`` types the way llama.cpp's server does (``refuse_response_formats``),
-and logs every request so tests can count calls and check what was sent. Users get it, for their own CI,
-as the ``agentsim_fake_llm`` fixture.
+latency (per reply, or ``latency=`` for every answer, like a slow model) and faults (429
+with Retry-After, 5xx, malformed bodies, hangs), can refuse ``response_format`` types the
+way llama.cpp's server does (``refuse_response_formats``), and logs every request so
+tests can count calls and check what was sent; it also counts the completions in flight
+(``max_in_flight``: how many a client really had waiting at once). Users get it, for
+their own CI, as the ``agentsim_fake_llm`` fixture.
 
 Standard library only, so it starts in milliseconds on an ephemeral port::
 
@@ -151,6 +153,10 @@ class FakeLLMServer:
     "text" or "json_object", but got: json_schema``; ``refusal_status=400`` gives the
     newer servers' answer. A refused request is logged but takes no scripted reply, as a
     server refuses it before generating anything.
+
+    ``latency`` is added to every completion's answer (a reply's own latency on top), so a
+    test or benchmark can stand in for a slow model; the server answers any number of
+    requests at once (a thread each), so it never limits a client's concurrency.
     """
 
     def __init__(
@@ -160,12 +166,23 @@ class FakeLLMServer:
         *,
         refuse_response_formats: Collection[str] = (),
         refusal_status: int = 500,
+        latency: float = 0.0,
+        keep_alive: bool = False,
     ) -> None:
         self._queue: list[Reply] = [_as_reply(item) for item in replies]
         self.reply_function: ReplyFunction | None = reply
         #: ``response_format`` types answered with an error, e.g. ``{"json_schema"}``
         self.refuse_response_formats: frozenset[str] = frozenset(refuse_response_formats)
         self.refusal_status = refusal_status
+        #: seconds every completion waits before its answer
+        self.latency = latency
+        #: keep connections open between requests, as providers do (a benchmark's choice:
+        #: a client's pooled connection then outlives ``stop()``)
+        self.keep_alive = keep_alive
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._first_arrival: float | None = None
+        self._last_answer: float | None = None
         self._log: list[RecordedRequest] = []
         self._completions = 0
         self._lock = threading.Lock()
@@ -180,7 +197,7 @@ class FakeLLMServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = _Server(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True  # a hanging handler never keeps the process alive
         self._server = server
         self._thread = threading.Thread(
@@ -240,11 +257,47 @@ class FakeLLMServer:
         return [request for request in self.requests if request.is_completion]
 
     def reset(self) -> None:
-        """Forget the queued replies, the request log and the request count."""
+        """Forget the queued replies, the request log, the request count and the in-flight
+        record."""
         with self._lock:
             self._queue.clear()
             self._log.clear()
             self._completions = 0
+            self._max_in_flight = self._in_flight
+            self._first_arrival = self._last_answer = None
+
+    @property
+    def in_flight(self) -> int:
+        """Completion requests received and not yet answered."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most completion requests ever waiting for their answers at once."""
+        with self._lock:
+            return self._max_in_flight
+
+    @property
+    def busy_seconds(self) -> float:
+        """From the first completion request's arrival to the last answer sent (0 before
+        any): the time a client spent on its model calls, its start-up left out."""
+        with self._lock:
+            if self._first_arrival is None or self._last_answer is None:
+                return 0.0
+            return max(0.0, self._last_answer - self._first_arrival)
+
+    def _arrived(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            if self._first_arrival is None:
+                self._first_arrival = time.monotonic()
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._last_answer = time.monotonic()
 
     # -- answering (called from handler threads) -----------------------------------------
 
@@ -286,6 +339,12 @@ class FakeLLMServer:
         kind_name = "server_error" if status >= 500 else "invalid_request_error"
         body = json.dumps({"error": {"code": status, "message": message, "type": kind_name}})
         return Reply(status=status, raw_body=body)
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections beyond it when many clients connect at
+    # once; each dropped one retries a second later, which would look like a slow client.
+    request_queue_size = 1024
 
 
 def _as_reply(item: Reply | str) -> Reply:
@@ -378,8 +437,8 @@ def _stream_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict
 
 def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 with Content-Length on every answer, and one request per connection:
-        # no keep-alive connection outlives stop() in a client's pool.
+        # HTTP/1.1 with Content-Length on every answer, and one request per connection
+        # unless ``keep_alive``: no keep-alive connection outlives stop() in a client's pool.
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -393,14 +452,14 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             content_type: str = "application/json",
         ) -> None:
             data = body.encode("utf-8")
-            self.close_connection = True
+            self.close_connection = not server.keep_alive
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
+                self.send_header("Connection", "keep-alive" if server.keep_alive else "close")
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
@@ -442,16 +501,19 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             if not request.is_completion:
                 self._not_found(request)
                 return
+            server._arrived()
             try:
                 self._answer(request, number)
             except Exception as exc:  # a bad Reply (e.g. a tool call without a name)
                 message = f"fake LLM: could not render the reply: {type(exc).__name__}: {exc}"
                 self._send(500, _error_body(message, "server_error"))
+            finally:
+                server._answered()
 
         def _answer(self, request: RecordedRequest, number: int) -> None:
             reply = server._refusal(request) or server._next_reply(request, number)
-            if reply.latency > 0:
-                server._sleep(reply.latency)
+            if reply.latency + server.latency > 0:
+                server._sleep(reply.latency + server.latency)
             if reply.status != 200 or reply.raw_body is not None:
                 self._send(reply.status, reply.raw_body or "", reply.headers)
                 return

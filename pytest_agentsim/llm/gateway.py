@@ -11,6 +11,11 @@ token and cost accounting and the run's budget are decided in one place:
   are retried by tenacity, honouring Retry-After, else with exponential backoff and
   jitter, a bounded number of times; litellm's own retries are off, so there is exactly
   one retry layer and the attempt count is ours;
+- at most ``concurrency`` calls are in flight (per event loop, shared by every view); a
+  call sleeping before its retry gives its slot up meanwhile, and a 429 pauses every call
+  to that model (endpoint and model) for as long as the rate-limited one waits, since
+  they would only be refused too; with ``rate_limits`` for a model, its calls wait
+  (without a slot) rather than exceed its requests or tokens per minute;
 - structured output is parsed into a pydantic model, with one repair call on invalid
   output; what still fails is an :class:`LLMError`, never a silent default. It is asked
   as ``response_format: json_schema``; a server that refuses that (llama.cpp's answers
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import os
@@ -42,6 +48,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
@@ -62,6 +69,7 @@ from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.messages import ResponseFormatRefused
 from pytest_agentsim.llm.messages import Usage
 from pytest_agentsim.llm.redaction import redact
@@ -111,6 +119,27 @@ def load_litellm() -> ModuleType:
             litellm.suppress_debug_info = True
             _litellm = litellm
     return _litellm
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Move what the process holds after its first model call out of the garbage
+    collector's sight (:func:`gc.freeze`), once.
+
+    litellm is hundreds of thousands of long-lived objects, some imported only by the
+    first call; every full collection rescans them all (about 100 ms each, several a
+    minute in a run making model calls), about a fifth of the client's CPU per call. Frozen,
+    they are never scanned again; what was alive then stays alive, as litellm does anyway.
+    """
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
+    import gc
+
+    gc.freeze()
 
 
 # --------------------------------------------------------------------------- errors from litellm
@@ -248,9 +277,22 @@ def _strip_fences(text: str) -> str:
     return fenced.group(1) if fenced else text
 
 
+@functools.lru_cache(maxsize=256)
+def _json_schema_text(schema: type[BaseModel]) -> str:
+    return json.dumps(schema.model_json_schema(), ensure_ascii=False)
+
+
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """``schema.model_json_schema()``, built once per model class (pydantic builds it anew
+    each time, a millisecond or more, and structured output needs it on every call); a
+    fresh copy each time, as the request that carries it may be changed downstream."""
+    schema_dict: dict[str, Any] = json.loads(_json_schema_text(schema))
+    return schema_dict
+
+
 def _schema_instruction(schema: type[BaseModel]) -> str:
     """The schema in words, for servers that will not take it as ``response_format``."""
-    text = json.dumps(schema.model_json_schema(), sort_keys=True, ensure_ascii=False)
+    text = json.dumps(_json_schema(schema), sort_keys=True, ensure_ascii=False)
     return (
         "Reply with one JSON object only, no other text and no code fence. It must be "
         f"valid against this JSON Schema:\n{text}"
@@ -270,7 +312,7 @@ def _in_mode(request: LLMRequest, schema: type[BaseModel], mode: StructuredMode)
             "type": "json_schema",
             "json_schema": {
                 "name": _schema_name(schema),
-                "schema": schema.model_json_schema(),
+                "schema": _json_schema(schema),
                 "strict": False,
             },
         }
@@ -325,15 +367,24 @@ def _completion_kwargs(
     return kwargs
 
 
+def is_rate_limit(exc: BaseException) -> bool:
+    """A 429: the provider's limit for the model, not a fault of this one request."""
+    return getattr(exc, "status_code", None) == 429 or isinstance(
+        exc, load_litellm().RateLimitError
+    )
+
+
 def _retrying(
     config: LLMConfig,
     model: str,
     sleep: Sleep,
     redact_text: Callable[[str], str],
     retryable: Callable[[BaseException], bool] = is_transient,
+    on_rate_limit: Callable[[float], None] | None = None,
 ) -> AsyncRetrying:
     """The retry policy of one call: transient errors only, Retry-After honoured (capped at
-    ``max_wait``), else exponential backoff with jitter; each retry logged, redacted."""
+    ``max_wait``), else exponential backoff with jitter; each retry logged, redacted;
+    ``on_rate_limit`` is told the wait after a 429."""
     from tenacity import AsyncRetrying
     from tenacity import retry_if_exception
     from tenacity import stop_after_attempt
@@ -351,6 +402,8 @@ def _retrying(
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        if on_rate_limit is not None and exc is not None and is_rate_limit(exc):
+            on_rate_limit(seconds)
         logger.warning(
             "%s: attempt %d failed (%s); retrying in %.2fs",
             model,
@@ -377,16 +430,98 @@ def _cost(
     config: LLMConfig,
     usage: Usage,
 ) -> float:
-    """USD of one call: the configured price, else litellm's map, else 0 (noted as unpriced)."""
+    """USD of one call: the configured price, else litellm's map, else 0 (noted as unpriced).
+
+    litellm prices each response already (its ``response_cost``), and a model missing
+    from its map is searched for at length (milliseconds a call): that cost is taken as
+    is, and a model found unpriced once is not looked up again.
+    """
     prompt, output = tokens
     price = config.prices.get(model)
     if price is not None:
         return (prompt * price.input_per_million + output * price.output_per_million) / 1e6
+    if usage.is_unpriced(model):
+        return 0.0
+    known = (getattr(raw, "_hidden_params", None) or {}).get("response_cost")
+    if isinstance(known, (int, float)) and not isinstance(known, bool):
+        return float(known)
     try:
         return float(litellm.completion_cost(completion_response=raw, model=model))
     except Exception:  # ModelNotMappedError, or a plain Exception in older versions
         usage.add_unpriced(model)
         return 0.0
+
+
+class Pauses:
+    """Until when calls to each (endpoint, model) wait: a 429 for one is a 429 for all.
+
+    Shared by every view of a gateway, and across threads and event loops, so it keeps
+    ``time.monotonic()`` deadlines rather than asyncio objects.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str | None, str], float] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, key: tuple[str | None, str], seconds: float) -> float:
+        """Pause ``key`` for ``seconds`` from now (never shortening a longer pause); the
+        deadline it is paused until."""
+        with self._lock:
+            until = max(self._until.get(key, 0.0), time.monotonic() + seconds)
+            self._until[key] = until
+            return until
+
+    def until(self, key: tuple[str | None, str]) -> float:
+        with self._lock:
+            return self._until.get(key, 0.0)
+
+
+class RateLimiter:
+    """Books each call's start within its model's per-minute limits (a sliding minute).
+
+    A call asks when it may start; the answer is booked at once, so calls asking together
+    are spread over the minute instead of all waiting for the same moment. Shared by
+    every view of a gateway, across threads and event loops.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._booked: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, model: str, limit: RateLimit, tokens: int) -> float:
+        """Seconds from now until a call of ``tokens`` to ``model`` may start (0: now)."""
+        with self._lock:
+            now = time.monotonic()
+            booked = self._booked.setdefault(model, deque())
+            while booked and booked[0][0] <= now - self.WINDOW:
+                booked.popleft()
+            start = max(now, booked[-1][0]) if booked else now
+            if limit.tokens_per_minute is not None:
+                tokens = min(tokens, limit.tokens_per_minute)  # else it could never start
+            while True:
+                window = [entry for entry in booked if entry[0] > start - self.WINDOW]
+                too_many = (
+                    limit.requests_per_minute is not None
+                    and len(window) >= limit.requests_per_minute
+                )
+                too_much = (
+                    limit.tokens_per_minute is not None
+                    and sum(used for _, used in window) + tokens > limit.tokens_per_minute
+                )
+                if not (too_many or too_much):
+                    break
+                start = window[0][0] + self.WINDOW  # when the oldest booking leaves the minute
+            booked.append((start, tokens))
+            return start - now
+
+
+def _estimated_tokens(request: LLMRequest, config: LLMConfig) -> int:
+    """What a provider counts against tokens per minute before the call: the prompt
+    (about four characters a token) plus the most the reply may take."""
+    prompt = len(json.dumps(request.messages, default=str)) // 4
+    return prompt + (request.max_tokens or config.max_tokens or 0)
 
 
 class Gateway:
@@ -420,6 +555,8 @@ class Gateway:
         # (api_base, model) -> the structured-output mode that server accepts, shared by
         # every view: learnt once per run, not once per event.
         self._structured_modes: dict[tuple[str | None, str], StructuredMode] = {}
+        self._pauses = Pauses()
+        self._limiter = RateLimiter()
         if cassette is not None:
             cassette.add_secrets(secret_values(config), config.secret_patterns)
 
@@ -440,6 +577,8 @@ class Gateway:
         view._lock = self._lock
         view._semaphores = self._semaphores
         view._structured_modes = self._structured_modes
+        view._pauses = self._pauses
+        view._limiter = self._limiter
         return view
 
     def _counters(self) -> list[Usage]:
@@ -455,6 +594,28 @@ class Gateway:
                 semaphore = asyncio.Semaphore(self.config.concurrency)
                 self._semaphores[loop] = semaphore
             return semaphore
+
+    async def _take_slot(self, key: tuple[str | None, str], slept_until: float) -> None:
+        """A place among the calls in flight, once no 429 pauses ``key``.
+
+        The pause is slept without a slot (others keep their calls going), and checked
+        again once a slot is had: a 429 may have come while this call queued. Each pause
+        is slept once (``slept_until``), so a test's instant ``sleep`` cannot spin.
+        """
+        semaphore = self._semaphore()
+        while True:
+            until = self._pauses.until(key)
+            delay = until - time.monotonic()
+            if until > slept_until and delay > 0:
+                await self._sleep(delay)
+                slept_until = until
+                continue
+            await semaphore.acquire()
+            until = self._pauses.until(key)
+            if until > slept_until and until > time.monotonic():
+                semaphore.release()
+                continue
+            return
 
     def _api_key(self) -> str:
         if self.config.api_key_env:
@@ -513,7 +674,9 @@ class Gateway:
         return run_sync(self.acomplete(request))
 
     async def _call(self, request: LLMRequest, *, fallback: bool = False) -> LLMResponse:
-        litellm = load_litellm()
+        # The first import takes seconds: in a thread, so the event loop (every other
+        # conversation of a concurrent run) is not stopped meanwhile.
+        litellm = _litellm if _litellm is not None else await asyncio.to_thread(load_litellm)
         model = request.model or self.config.model
         kwargs = _completion_kwargs(request, self.config, model, self._api_key())
         attempts = 0
@@ -522,18 +685,37 @@ class Gateway:
             refused = request.response_format is not None and refuses_response_format(exc)
             return is_transient(exc) and not refused
 
-        retrying = _retrying(self.config, model, self._sleep, self._redact, retryable)
-        started = time.monotonic()
+        key = (self.config.api_base, model)
+        slept_until = 0.0  # the end of the last 429 pause this call itself slept
+
+        def rate_limited(seconds: float) -> None:
+            nonlocal slept_until
+            slept_until = self._pauses.hold(key, seconds)
+
+        retrying = _retrying(self.config, model, self._sleep, self._redact, retryable, rate_limited)
+        started: float | None = None
         try:
-            async with self._semaphore():
-                # Calls queued behind the semaphore must not overrun a budget that the
-                # calls ahead of them spent.
-                self.usage.refuse_if_spent(self.config.max_cost)
-                started = time.monotonic()
-                async for attempt in retrying:
-                    with attempt:
-                        attempts += 1
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    limit = self.config.rate_limits.get(model)
+                    if limit is not None:
+                        delay = self._limiter.reserve(
+                            model, limit, _estimated_tokens(request, self.config)
+                        )
+                        if delay > 0:
+                            await self._sleep(delay)
+                    # A slot per attempt: the backoff between attempts is slept without one.
+                    await self._take_slot(key, slept_until)
+                    try:
+                        # Calls queued for a slot must not overrun a budget that the calls
+                        # ahead of them spent.
+                        self.usage.refuse_if_spent(self.config.max_cost)
+                        if started is None:
+                            started = time.monotonic()
                         raw = await litellm.acompletion(**kwargs)
+                    finally:
+                        self._semaphore().release()
         except LLMError:
             raise
         except Exception as exc:
@@ -555,7 +737,8 @@ class Gateway:
             raise LLMError(
                 "fatal", self._redact(f"{model}: {_one_line(exc, self._redact)}")
             ) from exc
-        latency = time.monotonic() - started
+        latency = time.monotonic() - started if started is not None else 0.0
+        _freeze_once()
 
         try:
             message = _assistant_message(raw)
@@ -656,7 +839,7 @@ class Gateway:
         first, then the others (a recording made where ``json_schema`` worked replays
         in a run that learnt it does not)."""
         cassette = self.cassette
-        if cassette is None or cassette.mode == "all":
+        if cassette is None or cassette.mode == "all" or not len(cassette):
             return None
         for mode in [*modes, *(m for m in STRUCTURED_MODES if m not in modes)]:
             if cassette.lookup(self._resolve(_in_mode(request, schema, mode))) is not None:

@@ -125,6 +125,16 @@ class ModelPrice(BaseModel):
     output_per_million: float = Field(ge=0)
 
 
+class RateLimit(BaseModel):
+    """A provider's limits for one model, per minute: requests, and tokens (the prompt's,
+    estimated, plus ``max_tokens``, as providers count them before a call)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
 class LLMConfig(BaseModel):
     """How to reach one model. The API key is named by an env var, never stored."""
 
@@ -146,6 +156,10 @@ class LLMConfig(BaseModel):
     max_cost: float | None = Field(default=None, ge=0, description="USD budget of the run")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="model -> price; wins over litellm's price map"
+    )
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict,
+        description="model -> requests and tokens per minute; calls wait rather than exceed",
     )
     temperature: float | None = Field(default=0.0, description="None: the provider's default")
     secret_env: list[str] = Field(
@@ -243,6 +257,10 @@ class Usage(BaseModel):
     def add_unpriced(self, model: str) -> None:
         with self._lock:
             self.unpriced_models.add(model)
+
+    def is_unpriced(self, model: str) -> bool:
+        with self._lock:
+            return model in self.unpriced_models
 
     def tally(self) -> LLMTally:
         """A plain copy for results and reports."""

@@ -35,6 +35,7 @@ from pytest_agentsim.llm.gateway import Sleep
 from pytest_agentsim.llm.messages import DEFAULT_MAX_TOKENS
 from pytest_agentsim.llm.messages import LLMConfig
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.messages import RoleName
 from pytest_agentsim.llm.messages import Usage
 
@@ -67,6 +68,7 @@ class LLMSettings:
     generate_model: str | None = None
     inconclusive: InconclusiveMode = "fail"
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     secret_patterns: tuple[str, ...] = ()
     #: seconds one HTTP attempt may take (``--agentsim-timeout``)
@@ -75,6 +77,14 @@ class LLMSettings:
     attempts: int = 4
     #: ``max_tokens`` per role (``--agentsim-max-tokens``)
     max_tokens: Mapping[RoleName, int] = field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
+    #: conversations simulated at a time (``--agentsim-concurrency``)
+    concurrency: int = 1
+
+    @property
+    def calls_in_flight(self) -> int:
+        """The run's cap on model calls at once: each of ``concurrency`` conversations
+        waits on one call at a time, except a voting judge, which asks its samples at once."""
+        return self.concurrency * max(1, self.judge_samples)
 
     @property
     def any_model(self) -> bool:
@@ -92,10 +102,12 @@ class LLMRun:
             api_key_env=settings.api_key_env,
             max_cost=settings.max_cost,
             prices=dict(settings.prices),
+            rate_limits=dict(settings.rate_limits),
             secret_env=list(settings.secret_env),
             secret_patterns=list(settings.secret_patterns),
             timeout=settings.timeout,
             max_attempts=settings.attempts,
+            concurrency=settings.calls_in_flight,
         )
         self.gateway = Gateway(base, sleep=sleep)
 

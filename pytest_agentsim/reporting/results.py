@@ -10,6 +10,7 @@ from typing import Any
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import FailureKind
+from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
@@ -79,7 +80,9 @@ RESULTS_SCHEMA = "pytest-agentsim/results"
 RESULTS_VERSION = 1
 
 
-def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> dict[str, Any]:
+def results_document(
+    records: Sequence[EventRecord], *, run: dict[str, Any], other_llm: LLMTally | None = None
+) -> dict[str, Any]:
     """The ``--agentsim-json`` file (schema ``pytest-agentsim/results``, version 1).
 
     Top-level keys: ``schema``, ``version``, ``run`` (plugin/pytest/python versions,
@@ -97,7 +100,8 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
     asserted on it; sorted by domain, event and trial, so that the file is the same with
     or without xdist), ``pass_k`` (with --agentsim-repeat: k, overall, per event / policy /
     risk category, and events whose trials were identical; else null) and ``cost`` (USD,
-    tokens, LLM calls made and replayed from cassettes, summed over the events).
+    tokens, LLM calls made and replayed from cassettes, summed over the events and
+    ``other_llm``, the ``simulated_user`` tests' conversations).
     """
     totals = aggregate(records)
     samples = distinct_samples(records)
@@ -143,7 +147,7 @@ def results_document(records: Sequence[EventRecord], *, run: dict[str, Any]) -> 
         ],
         "pass_k": repeated.as_dict() if (repeated := pass_k(records)) else None,
         "cost": {
-            "usd": (total := llm_totals(records)).cost_usd,
+            "usd": (total := llm_totals(records) + (other_llm or LLMTally())).cost_usd,
             "tokens": total.tokens,
             "prompt_tokens": total.prompt_tokens,
             "completion_tokens": total.completion_tokens,

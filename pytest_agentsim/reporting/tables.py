@@ -34,16 +34,20 @@ def llm_totals(records: Sequence[EventRecord]) -> LLMTally:
     return total
 
 
-def cost_line(records: Sequence[EventRecord]) -> str:
-    """'cost: $0.0123, 4,567 tokens, 12 LLM calls (30 replayed)': what the run spent."""
-    total = llm_totals(records)
+def cost_line(records: Sequence[EventRecord], other: LLMTally | None = None) -> str:
+    """'cost: $0.0123, 4,567 tokens, 12 LLM calls (30 replayed)': what the run spent;
+    ``other``: the calls of conversations that are no record (``simulated_user`` tests)."""
+    other = other or LLMTally()
+    total = llm_totals(records) + other
     if not (total.calls or total.replayed_calls or total.failed_calls):
         return "cost: $0.00, 0 tokens (no LLM calls: offline users and rule judges)"
     replayed = f", {total.replayed_calls} replayed from cassettes" if total.replayed_calls else ""
     failed = f", {total.failed_calls} failed" if total.failed_calls else ""
+    driven = other.calls + other.replayed_calls
+    by_tests = f" ({driven} of them in simulated_user tests)" if driven else ""
     return (
         f"cost: ${total.cost_usd:.4f}, {total.tokens:,} tokens in {total.calls} LLM calls"
-        f"{replayed}{failed}"
+        f"{replayed}{failed}{by_tests}"
     )
 
 
@@ -317,7 +321,7 @@ def _problem_line(problem: Problem, *, repeated: bool = False) -> str:
     )
 
 
-def summary_lines(records: Sequence[EventRecord]) -> list[str]:
+def summary_lines(records: Sequence[EventRecord], other_llm: LLMTally | None = None) -> list[str]:
     """Tables per policy and per risk category, then one line per violation and error.
 
     Per policy, each column counts events; ``rate`` is violated / events where the policy
@@ -395,7 +399,7 @@ def summary_lines(records: Sequence[EventRecord]) -> list[str]:
             f"not exercised in any event: {', '.join(unexercised)} (no check or judge saw "
             "them come up in the events that list them)"
         )
-    lines.append(cost_line(records))
+    lines.append(cost_line(records, other_llm))
     disagreements = [
         f"{record.event} {item.policy}: {item.disagreement}"
         for record in records

@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
+from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import PolicyPack
 from pytest_agentsim.core.models import UserProfile
 from pytest_agentsim.llm.gateway import run_sync
@@ -47,6 +48,8 @@ class UserDriver:
         self.name = name
         self.user_model = user_model
         self.runs = 0
+        #: the model calls of every conversation run so far (the run's summary counts them)
+        self.llm = LLMTally()
 
     def run(
         self,
@@ -88,7 +91,7 @@ class UserDriver:
             user=profile,
             db=db or {},
         )
-        return await self.runner.simulate(
+        result = await self.runner.simulate(
             event,
             pack,
             self.agent,
@@ -96,6 +99,8 @@ class UserDriver:
             user=simulated,
             max_turns=max_turns,
         )
+        self.llm = self.llm + result.llm
+        return result
 
     def simulated(self, user: UserSpec) -> tuple[UserProfile, SimulatedUser]:
         """The event's profile and the user that plays it."""

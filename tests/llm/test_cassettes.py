@@ -224,7 +224,7 @@ def test_the_file_is_reviewable_yaml(server: FakeLLMServer, path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "content: |-\n" in text
     assert "\n        You are a support agent.\n        Never refund twice.\n" in text
-    assert text.startswith("interactions:\n- key: ")  # keys sorted
+    assert text.startswith("version: 1\ninteractions:\n- key: ")  # then each entry's keys sorted
     (interaction,) = recorded(path)
     assert set(interaction) == {"key", "purpose", "request", "response"}
     assert interaction["purpose"] == "agent"
@@ -299,7 +299,7 @@ def test_a_cassette_alone_redacts_credential_env_vars(
     assert "content: '[REDACTED] [REDACTED] [REDACTED] [REDACTED] fine'" in text
 
 
-def test_every_recorded_call_is_written_atomically(
+def test_every_recorded_call_is_written_at_once_and_whole(
     server: FakeLLMServer, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw = gateway(server, path, "new_episodes")
@@ -309,16 +309,83 @@ def test_every_recorded_call_is_written_atomically(
     assert len(recorded(path)) == 2
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files
     before = path.read_text(encoding="utf-8")
+    real_write = os.write
+
+    def half_then_full(handle: int, data: bytes) -> int:
+        real_write(handle, bytes(data)[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="disk full"):
+        run(gw, "three")
+    monkeypatch.undo()
+    assert path.read_text(encoding="utf-8") == before  # cut back: no half entry
+    run(gw, "four")  # the next call writes the whole file again, the lost entry too
+    assert [i["request"]["messages"][0]["content"] for i in recorded(path)] == [
+        "one",
+        "two",
+        "three",
+        "four",
+    ]
 
     def crash(source: Any, target: Any) -> None:
         raise OSError("disk full")
 
+    before = path.read_text(encoding="utf-8")
     monkeypatch.setattr(os, "replace", crash)
+    cassette = gw.cassette
+    assert cassette is not None
+    cassette.add_secrets(["four"])  # redacting an earlier entry rewrites the whole file
     with pytest.raises(OSError, match="disk full"):
-        run(gw, "three")
+        run(gw, "five")
     monkeypatch.undo()
     assert path.read_text(encoding="utf-8") == before  # the old file is intact
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_a_new_call_is_appended_not_rewritten(
+    server: FakeLLMServer, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = gateway(server, path, "new_episodes")
+    renames: list[Any] = []
+    real_replace = os.replace
+
+    def replace(*args: Any) -> None:
+        renames.append(args)
+        real_replace(*args)
+
+    monkeypatch.setattr(os, "replace", replace)
+    run(gw, "one")  # a new file: written once, directly
+    written = path.read_text(encoding="utf-8")
+    run(gw, "two", "three")
+    assert renames == []  # no temporary file renamed over it: appended in place
+    assert path.read_text(encoding="utf-8").startswith(written)
+    assert len(recorded(path)) == 3
+    assert len(Cassette(path, "none")) == 3
+
+
+def test_a_cassette_of_the_older_layout_replays_and_grows(
+    server: FakeLLMServer, path: Path
+) -> None:
+    """Files written before entries were appended end with ``version: 1``: they still
+    replay, and the first new entry rewrites them in the current layout."""
+    run(gateway(server, path, "new_episodes"), "one", "two")
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    old = yaml.safe_dump(document, sort_keys=True, allow_unicode=True)
+    assert old.startswith("interactions:\n") and old.endswith("version: 1\n")
+    path.write_text(old, encoding="utf-8")
+    server.reset()
+    replayed = run(gateway(server, path, "none"), "one", "two")
+    assert all(response.replayed for response in replayed)
+    assert server.completion_requests == []
+    run(gateway(server, path, "new_episodes"), "three")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("version: 1\ninteractions:\n")
+    assert [i["request"]["messages"][0]["content"] for i in recorded(path)] == [
+        "one",
+        "two",
+        "three",
+    ]
 
 
 def recording(text: str) -> tuple[LLMRequest, LLMResponse]:
@@ -333,8 +400,8 @@ def recording(text: str) -> tuple[LLMRequest, LLMResponse]:
 
 
 def test_the_file_is_the_canonical_dump_however_it_grew(path: Path) -> None:
-    """Each call writes one new chunk; the file stays exactly what dumping it whole gives."""
-    from pytest_agentsim.llm.cassettes import dump_yaml
+    """Each call writes one new chunk; the file stays exactly what writing it whole gives."""
+    from pytest_agentsim.llm.cassettes import cassette_text as dump_yaml
 
     cassette = Cassette(path, "all")
     for n in range(12):

@@ -430,3 +430,44 @@ def test_the_fixture_serves_a_users_test(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_latency_and_the_calls_in_flight_are_counted() -> None:
+    """``latency`` slows every answer; ``max_in_flight`` counts the completions waiting
+    at once (20 clients at once, well past the default listen backlog of 5)."""
+    together = threading.Barrier(20, timeout=30)
+
+    def reply(request: RecordedRequest) -> str:
+        together.wait()  # answers only once all 20 are in, however slowly they start
+        return "ok"
+
+    with FakeLLMServer(reply=reply, latency=0.5) as slow:
+        assert (slow.in_flight, slow.max_in_flight, slow.busy_seconds) == (0, 0, 0.0)
+        threads = [threading.Thread(target=call, args=(slow,)) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(slow.completion_requests) == 20
+        assert slow.max_in_flight == 20
+        assert slow.in_flight == 0
+        assert slow.busy_seconds >= 0.5
+        call(slow, path="/models", method="GET", body=None)
+        assert slow.max_in_flight == 20  # only completions count
+        slow.reset()
+        assert (slow.max_in_flight, slow.busy_seconds) == (0, 0.0)
+
+
+def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    import http.client
+
+    with FakeLLMServer(reply=lambda request: "ok", keep_alive=True) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        answers = []
+        for _ in range(3):
+            connection.request("POST", "/v1/chat/completions", json.dumps(BODY))
+            response = connection.getresponse()
+            answers.append((response.getheader("Connection"), content(response.read().decode())))
+        connection.close()
+    assert answers == [("keep-alive", "ok")] * 3
+    assert len(server.completion_requests) == 3

@@ -37,6 +37,7 @@ from pytest_agentsim.llm.messages import LLMError
 from pytest_agentsim.llm.messages import LLMRequest
 from pytest_agentsim.llm.messages import LLMResponse
 from pytest_agentsim.llm.messages import ModelPrice
+from pytest_agentsim.llm.messages import RateLimit
 from pytest_agentsim.llm.redaction import Redactor
 from pytest_agentsim.llm.redaction import redact
 from pytest_agentsim.llm.redaction import secret_values
@@ -187,6 +188,76 @@ def test_retry_after_is_capped_by_max_wait(server: FakeLLMServer) -> None:
     sleeps = Sleeps()
     ask(gateway(server, sleeps, max_wait=2))
     assert sleeps.waits == [2]
+
+
+def test_a_call_waiting_to_retry_gives_its_slot_to_another(server: FakeLLMServer) -> None:
+    """With one call in flight allowed, a call sleeping before its retry lets the next
+    call go meanwhile, instead of holding the slot through its backoff."""
+    failed: set[str] = set()
+
+    def answer(request: RecordedRequest) -> Reply:
+        text = request.messages[-1]["content"]
+        if text == "a" and text not in failed:
+            failed.add(text)
+            return Reply.server_error(503)
+        return Reply(content=f"{text} ok")
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0.2)
+
+    server.reply_function = answer
+    gw = Gateway(
+        LLMConfig(model="openai/fake-model", api_base=server.base_url, concurrency=1), sleep=sleep
+    )
+
+    async def both() -> list[LLMResponse]:
+        first = asyncio.ensure_future(gw.acomplete([{"role": "user", "content": "a"}]))
+        await asyncio.sleep(0)  # "a" takes the slot first
+        second = gw.acomplete([{"role": "user", "content": "b"}])
+        return list(await asyncio.gather(first, second))
+
+    a, b = asyncio.run(both())
+    assert (a.content, a.attempts, b.content) == ("a ok", 2, "b ok")
+    assert [r.messages[-1]["content"] for r in server.completion_requests] == ["a", "b", "a"]
+
+
+def test_a_429_pauses_every_call_to_that_model(server: FakeLLMServer) -> None:
+    """Once one call is told to wait (Retry-After), the next calls to the same model wait
+    out the rest of that time before they are sent; calls to other models do not."""
+    server.script(Reply.rate_limited(20), "fine", "also fine", "other model")
+    sleeps = Sleeps()
+    gw = gateway(server, sleeps)
+    assert ask(gw).content == "fine"
+    assert sleeps.waits == [20]
+    assert ask(gw).content == "also fine"  # a later call to the same model: waits first
+    assert len(sleeps.waits) == 2 and 15 < sleeps.waits[1] <= 20
+    assert len(server.completion_requests) == 3  # and was not sent to get a 429 itself
+    other = gw.view(config=gw.config.model_copy(update={"model": "openai/other-model"}))
+    assert ask(other).content == "other model"
+    assert len(sleeps.waits) == 2  # another model is not paused
+
+
+def test_rate_limits_spread_calls_over_the_minute(server: FakeLLMServer) -> None:
+    """Calls wait (their waits recorded here) rather than exceed a model's requests or
+    tokens per minute; other models are not limited."""
+    server.reply_function = lambda request: "ok"
+    sleeps = Sleeps()
+    limits = {"openai/fake-model": RateLimit(requests_per_minute=2)}
+    gw = gateway(server, sleeps, rate_limits=limits)
+    for _ in range(3):
+        ask(gw)
+    assert len(sleeps.waits) == 1 and 55 < sleeps.waits[0] <= 60  # the third: a minute on
+    ask(gw.view(config=gw.config.model_copy(update={"model": "openai/other-model"})))
+    assert len(sleeps.waits) == 1
+
+    sleeps = Sleeps()
+    # Each call counts its prompt (about 4 characters a token) and its max_tokens: 100.
+    limits = {"openai/fake-model": RateLimit(tokens_per_minute=250)}
+    gw = gateway(server, sleeps, rate_limits=limits, max_tokens=100)
+    ask(gw), ask(gw)
+    assert sleeps.waits == []
+    ask(gw)
+    assert len(sleeps.waits) == 1 and 55 < sleeps.waits[0] <= 60
 
 
 def test_retry_after_forms() -> None:
