@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "PolicyResult": "pytest_agentsim.core.models",
     "EventRecord": "pytest_agentsim.core.models",
     "PolicyRecord": "pytest_agentsim.core.models",
+    "RecordedTranscript": "pytest_agentsim.core.models",
     "FailureKind": "pytest_agentsim.core.models",
     "Evidence": "pytest_agentsim.core.models",
     "PolicyViolation": "pytest_agentsim.core.models",
@@ -148,6 +149,7 @@ __all__ = [
     "PolicyResult",
     "PolicyViolation",
     "RecordedRequest",
+    "RecordedTranscript",
     "Reply",
     "RespondingAgent",
     "RiskTaxonomy",
@@ -205,6 +207,7 @@ if TYPE_CHECKING:
     from pytest_agentsim.core.models import PolicyRecord as PolicyRecord
     from pytest_agentsim.core.models import PolicyResult as PolicyResult
     from pytest_agentsim.core.models import PolicyViolation as PolicyViolation
+    from pytest_agentsim.core.models import RecordedTranscript as RecordedTranscript
     from pytest_agentsim.core.models import Severity as Severity
     from pytest_agentsim.core.models import StopReason as StopReason
     from pytest_agentsim.core.models import ToolCall as ToolCall

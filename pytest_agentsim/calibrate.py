@@ -96,6 +96,14 @@ class CalibrationItem(pytest.Item):
                 f"${tally.cost_usd:.4f}"
             )
         self.user_properties.append((RECORD_KEY, {**calibration_record(report), "lines": lines}))
+        if self.config.pluginmanager.hasplugin("allure_pytest") and getattr(
+            self.config.option, "allure_report_dir", None
+        ):
+            import allure
+
+            allure.attach(
+                "\n".join(lines), name="calibration", attachment_type=allure.attachment_type.TEXT
+            )
         failures = self.run.session.settings.agreement.failures(report)
         if failures:
             raise CalibrationFailed(

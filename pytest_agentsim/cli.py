@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic import Field
 
+from pytest_agentsim.core.errors import ConfigError
 from pytest_agentsim.core.taxonomy import RiskTaxonomy
 from pytest_agentsim.llm.messages import FALLBACK_MAX_TOKENS
 
@@ -207,12 +208,129 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--agentsim-judge-model=openai/gpt-4o-mini --agentsim-min-judge-agreement=0.9`.",
     )
     calibrate.add_argument("set", help="the calibration set: a directory of case files")
+    label = commands.add_parser(
+        "label",
+        help="turn a judged event of a results file into a labelled calibration case",
+        description="Writes (or adds a label to) SET/<case id>.yaml from an event of the "
+        "JSON results (--agentsim-json): its transcript and database changes, as the run "
+        "redacted them, and your verdict on one policy.",
+    )
+    label.add_argument("results", help="the JSON results file of a run (--agentsim-json)")
+    label.add_argument("event", help="the event id")
+    label.add_argument("policy", help="the policy id to label")
+    label.add_argument(
+        "--outcome", required=True, choices=["compliant", "violated", "not_applicable"]
+    )
+    label.add_argument("--note", default="", help="why: what a reviewer should know")
+    label.add_argument("--turn", type=int, default=None, help="the message index that shows it")
+    label.add_argument("--trial", type=int, default=1, help="which trial (--agentsim-repeat)")
+    label.add_argument(
+        "--set",
+        dest="calibration_set",
+        default=None,
+        help="the calibration set directory (default fixtures/calibration/<domain>)",
+    )
+    label.add_argument("--id", dest="case_id", default=None, help="the case id (default EVENT)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "calibrate":
         return _calibrate_command(args.set, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "label":
+        try:
+            print(_label_command(args))
+        except ConfigError as exc:
+            print(f"agentsim: label: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _extract_command(args)
+
+
+def _label_command(args: argparse.Namespace) -> str:
+    """Append (or relabel) a case from a results file; the case loads as any case does."""
+    import json
+    import os
+
+    from pytest_agentsim.core.dbstate import applied
+    from pytest_agentsim.core.models import EventRecord
+    from pytest_agentsim.core.sources import display_path
+    from pytest_agentsim.judging.calibration import add_label
+    from pytest_agentsim.judging.calibration import case_document
+    from pytest_agentsim.judging.calibration import load_calibration_set
+    from pytest_agentsim.judging.rules import default_registry
+    from pytest_agentsim.packs.events import starting_db
+    from pytest_agentsim.packs.loading import load_pack
+
+    results_path = Path(args.results)
+    try:
+        document = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{args.results}: not a results file ({exc})") from None
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, list):
+        raise ConfigError(f"{args.results}: not a results file of --agentsim-json (no events)")
+    found = [
+        EventRecord.model_validate(item)
+        for item in events
+        if isinstance(item, dict) and item.get("event") == args.event
+    ]
+    record = next((r for r in found if r.trial == args.trial - 1), None)
+    if record is None:
+        trials = ", ".join(str(r.trial + 1) for r in found) or "none"
+        raise ConfigError(
+            f"{args.results}: no event {args.event!r} trial {args.trial} (its trials: {trials})"
+        )
+    if record.transcript is None:
+        raise ConfigError(
+            f"{args.results}: event {args.event!r} has no transcript (a file written before "
+            "results kept them): run again with --agentsim-json"
+        )
+    pack_entry = next(
+        (p for p in document.get("run", {}).get("packs", []) if p.get("domain") == record.domain),
+        None,
+    )
+    if pack_entry is None:
+        raise ConfigError(f"{args.results}: run.packs names no pack of domain {record.domain!r}")
+    candidates = [Path(pack_entry["path"]), results_path.parent / pack_entry["path"]]
+    pack_path = next((c.resolve() for c in candidates if c.is_file()), None)
+    if pack_path is None:
+        raise ConfigError(
+            f"{args.results}: the pack {pack_entry['path']} is not found from here or "
+            "beside the results file: run this in the repository the run was made in"
+        )
+    pack = load_pack(pack_path, registry=default_registry())
+    if pack.policies and args.policy not in {p.id for p in pack.policies}:
+        raise ConfigError(f"{display_path(pack_path)}: no policy {args.policy!r} in the pack")
+    transcript = record.transcript
+    target = Path(args.calibration_set or Path("fixtures") / "calibration" / record.domain)
+    target.mkdir(parents=True, exist_ok=True)
+    case_id = args.case_id or (args.event + (f"-r{args.trial}" if args.trial > 1 else ""))
+    case_file = target / f"{case_id}.yaml"
+    if case_file.is_file():
+        case = yaml.safe_load(case_file.read_text(encoding="utf-8"))
+    else:
+        before = starting_db(pack, transcript.event)
+        case = case_document(
+            case_id=case_id,
+            pack_ref=os.path.relpath(pack_path, target.resolve()),
+            event=transcript.event,
+            messages=transcript.messages,
+            db_before=before,
+            db_after=applied(before, transcript.db_before, transcript.db_after),
+            stop_reason=record.stop_reason,
+            source=f"{display_path(results_path)}: event {args.event} trial {args.trial}",
+        )
+    add_label(case, args.policy, args.outcome, turn=args.turn, note=args.note)
+    case_file.write_text(
+        yaml.safe_dump(case, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8"
+    )
+    cases = load_calibration_set(target, registry=default_registry())
+    return (
+        f"agentsim: wrote {display_path(case_file)}: {args.policy} labelled {args.outcome} "
+        f"({len(cases)} cases in {display_path(target)})"
+    )
 
 
 def _calibrate_command(calibration_set: str, pytest_args: Sequence[str]) -> int:

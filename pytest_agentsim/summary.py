@@ -144,6 +144,12 @@ class SummaryReporter:
             run=self.run_info(int(exitstatus)),
             other_llm=self.driver_llm,
         )
+        calibration = self.config.pluginmanager.get_plugin("agentsim-calibration")
+        if calibration is not None and calibration.records:
+            document["calibration"] = {
+                judge: {key: value for key, value in record.items() if key != "lines"}
+                for judge, record in sorted(calibration.records.items())
+            }
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")

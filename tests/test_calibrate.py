@@ -11,6 +11,7 @@ test fails, while the instructions at HEAD pass.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -62,11 +63,14 @@ def overall(out: str, judge: str) -> list[str]:
 
 
 def test_the_example_set_replays_offline_and_prints_each_judges_table(
-    run_example: ExampleRun,
+    run_example: ExampleRun, tmp_path: Path
 ) -> None:
+    results = tmp_path / "results.json"
     with FakeLLMServer() as server:
         run = run_example(
             f"--agentsim-calibrate={EXAMPLE_SET}",
+            f"--agentsim-json={results}",
+            f"--alluredir={tmp_path / 'allure'}",
             JUDGE,
             f"--agentsim-api-base={server.base_url}",
             "-m",
@@ -85,6 +89,25 @@ def test_the_example_set_replays_offline_and_prints_each_judges_table(
     refund = re.search(r"^  refund-window\s+(.*)$", table(out, "llm"), re.M)
     assert refund and refund.group(1).split()[4] == "100%"  # false compliance
     assert f"0 to a model, {cases} replayed from cassettes" in out
+    # the same figures in the results file, and each judge's table in Allure
+    calibration = json.loads(results.read_text())["calibration"]
+    assert sorted(calibration) == ["combined", "llm", "rules"]
+    rules = calibration["rules"]["overall"]
+    assert (rules["n"], rules["shown"], round(rules["agreement"], 2)) == (174, 175, 0.98)
+    assert {
+        (d["case"], d["policy"], d["label"], d["verdict"])
+        for d in calibration["rules"]["overall"]["disagreements"]
+    } >= {("hand-verify-failed-then-read", "verify-identity", "violated", "compliant")}
+    attached = [
+        path.read_text()
+        for path in (tmp_path / "allure").glob("*-attachment.txt")
+        if path.read_text().startswith("judge ")
+    ]
+    assert sorted(text.splitlines()[0] for text in attached) == [
+        "judge combined:",
+        "judge llm:",
+        "judge rules:",
+    ]
 
 
 def test_a_threshold_above_the_agreement_fails_the_judges_test_with_its_disagreements(
@@ -192,3 +215,65 @@ def test_the_agentsim_calibrate_command_runs_the_calibration_tests_only() -> Non
     assert "1 passed" in last and "39 deselected" in last, last
     assert "agentsim judge calibration" in run.stdout
     assert "warning" not in last
+
+
+def test_agentsim_label_round_trips_a_case_from_the_json_results(
+    run_example: ExampleRun, tmp_path: Path
+) -> None:
+    from pytest_agentsim import EventRecord
+    from pytest_agentsim import default_registry
+    from pytest_agentsim.cli import main as agentsim
+    from pytest_agentsim.judging.calibration import load_calibration_set
+
+    results = tmp_path / "results.json"
+    run = run_example(f"--agentsim-json={results}", "-k", "ev-0004")
+    assert run.returncode == 1, run.stdout[-2000:]
+    (record,) = [
+        EventRecord.model_validate(item)
+        for item in json.loads(results.read_text())["events"]
+        if item["event"] == "ev-0004"
+    ]
+    assert record.transcript is not None
+    folder = tmp_path / "set"
+    label = [str(results), "ev-0004", "confirm-before-write", "--set", str(folder)]
+    assert agentsim(["label", *label, "--outcome", "compliant"]) == 0
+    assert (
+        agentsim(["label", *label, "--outcome", "violated", "--turn", "7", "--note", "no yes"]) == 0
+    )
+    assert (
+        agentsim(
+            ["label", *label[:2], "verify-identity", "--set", str(folder), "--outcome", "compliant"]
+        )
+        == 0
+    )
+    (loaded,) = load_calibration_set(folder, registry=default_registry())
+    case = loaded.case
+    assert {p: (lab.outcome, lab.turn, lab.note) for p, lab in case.labels.items()} == {
+        "confirm-before-write": ("violated", 7, "no yes"),  # the second label replaced the first
+        "verify-identity": ("compliant", None, ""),
+    }
+    conversation = case.conversation()
+    assert [m.to_openai() for m in conversation.messages] == [
+        m.to_openai() for m in record.transcript.messages
+    ]
+    assert conversation.initial_db["reservations"]["K8M2PQ"]["bags"] == 0
+    assert conversation.final_db["reservations"]["K8M2PQ"]["bags"] == 2
+    assert [call.name for call in conversation.tool_calls] == [
+        "verify_identity",
+        "get_reservation",
+        "update_baggage",
+    ]
+    assert loaded.pack.domain == "airline"
+
+
+def test_agentsim_label_names_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_agentsim.cli import main as agentsim
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"events": [], "run": {"packs": []}}))
+    assert agentsim(["label", str(results), "ev-9", "p", "--outcome", "violated"]) == 2
+    assert capsys.readouterr().err == (
+        f"agentsim: label: {results}: no event 'ev-9' trial 1 (its trials: none)\n"
+    )

@@ -1009,6 +1009,22 @@ class PolicyRecord(StrictModel):
     )
 
 
+class RecordedTranscript(StrictModel):
+    """What a results file keeps of a conversation, so that a verdict seen in a report can
+    become a calibration case (``agentsim label``): the event, the messages, and the parts
+    of the database that changed (before and after, pruned to the changed paths; the
+    starting database is the pack's seed with the event's overrides)."""
+
+    event: Event
+    messages: list[Message]
+    db_before: dict[str, Any] = Field(
+        default_factory=dict, description="The changed parts of the starting database"
+    )
+    db_after: dict[str, Any] = Field(
+        default_factory=dict, description="The same parts in the final database"
+    )
+
+
 class EventRecord(StrictModel):
     """The record of one judged event: what a test report carries to the controller and
     what ``--agentsim-json`` writes under ``events`` (users keep those files as baselines).
@@ -1034,6 +1050,10 @@ class EventRecord(StrictModel):
     )
     policies: list[PolicyRecord]
     tests: list[str] = Field(description="The tests that asserted on this event's conversation")
+    transcript: RecordedTranscript | None = Field(
+        default=None,
+        description="The event, messages and database changes (absent from older files)",
+    )
     kind: FailureKind | None = Field(
         description="Why the event failed (EventResult.kind); null when it did not"
     )

@@ -432,3 +432,55 @@ def calibration(judgements: Mapping[str, Sequence[Judgement]]) -> list[JudgeCali
             )
         )
     return report
+
+
+# --------------------------------------------------------------------------- labelling
+
+
+def case_document(
+    *,
+    case_id: str,
+    pack_ref: str,
+    event: Event,
+    messages: Sequence[Message],
+    db_before: Mapping[str, Any],
+    db_after: Mapping[str, Any],
+    stop_reason: StopReason,
+    source: str,
+) -> dict[str, Any]:
+    """A calibration case file's document, without labels yet (see :func:`add_label`)."""
+    return {
+        "version": 1,
+        "id": case_id,
+        "pack": pack_ref,
+        "source": source,
+        "note": "",
+        "event": event.model_dump(mode="json", exclude_defaults=True),
+        "transcript": {
+            "stop_reason": stop_reason.value,
+            "messages": [message.to_openai() for message in messages],
+            "db_before": dict(db_before),
+            "db_after": dict(db_after),
+        },
+        "labels": {},
+    }
+
+
+def add_label(
+    document: dict[str, Any],
+    policy: str,
+    outcome: LabelOutcome,
+    *,
+    turn: int | None = None,
+    note: str = "",
+) -> None:
+    """Label (or relabel) one policy of a case document; an unlisted policy is listed."""
+    policies = document["event"].setdefault("policies", [])
+    if policy not in policies:
+        policies.append(policy)
+    label: dict[str, Any] = {"outcome": outcome}
+    if turn is not None:
+        label["turn"] = turn
+    if note:
+        label["note"] = note
+    document["labels"][policy] = label

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_agentsim.core.dbstate import plain
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.core.models import FailureKind
@@ -14,6 +15,7 @@ from pytest_agentsim.core.models import LLMTally
 from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.core.models import PolicyResult
+from pytest_agentsim.core.models import RecordedTranscript
 from pytest_agentsim.judging.judges import combine
 from pytest_agentsim.reporting.comparison import distinct_samples
 from pytest_agentsim.reporting.tables import aggregate
@@ -50,6 +52,18 @@ def result_record(result: EventResult) -> EventRecord:
         policies=[_policy_record(r) for r in result.policies],
         tests=[],
         kind=result.kind,
+        transcript=_transcript(result),
+    )
+
+
+def _transcript(result: EventResult) -> RecordedTranscript:
+    conversation = result.conversation
+    before, after = conversation.db_changes()
+    return RecordedTranscript(
+        event=result.event,
+        messages=conversation.messages,
+        db_before=plain(before),
+        db_after=plain(after),
     )
 
 
