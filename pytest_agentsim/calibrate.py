@@ -88,6 +88,9 @@ class CalibrationItem(pytest.Item):
     def runtest(self) -> None:
         report = self.run.reports[self.judge]
         lines = calibration_lines(report)
+        compared = self.run.session.settings.agreement.baseline_line(report)
+        if compared is not None:
+            lines.append(f"  {compared[0]}")
         tally = self.run.llm_tally
         if tally.calls or tally.replayed_calls:
             lines.append(

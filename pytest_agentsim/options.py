@@ -435,6 +435,19 @@ MIN_JUDGE_AGREEMENT = Option(
     default=None,
     default_text="no threshold",
 )
+CALIBRATION_BASELINE = Option(
+    name="agentsim_calibration_baseline",
+    kind="path",
+    group="agentsim",
+    flag="--agentsim-calibration-baseline",
+    ini="agentsim_calibration_baseline",
+    metavar="PATH",
+    help="Calibration: fail a judge whose agreement dropped significantly from the "
+    "calibration in a results file of an earlier run (--agentsim-json; one-sided Fisher "
+    "exact test at agentsim_baseline_alpha)",
+    default=None,
+    default_text="no comparison",
+)
 MIN_JUDGE_AGREEMENT_PER_POLICY = Option(
     name="agentsim_min_judge_agreement_per_policy",
     kind="lines",
@@ -695,6 +708,7 @@ OPTIONS: tuple[Option[object], ...] = (
     CALIBRATE,
     MIN_JUDGE_AGREEMENT,
     MIN_JUDGE_AGREEMENT_PER_POLICY,
+    CALIBRATION_BASELINE,
     USER_MODEL,
     JUDGE_MODEL,
     JUDGE_PROMPT,

@@ -264,8 +264,22 @@ def _agreement_thresholds(config: pytest.Config) -> AgreementThresholds:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    baseline_path = _path_setting(config, options.CALIBRATION_BASELINE)
+    baseline = None
+    if baseline_path is not None:
+        document = load_baseline(baseline_path)
+        baseline = document.get("calibration")
+        if not isinstance(baseline, dict):
+            raise ConfigError(
+                f"{display_path(baseline_path)}: no calibration in it (expected the results "
+                "file of a run with --agentsim-calibrate and --agentsim-json)"
+            )
     return AgreementThresholds(
-        overall=_rate_setting(config, options.MIN_JUDGE_AGREEMENT), per_policy=per_policy
+        overall=_rate_setting(config, options.MIN_JUDGE_AGREEMENT),
+        per_policy=per_policy,
+        baseline=baseline,
+        baseline_name=display_path(baseline_path) if baseline_path else "",
+        alpha=_rate_setting(config, options.BASELINE_ALPHA),
     )
 
 

@@ -12,6 +12,7 @@ from pytest_agentsim.core.models import Outcome
 from pytest_agentsim.judging.calibration import LABELS
 from pytest_agentsim.judging.calibration import Agreement
 from pytest_agentsim.judging.calibration import JudgeCalibration
+from pytest_agentsim.reporting.comparison import fisher_tail
 
 
 def _pct(value: float | None) -> str:
@@ -88,17 +89,49 @@ def disagreement_lines(report: JudgeCalibration, limit: int = 10) -> list[str]:
 
 @dataclass(frozen=True)
 class AgreementThresholds:
-    """``--agentsim-min-judge-agreement`` and its per-policy lines."""
+    """``--agentsim-min-judge-agreement``, its per-policy lines, and the calibration
+    baseline (``--agentsim-calibration-baseline``: the ``calibration`` of a results file,
+    by judge) that a judge's agreement must not drop below significantly."""
 
     overall: float | None = None
     per_policy: Mapping[str, float] = field(default_factory=dict)
+    baseline: Mapping[str, Any] | None = None
+    baseline_name: str = ""
+    alpha: float = 0.05
 
     @property
     def configured(self) -> bool:
-        return self.overall is not None or bool(self.per_policy)
+        return self.overall is not None or bool(self.per_policy) or self.baseline is not None
+
+    def baseline_line(self, report: JudgeCalibration) -> tuple[str, bool] | None:
+        """(the comparison with the baseline's figures for this judge, whether it dropped
+        significantly), or None without a baseline for it.
+
+        Disagreements are the judge's "violations": a one-sided Fisher exact test of more
+        disagreements now than in the baseline, as the baseline gate tests violations.
+        """
+        before = (self.baseline or {}).get(report.judge)
+        if not isinstance(before, Mapping):
+            return None
+        overall = before.get("overall", {})
+        base_n = int(overall.get("n", 0))
+        base_wrong = len(overall.get("disagreements", []))
+        now_n, now_wrong = report.overall.n, len(report.overall.disagreements)
+        if not base_n or not now_n:
+            return None
+        p = fisher_tail(now_wrong, now_n, base_wrong, base_n)
+        dropped = now_wrong / now_n > base_wrong / base_n and p <= self.alpha
+        line = (
+            f"against {self.baseline_name}: agreement {_pct(1 - base_wrong / base_n)} of "
+            f"{base_n} -> {_pct(1 - now_wrong / now_n)} of {now_n} (one-sided Fisher exact, "
+            f"p={p:.3g}, alpha {self.alpha:g}): {'dropped' if dropped else 'no significant drop'}"
+        )
+        return line, dropped
 
     def failures(self, report: JudgeCalibration) -> list[str]:
         """Each threshold the judge's agreement falls below, as a line (none: it holds)."""
+        compared = self.baseline_line(report)
+        dropped = [compared[0]] if compared is not None and compared[1] else []
         checks: list[tuple[str, Agreement, float]] = []
         if self.overall is not None:
             checks.append(("overall", report.overall, self.overall))
@@ -107,7 +140,7 @@ class AgreementThresholds:
             for policy, limit in sorted(self.per_policy.items())
             if policy in report.per_policy
         ]
-        return [
+        return dropped + [
             f"{name}: agreement {_pct(agreement.agreement)} of {agreement.n} verdicts "
             f"< {_pct(limit)}"
             for name, agreement, limit in checks
