@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PrivateAttr
+from pydantic import field_serializer
 from pydantic import field_validator
 from pydantic import model_validator
 
@@ -1023,6 +1024,11 @@ class RecordedTranscript(StrictModel):
     db_after: dict[str, Any] = Field(
         default_factory=dict, description="The same parts in the final database"
     )
+
+    @field_serializer("messages")
+    def _openai_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """Written in the OpenAI chat format, as cassettes and agents exchange them."""
+        return [message.to_openai() for message in messages]
 
 
 class EventRecord(StrictModel):

@@ -21,8 +21,10 @@ from urllib.parse import quote
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel
+from pydantic import ValidationError
 
 from pytest_agentsim.core.models import Conversation
+from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventResult
 from pytest_agentsim.llm.messages import LLMConfig
 
@@ -294,23 +296,43 @@ class Redactor:
         return self._scrubber.text(text)
 
     def result(self, result: EventResult) -> EventResult:
-        """``result`` with its conversation, verdicts, scenario and metadata redacted.
+        """``result`` with its conversation, verdicts and event redacted.
 
-        The event is otherwise the user's own input, kept as it is; its scenario and
-        metadata are redacted because failure reports, results and Allure print them.
+        The event too: failure reports and Allure print its scenario and metadata, and the
+        results file keeps it whole (what ``agentsim label`` makes a calibration case of),
+        so a user's script or fact holding a secret must not reach it either.
         """
-        event = result.event
-        scenario = self.text(event.scenario)
-        metadata = self._scrubber.data(event.metadata)
-        if scenario is not event.scenario or metadata is not event.metadata:
-            event = event.model_copy(update={"scenario": scenario, "metadata": metadata})
         return result.model_copy(
             update={
-                "event": event,
+                "event": self._event(result.event),
                 "conversation": self._conversation(result.conversation),
                 "policies": [self._model(policy) for policy in result.policies],
             }
         )
+
+    def _event(self, event: Event) -> Event:
+        """The event with every string redacted; itself when nothing needed it. Where it
+        is loaded from (file, line, whether generated) stays with it."""
+        scrubber = self._scrubber
+        if not scrubber.may_change(event):
+            return event
+        data = event.model_dump()
+        new = scrubber.data(data)
+        if new is data:
+            return event
+        try:
+            redacted = Event.model_validate(new)
+        except ValidationError:  # a secret in an id: keep what may be written, redacted
+            redacted = event.model_copy(
+                update={
+                    "scenario": scrubber.data(event.scenario),
+                    "metadata": scrubber.data(event.metadata),
+                    "user": type(event.user).model_validate(scrubber.data(data["user"])),
+                    "db": scrubber.data(event.db),
+                }
+            )
+        redacted.__pydantic_private__ = dict(event.__pydantic_private__ or {})
+        return redacted
 
     def _conversation(self, conversation: Conversation) -> Conversation:
         """The conversation with what reports write redacted: transcript, tool calls,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_agentsim.core.models import Event
 from pytest_agentsim.core.models import EventRecord
 from pytest_agentsim.core.models import PolicyRecord
 from pytest_agentsim.reporting.comparison import BaselineSettings
@@ -45,6 +46,14 @@ RECORD: dict[str, Any] = {
         "cost_usd": 0.0123,
     },
     "transcript_sha256": "ab" * 32,
+    "transcript": {
+        "event": Event.model_validate(
+            {"id": "ev-7", "policies": ["refund-window"], "user": {"script": ["hi"]}}
+        ).model_dump(mode="json"),
+        "messages": [{"role": "user", "content": "hi"}],
+        "db_before": {"reservations": {"R1": {"status": "active"}}},
+        "db_after": {"reservations": {"R1": {"status": "cancelled"}}},
+    },
     "policies": [
         {
             "policy": "refund-window",
