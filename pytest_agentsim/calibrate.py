@@ -158,7 +158,8 @@ class CalibrationTests:
             return
         terminalreporter.write_sep("=", "agentsim judge calibration")
         terminalreporter.write_line(
-            f"{len(self.run.cases)} labelled cases in {self.run.path}; agreement counts "
+            f"{len(self.run.cases)} labelled case{'' if len(self.run.cases) == 1 else 's'} in "
+            f"{self.run.path}; agreement counts "
             "violated / passed (compliant or not applicable) / undecided"
         )
         for judge in self.run.judge_names:

@@ -248,6 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _extract_command(args)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a part shared by both databases twice rather than as ``&id001``/``*id001``:
+    a case is reviewed in pull requests."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _label_command(args: argparse.Namespace) -> str:
     """Append (or relabel) a case from a results file; the case loads as any case does."""
     import json
@@ -324,7 +332,8 @@ def _label_command(args: argparse.Namespace) -> str:
         )
     add_label(case, args.policy, args.outcome, turn=args.turn, note=args.note)
     case_file.write_text(
-        yaml.safe_dump(case, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8"
+        yaml.dump(case, Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=100),
+        encoding="utf-8",
     )
     cases = load_calibration_set(target, registry=default_registry())
     return (

@@ -368,8 +368,8 @@ def _rate(part: int, whole: int) -> float | None:
 def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
     """Cohen's kappa of (label, prediction) pairs: agreement beyond what chance gives.
 
-    None without pairs; 1.0 when both sides use one and the same category throughout
-    (agreement is perfect and chance cannot be estimated).
+    None without pairs, and None when chance alone would agree on every pair (both sides
+    use one and the same category throughout): kappa is undefined there, not perfect.
     """
     n = len(pairs)
     if not n:
@@ -379,7 +379,7 @@ def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
     right = Counter(b for _, b in pairs)
     expected = sum(left[c] * right[c] for c in set(left) | set(right)) / (n * n)
     if math.isclose(expected, 1.0):
-        return 1.0 if math.isclose(observed, 1.0) else 0.0
+        return None
     return (observed - expected) / (1 - expected)
 
 

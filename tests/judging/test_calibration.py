@@ -37,7 +37,7 @@ def test_cohen_kappa_matches_the_textbook_example() -> None:
     # 50 items: both yes 20, both no 15, a yes/b no 5, a no/b yes 10 -> kappa 0.4
     pairs = [("y", "y")] * 20 + [("n", "n")] * 15 + [("y", "n")] * 5 + [("n", "y")] * 10
     assert cohen_kappa(pairs) == pytest.approx(0.4)
-    assert cohen_kappa([("y", "y")] * 3) == 1.0
+    assert cohen_kappa([("y", "y")] * 3) is None  # undefined: chance agrees on every pair
     assert cohen_kappa([]) is None
 
 
