@@ -213,6 +213,16 @@ def _check_size(root: yaml.Node) -> None:
     size(root, 0)
 
 
+def _read(loader: Any) -> Any:
+    """The one document a line-keeping loader holds (None if empty), its size checked
+    before it is built."""
+    node = loader.get_single_node()
+    if node is None:
+        return None
+    _check_size(node)
+    return loader.construct_document(node)
+
+
 def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """Load a YAML (or JSON, a subset of YAML) file, keeping line numbers.
 
@@ -225,22 +235,14 @@ def load_document(path: Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> 
     if _FastLineLoader is not None:
         fast = _FastLineLoader(text)
         try:
-            node = fast.get_single_node()
-            if node is None:
-                return None
-            _check_size(node)
-            return fast.construct_document(node)
+            return _read(fast)
         except (yaml.YAMLError, _TooComplex, RecursionError):
             pass  # read again below, for the message
         finally:
             fast.dispose()
     loader = _LineLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_size(node)
-        return loader.construct_document(node)
+        return _read(loader)
     except _TooComplex as exc:
         line = exc.node.start_mark.line + 1
         raise ConfigError(f"{where}:{line}: invalid YAML in {what}: {exc.problem}") from None
@@ -278,11 +280,7 @@ def json_lines(path: Path, text: str, *, what: str) -> Any:
         return None
     loader = _LineLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_size(node)
-        return loader.construct_document(node)
+        return _read(loader)
     except _DuplicateKey as exc:
         line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
         raise ConfigError(
