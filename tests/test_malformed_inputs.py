@@ -341,6 +341,7 @@ CASES: list[Case] = [
     case("pack-empty-description", "pack", Sub("description: Greet the user.", "description: ''"), "policies/notes.yaml:34: policy 'polite-greeting': description must not be empty"),
     case("pack-bad-policy-id", "pack", Sub("id: polite-greeting", "id: Polite Greeting"), "policies/notes.yaml:33: policy 'Polite Greeting': id must match ^[a-z0-9][a-z0-9_.-]*$, got 'Polite Greeting'"),
     case("pack-duplicate-policy-id", "pack", Sub("id: polite-greeting", "id: no-secrets"), "policies/notes.yaml:33: policy 'no-secrets': duplicate policy id (first defined on line 20)", run=True),
+    case("pack-misspelt-required-key", "pack", Sub("severity: high", "severty: high"), "policies/notes.yaml:8: policy 'confirm-delete': unknown key 'severty' (did you mean 'severity'?)"),
     case("pack-unknown-severity", "pack", Sub("severity: high", "severity: urgent"), "policies/notes.yaml:8: policy 'confirm-delete': severity must be one of low, medium, high, critical, got 'urgent'"),
     case("pack-complexity-a-word", "pack", Sub("complexity: 3", "complexity: three"), "policies/notes.yaml:9: policy 'confirm-delete': complexity: input should be a valid integer, unable to parse string as an integer, got 'three'"),
     case("pack-complexity-too-high", "pack", Sub("complexity: 3", "complexity: 11"), "policies/notes.yaml:9: policy 'confirm-delete': complexity must be <= 10, got 11"),

@@ -6,6 +6,7 @@ validation errors are turned back into one-line messages pointing at those lines
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import typing
@@ -484,9 +485,12 @@ def validation_error_message(
     """
     where = display_path(path)
     errors = error.errors(include_url=False)
-    first = errors[0]
+    misspelt = _misspelt_key(errors)
+    first = misspelt[0] if misspelt else errors[0]
     base, tag = _untagged(tuple(first["loc"]))
-    if tag is not None:
+    if misspelt:
+        group = list(misspelt)
+    elif tag is not None:
         group = [item for item in errors if _untagged(tuple(item["loc"]))[0] == base]
     elif first["type"] == "missing":
         group = [
@@ -500,7 +504,11 @@ def validation_error_message(
     prefix, rest = context(full_loc) if context else ("", full_loc)
     line = line_of(raw, full_loc)
     location = f"{where}:{line}" if line else where
-    if tag is not None:
+    if misspelt:
+        phrase = (
+            f"unknown key '{field_path(rest)}' (did you mean '{tuple(misspelt[1]['loc'])[-1]}'?)"
+        )
+    elif tag is not None:
         words = list(dict.fromkeys(w for item in group if (w := _untagged(tuple(item["loc"]))[1])))
         field = field_path(rest)
         got = _Shown(node_at(raw, full_loc) if line else first.get("input"))
@@ -515,6 +523,26 @@ def validation_error_message(
         f" (and {len(others)} more {'error' if len(others) == 1 else 'errors'})" if others else ""
     )
     return f"{location}: {prefix}{phrase}{more}"
+
+
+def _misspelt_key(errors: Sequence[Any]) -> tuple[Any, Any] | None:
+    """(an unknown key's error, the missing field's error) when a required field is
+    missing beside an unknown key spelt like it (``severty`` for ``severity``): one
+    mistake, best reported at the typo's line with the name it was meant to be."""
+    missing = {
+        (tuple(item["loc"])[:-1], str(tuple(item["loc"])[-1])): item
+        for item in errors
+        if item["type"] == "missing" and item["loc"]
+    }
+    for item in errors:
+        if item["type"] != "extra_forbidden" or not item["loc"]:
+            continue
+        parent, key = tuple(item["loc"])[:-1], str(tuple(item["loc"])[-1])
+        names = [name for (where, name) in missing if where == parent]
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+        if close:
+            return item, missing[(parent, close[0])]
+    return None
 
 
 def named_context(kind: str, collection: str, raw: Any) -> Callable[[Loc], tuple[str, Loc]]:
