@@ -196,7 +196,8 @@ class Catalog:
         checks = [
             _JudgedCheck(
                 check,
-                owner=f"{pack_file}:{policy.line}: policy {policy.id!r}: a check",
+                owner=f"{pack_file}:{policy.check_line(number)}: policy {policy.id!r}: "
+                f"checks[{number}]",
                 where=f"{pack_file}:{policy.check_line(number)}: policy {policy.id!r}: "
                 f"checks[{number}]",
             )

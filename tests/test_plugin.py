@@ -300,7 +300,7 @@ def test_a_check_naming_a_missing_tool_errors_instead_of_passing(
     result.assert_outcomes(errors=1, deselected=2)
     result.stdout.fnmatch_lines(
         [
-            "policies/notes.yaml:4: policy 'confirm-delete': a check names tool "
+            "policies/notes.yaml:11: policy 'confirm-delete': checks[0] names tool "
             "'delete_note_now', which agentsim_tools does not provide (tools: delete_note, "
             "read_note)"
         ]
