@@ -453,6 +453,11 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
         ) -> None:
             data = body.encode("utf-8")
             self.close_connection = not server.keep_alive
+            if getattr(self, "_in_flight", False):
+                # Answered once the answer leaves: a client that has read it must not
+                # still find its call counted in flight.
+                self._in_flight = False
+                server._answered()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -502,13 +507,16 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._not_found(request)
                 return
             server._arrived()
+            self._in_flight = True
             try:
                 self._answer(request, number)
             except Exception as exc:  # a bad Reply (e.g. a tool call without a name)
                 message = f"fake LLM: could not render the reply: {type(exc).__name__}: {exc}"
                 self._send(500, _error_body(message, "server_error"))
             finally:
-                server._answered()
+                if self._in_flight:  # nothing was sent (a hang cut short by stop())
+                    self._in_flight = False
+                    server._answered()
 
         def _answer(self, request: RecordedRequest, number: int) -> None:
             reply = server._refusal(request) or server._next_reply(request, number)
