@@ -358,7 +358,7 @@ class ConversationTests:
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
             # Reports are the one channel xdist carries back to the controller: as JSON,
             # which it serializes, validated back into an EventRecord by the summary.
-            record = result_record(result)
+            record = result_record(result, transcript=self.settings.json_path is not None)
             report.__dict__[RESULT_KEY] = record.model_dump(mode="json")
             if record.errored and call.excinfo is not None:
                 report.__dict__[ERROR_ONLY_KEY] = call.excinfo.errisinstance(ConversationError)

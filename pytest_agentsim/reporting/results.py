@@ -27,8 +27,13 @@ from pytest_agentsim.reporting.tables import pass_k
 RESULT_KEY = "agentsim_result"
 
 
-def result_record(result: EventResult) -> EventRecord:
+def result_record(result: EventResult, *, transcript: bool = True) -> EventRecord:
     """The record of one judged event, small enough to ride on a test report.
+
+    ``transcript``: keep the event, messages and database changes (for the results file,
+    where ``agentsim label`` reads them); a run that writes no results file leaves them
+    out, so that its test reports (which xdist carries, and the controller keeps) stay
+    small.
 
     Built here rather than in core because a policy's ``rules`` outcome combines its rule
     checks the way the judges do (:func:`~pytest_agentsim.judging.judges.combine`).
@@ -52,7 +57,7 @@ def result_record(result: EventResult) -> EventRecord:
         policies=[_policy_record(r) for r in result.policies],
         tests=[],
         kind=result.kind,
-        transcript=_transcript(result),
+        transcript=_transcript(result) if transcript else None,
     )
 
 
