@@ -247,25 +247,21 @@ async def judge_cases(
     judges: Sequence[Judge],
     *,
     scope_for: Callable[[LoadedCase], Any] | None = None,
-    conversation_of: Callable[[CalibrationCase], Conversation] | None = None,
     concurrency: int = 4,
 ) -> dict[str, list[Judgement]]:
     """Each judge's judgements of every labelled policy, by judge name.
 
     Each judge judges alone (so its own agreement is measured), and all of them together
     as a run combines them (``combined``, worst verdict first). ``scope_for`` gives the
-    context a case is judged in (the LLM scope recording its model calls to a cassette);
-    ``conversation_of`` the conversation the judges see (default
-    :meth:`CalibrationCase.conversation`).
+    context a case is judged in (the LLM scope recording its model calls to a cassette).
     """
-    make_conversation = conversation_of or CalibrationCase.conversation
     names = [judge.name for judge in judges] + (["combined"] if len(judges) > 1 else [])
     limit = asyncio.Semaphore(max(1, concurrency))
     found: dict[str, list[Judgement]] = {name: [] for name in names}
 
     async def one(loaded: LoadedCase) -> list[tuple[str, Judgement]]:
         async with limit:
-            conversation = make_conversation(loaded.case)
+            conversation = loaded.case.conversation()
             context = scope_for(loaded) if scope_for is not None else None
             with context if context is not None else nullcontext():
                 # Each judge is asked once; "combined" weighs the verdicts they gave.

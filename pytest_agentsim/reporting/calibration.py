@@ -99,10 +99,6 @@ class AgreementThresholds:
     baseline_name: str = ""
     alpha: float = 0.05
 
-    @property
-    def configured(self) -> bool:
-        return self.overall is not None or bool(self.per_policy) or self.baseline is not None
-
     def baseline_line(self, report: JudgeCalibration) -> tuple[str, bool] | None:
         """(the comparison with the baseline's figures for this judge, whether it dropped
         significantly), or None without a baseline for it.
