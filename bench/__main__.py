@@ -33,9 +33,13 @@ SCRIPTS: list[tuple[str, list[str], list[str]]] = [
     ("graph", [], []),
     ("cassette", [], []),
     ("generate", [], []),
-    # C=64 needs at least 128 events to have 64 in flight; C=1 (384 calls of 200 ms) is
-    # in --full only.
-    ("concurrency", ["--events", "128", "--concurrency", "8", "32", "64"], []),
+    # C=64 needs at least 128 events to have 64 in flight; C=1 runs 32 (96 calls of
+    # 200 ms one at a time), --full 128.
+    (
+        "concurrency",
+        ["--events", "128", "--concurrency", "1", "8", "32", "64"],
+        ["--events-at-1", "128"],
+    ),
     ("offline", [], []),
 ]
 

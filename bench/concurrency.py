@@ -14,12 +14,17 @@ each concurrency C, then replaying them (which must make 0 requests). For each C
   the first test's setup, which simulates every event at once when C > 1);
 - CPU bound: ideal time over that simulation CPU time, the efficiency the client allows
   with a core to itself (wall-clock efficiency also pays for other processes' load);
-- peak RSS of the pytest process (``resource.getrusage``).
+- peak RSS of the pytest process (``resource.getrusage``);
+- and, as the floor every row stands on, litellm by itself: the same number of calls at
+  the same concurrency made with ``litellm.acompletion`` and nothing else, its CPU per call,
+  and the efficiency one core allows at that CPU per call (latency / (C x CPU per call)),
+  so what litellm costs and what pytest-agentsim adds are told apart.
 
 Every pytest run is a child process, so its CPU time and peak RSS are its own; CPU time is
 what to compare on a shared machine, wall time (and so efficiency) suffers from load.
 
-    python bench/concurrency.py [--events 128] [--latency 0.2] [--concurrency 1 8 32 64]
+    python bench/concurrency.py [--events 128] [--events-at-1 32] [--latency 0.2]
+                                [--concurrency 1 8 32 64]
 """
 
 from __future__ import annotations
@@ -116,6 +121,48 @@ with open(sys.argv[1], "w") as out:
     json.dump({"code": int(code), "cpu": usage.ru_utime + usage.ru_stime,
                "run_cpu": end - Clock.collected, "rss_kib": usage.ru_maxrss}, out)
 """
+
+
+#: litellm by itself, in a child process: one warm-up call (the client is made and cached),
+#: then ``calls`` calls at most ``concurrency`` at once; prints the CPU seconds they took.
+LITELLM_ALONE = """\
+import asyncio, json, sys, time
+import litellm
+base, calls, concurrency, model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+messages = [{"role": "system", "content": "You are role-playing a customer. " * 40},
+            {"role": "user", "content": "Hello! How can I help with your notes?"}]
+async def one(slots):
+    async with slots:
+        await litellm.acompletion(model=model, api_base=base, api_key="sk-bench",
+                                  messages=messages)
+async def main():
+    slots = asyncio.Semaphore(concurrency)
+    await one(slots)
+    started = time.process_time()
+    await asyncio.gather(*(one(slots) for _ in range(calls)))
+    return time.process_time() - started
+print(json.dumps({"cpu": asyncio.run(main())}))
+"""
+
+
+def litellm_alone(
+    calls: int, concurrency: int, latency: float, env: dict[str, str], model_name: str
+) -> float:
+    """CPU seconds per call of ``calls`` bare litellm calls at ``concurrency``."""
+    server = FakeLLMServer(
+        reply=lambda request: Reply("Thanks, that is all."), latency=latency, keep_alive=True
+    )
+    with server as fake:
+        arguments = [fake.base_url, str(calls), str(concurrency), model_name]
+        done = subprocess.run(
+            [sys.executable, "-c", LITELLM_ALONE, *arguments],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"litellm alone failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["cpu"]) / calls
 
 
 def write_product(root: Path, events: int) -> None:
@@ -246,6 +293,12 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=128)
+    parser.add_argument(
+        "--events-at-1",
+        type=int,
+        default=32,
+        help="events for the C=1 row (one call at a time: its efficiency needs no more)",
+    )
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -282,7 +335,7 @@ def main() -> None:
     for concurrency in args.concurrency:
         row = measure(
             concurrency,
-            args.events,
+            args.events_at_1 if concurrency == 1 else args.events,
             args.latency,
             env,
             keep_alive=not args.close,
@@ -297,6 +350,18 @@ def main() -> None:
             f"{row['peak_rss_mib']:12.0f}  {row['replay_requests']:15d}",
             flush=True,
         )
+    widest = max(rows, key=lambda row: row["concurrency"])
+    alone = litellm_alone(widest["calls"], widest["concurrency"], args.latency, env, args.model)
+    ours = widest["run_cpu_s"] / max(widest["calls"], 1)
+    ceiling = min(1.0, args.latency / (widest["concurrency"] * alone))
+    print(
+        f"  litellm alone, {widest['calls']} calls at C={widest['concurrency']}: "
+        f"{alone * 1000:.1f} ms CPU per call, so one core allows at most efficiency "
+        f"{ceiling:.2f} at C={widest['concurrency']} and {args.latency * 1000:.0f} ms; "
+        f"a simulated call costs {ours * 1000:.1f} ms "
+        f"({(ours - alone) * 1000:.1f} ms of it pytest-agentsim's: the user, the judge, "
+        "the cassette, the event loop)"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     own = resource.getrusage(resource.RUSAGE_SELF)

@@ -367,7 +367,6 @@ class Cassette:
 
     def _write(self, secrets: Sequence[str]) -> None:
         text = self._text(secrets)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists() and self._create(text):
             self._appendable = bool(self._interactions)
             return
@@ -394,8 +393,13 @@ class Cassette:
         fsync (there is nothing to keep safe), removed again if the write fails; False if
         another process created it meanwhile (then it is replaced as usual)."""
         data = text.encode("utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                handle = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:  # the first cassette of its folder (a syscall saved)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = os.open(self.path, flags, 0o644)
         except FileExistsError:
             return False
         try:
