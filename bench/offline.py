@@ -192,24 +192,48 @@ def measure(events: int, db_mb: float, xdist: bool) -> dict[str, float]:
         if xdist:
             one = small_run  # the same one-process run of the same events
             two = run_pytest([*plugin, "-n", "2"], small)
+            # The floor xdist itself sets, measured now: the bare test of as many cases.
+            bare_two = run_pytest(["-n", "2"], bare)
             figures["xdist_speedup"] = one.wall / two.wall
             figures["xdist_cpu_ratio"] = two.cpu / one.cpu
             # On a shared machine the wall-time ratio says more about the neighbours than
             # about xdist: 2 / (CPU of -n 2 over CPU of one process) is the speed-up two
             # free cores would give, if the workers share the events evenly.
             figures["xdist_cpu_speedup"] = 2 / figures["xdist_cpu_ratio"]
+            figures["xdist_bare_speedup"] = bare_run.wall / bare_two.wall
+            # xdist's own cost: what -n 2 of the bare test takes beyond half of one process
+            # (spawning two interpreters, collecting every test in each, sending the
+            # reports). Paid on top of half the work, it caps the speed-up of any suite.
+            own = max(bare_two.wall - bare_run.wall / 2, 0.0)
+            figures["xdist_own_wall_s"] = own
+            figures["xdist_own_cpu_s"] = bare_two.cpu - bare_run.cpu
+            figures["xdist_ceiling"] = one.wall / (one.wall / 2 + own)
             print(
                 f"  -n 2: {two.wall:.1f} s wall against {one.wall:.1f} s in one process: "
                 f"{figures['xdist_speedup']:.2f}x (target >= 1.6); CPU {two.cpu:.1f} s "
                 f"against {one.cpu:.1f} s: {figures['xdist_cpu_speedup']:.2f}x on two free "
                 "cores"
             )
-            if figures["xdist_cpu_speedup"] < 1.6:
+            print(
+                f"  bare test -n 2 (xdist's floor): {bare_two.wall:.1f} s wall against "
+                f"{bare_run.wall:.1f} s in one process: {figures['xdist_bare_speedup']:.2f}x; "
+                f"xdist's own cost {own:.1f} s wall, {figures['xdist_own_cpu_s']:.1f} CPU-s "
+                f"per {events} tests"
+            )
+            # What -n 2 costs beyond half of one process and xdist's own cost: ours.
+            figures["xdist_agentsim_wall_s"] = two.wall - one.wall / 2 - own
+            print(
+                f"  ceiling at -n 2 with that cost: {one.wall:.1f} / ({one.wall:.1f} / 2 + "
+                f"{own:.1f}) = {figures['xdist_ceiling']:.2f}x; agentsim reaches "
+                f"{figures['xdist_speedup'] / figures['xdist_ceiling']:.0%} of it, its own "
+                f"cost under -n 2 beyond that is {figures['xdist_agentsim_wall_s']:.1f} s wall"
+            )
+            if figures["xdist_ceiling"] < 1.6:
                 print(
-                    f"  -n 2 misses 1.6x: {two.cpu - one.cpu:.1f} CPU-s more than one "
-                    "process, which is a second interpreter's start-up and collection of "
-                    f"every test, and {events} test reports (failure text included) sent "
-                    "to the controller; the events are no longer parsed again per worker"
+                    "  1.6x is out of reach on this machine: xdist alone costs "
+                    f"{own:.1f} s wall per {events} tests, more than the "
+                    f"{one.wall / 1.6 - one.wall / 2:.1f} s that 1.6x would allow on top of "
+                    "half of one process"
                 )
     return figures
 

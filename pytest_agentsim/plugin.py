@@ -105,9 +105,13 @@ def _register_plugins(config: pytest.Config) -> None:
     register(importlib.import_module("pytest_agentsim.builtins"), "agentsim-builtins")
     from pytest_agentsim.runtest import ConversationTests
     from pytest_agentsim.session import AgentSimSession
+    from pytest_agentsim.session import LongLivedHeap
+    from pytest_agentsim.session import freeze_heap_at_exit
     from pytest_agentsim.session import is_worker
 
+    freeze_heap_at_exit()
     session = AgentSimSession(config)
+    register(LongLivedHeap(config), "agentsim-long-lived-heap")
     tests = config.stash[TESTS] = ConversationTests(session)
     register(tests, "agentsim-tests")
     if session.settings.calibration is not None:

@@ -356,10 +356,11 @@ class ConversationTests:
         report = yield
         result = item.stash.get(WHOLE_RESULT, None)
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
-            # Reports are the one channel xdist carries back to the controller: as JSON,
-            # which it serializes, validated back into an EventRecord by the summary.
+            # Reports are the one channel xdist carries back to the controller: as one JSON
+            # string (which execnet sends as one blob, where a nested dict costs it a call
+            # per value on either side), validated back into an EventRecord by the summary.
             record = result_record(result, transcript=self.settings.json_path is not None)
-            report.__dict__[RESULT_KEY] = record.model_dump(mode="json")
+            report.__dict__[RESULT_KEY] = record.model_dump_json()
             if record.errored and call.excinfo is not None:
                 report.__dict__[ERROR_ONLY_KEY] = call.excinfo.errisinstance(ConversationError)
         driver = item.stash.get(USER_DRIVER, None)

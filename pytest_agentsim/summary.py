@@ -99,9 +99,9 @@ class SummaryReporter:
         if isinstance(driver_llm, dict):
             self.driver_llm = self.driver_llm + LLMTally.model_validate(driver_llm)
         data = report.__dict__.get(RESULT_KEY)
-        if not isinstance(data, dict):
+        if not isinstance(data, str):
             return
-        record = EventRecord.model_validate(data)
+        record = EventRecord.model_validate_json(data)
         # Several tests may assert on one event's (shared) conversation: count it once.
         entry = self.records.setdefault(record.key, record)
         if report.nodeid not in entry.tests:
