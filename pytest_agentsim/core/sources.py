@@ -86,9 +86,19 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    items = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    items = LineList()
     items.line = node.start_mark.line + 1
-    items.item_lines = [child.start_mark.line + 1 for child in node.value]
+    items.item_lines = []
+    release = getattr(loader, "release_built", False)
+    for index, child in enumerate(node.value):
+        items.append(loader.construct_object(child, deep=True))
+        items.item_lines.append(child.start_mark.line + 1)
+        if release:
+            # A tree (no alias): no node is asked for twice, so each item's nodes go as
+            # soon as it is built. The nodes of a long list (1,000 events) weigh twice
+            # what is built of them, and would otherwise all be held to the end.
+            node.value[index] = None
+            loader.constructed_objects.clear()
     return items
 
 
@@ -176,8 +186,9 @@ class _TooComplex(Exception):
         self.problem = problem
 
 
-def _check_size(root: yaml.Node) -> None:
-    """Refuse a node graph that is cyclic, too deep, or too large once aliases expand.
+def _check_size(root: yaml.Node) -> bool:
+    """Refuse a node graph that is cyclic, too deep, or too large once aliases expand;
+    whether any node is shared (reached twice, through an alias).
 
     Aliases make the composed document a graph whose nodes may be shared; the count of
     values each node expands to is memoized, so a billion laughs is refused after
@@ -185,10 +196,13 @@ def _check_size(root: yaml.Node) -> None:
     """
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    shared = False
 
     def size(node: yaml.Node, depth: int) -> int:
+        nonlocal shared
         key = id(node)
         if key in sizes:
+            shared = True
             return sizes[key]
         if key in active:
             raise _TooComplex(node, "an alias refers to a collection that contains it")
@@ -212,15 +226,16 @@ def _check_size(root: yaml.Node) -> None:
         return total
 
     size(root, 0)
+    return shared
 
 
 def _read(loader: Any) -> Any:
     """The one document a line-keeping loader holds (None if empty), its size checked
-    before it is built."""
+    before it is built (and its nodes released as they are built, when none is shared)."""
     node = loader.get_single_node()
     if node is None:
         return None
-    _check_size(node)
+    loader.release_built = not _check_size(node)
     return loader.construct_document(node)
 
 
