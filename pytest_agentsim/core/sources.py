@@ -31,14 +31,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class LineDict(dict[Any, Any]):
     """A mapping loaded from YAML that remembers its own line and each key's line."""
 
-    line: int = 0
+    # Slots: a document holds one per mapping (a dozen per event), each without a __dict__.
+    __slots__ = ("key_lines", "line")
+    line: int
     key_lines: dict[Any, int]
 
 
 class LineList(list[Any]):
     """A sequence loaded from YAML that remembers its own line and each item's line."""
 
-    line: int = 0
+    __slots__ = ("item_lines", "line")
+    line: int
     item_lines: list[int]
 
 
