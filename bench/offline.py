@@ -9,7 +9,9 @@ process (user + system of the child; the machine may be shared), against a bare
 
 - events per CPU-second, and the ratio to the bare test (targets >= 100/s, <= 10x);
 - the per-event overhead of a multi-MB database: (CPU on the big database - CPU on the
-  small one) / events (target <= 50 ms), and peak RSS at 250 and 1,000 events (flat);
+  small one) / events (target <= 50 ms), and peak RSS at 250 and 1,000 events (flat):
+  the growth per event between the two, next to the bare test's growth per test between
+  250 and 1,000 cases (what pytest itself keeps of each test);
 - ``-n 2`` against one process on 1,000 events (wall time: the point is two cores;
   target >= 1.6x).
 
@@ -152,20 +154,23 @@ def measure(events: int, db_mb: float, xdist: bool) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         small, big, bare = Path(tmp, "small"), Path(tmp, "big"), Path(tmp, "bare")
-        quarter = Path(tmp, "quarter")
-        for path in (small, big, bare, quarter):
+        quarter, bare_quarter = Path(tmp, "quarter"), Path(tmp, "bare_quarter")
+        for path in (small, big, bare, quarter, bare_quarter):
             path.mkdir()
         big_db = big_database(seed, db_mb)
         make_repo(small, events, seed)
         make_repo(big, events, big_db)
         make_repo(quarter, events // 4, big_db)
         make_bare(bare, events)
+        make_bare(bare_quarter, events // 4)
         size = (big / "db" / "airline.json").stat().st_size / 1e6
         plugin = ["--agentsim", "-p", "no:randomly"]
         bare_run = run_pytest([], bare)
         small_run = run_pytest(plugin, small)
         big_run = run_pytest(plugin, big)
         quarter_run = run_pytest(plugin, quarter)
+        bare_quarter_run = run_pytest([], bare_quarter)
+        more = events - events // 4
         figures["events_per_cpu_s"] = events / small_run.cpu
         figures["ratio_to_bare"] = small_run.cpu / bare_run.cpu
         figures["db_mb"] = size
@@ -173,6 +178,9 @@ def measure(events: int, db_mb: float, xdist: bool) -> dict[str, float]:
         figures["rss_quarter_mb"] = quarter_run.rss_mb
         figures["rss_mb"] = big_run.rss_mb
         figures["rss_small_mb"] = small_run.rss_mb
+        # KiB more peak RSS per event (per test) from events // 4 to events.
+        figures["rss_kib_per_event"] = (big_run.rss_mb - quarter_run.rss_mb) * 1024 / more
+        figures["bare_rss_kib_per_test"] = (bare_run.rss_mb - bare_quarter_run.rss_mb) * 1024 / more
         print(f"offline: {events} events, example agent and tools, one test per event")
         print(f"  bare parametrized test: {bare_run.cpu:.2f} CPU-s ({bare_run.tail})")
         print(f"  agentsim, 1.5 KB database: {small_run.cpu:.2f} CPU-s ({small_run.tail})")
@@ -188,6 +196,13 @@ def measure(events: int, db_mb: float, xdist: bool) -> dict[str, float]:
             f"  peak RSS: {small_run.rss_mb:.0f} MiB (1.5 KB db, {events} events); "
             f"{quarter_run.rss_mb:.0f} MiB ({size:.1f} MB db, {events // 4} events); "
             f"{big_run.rss_mb:.0f} MiB ({size:.1f} MB db, {events} events)"
+        )
+        print(
+            f"  peak RSS growth from {events // 4} to {events} events: "
+            f"{figures['rss_kib_per_event']:.1f} KiB per event; the bare test from "
+            f"{events // 4} to {events} cases ({bare_quarter_run.rss_mb:.0f} -> "
+            f"{bare_run.rss_mb:.0f} MiB): {figures['bare_rss_kib_per_test']:.1f} KiB per test; "
+            f"ratio {figures['rss_kib_per_event'] / max(figures['bare_rss_kib_per_test'], 0.1):.1f}"
         )
         if xdist:
             one = small_run  # the same one-process run of the same events

@@ -96,6 +96,9 @@ class Catalog:
         self._graphs: dict[str, PolicyGraph] = {}
         self._tool_problems: dict[tuple[str, str, frozenset[str]], str | None] = {}
         self._arg_problems: dict[tuple[str, str, frozenset[Tool]], str | None] = {}
+        # One copy of each tool set, shared by the keys above: a test asks with a new set
+        # of the same tools, and a copy per event would grow memory with the events.
+        self._tool_sets: dict[frozenset[Any], frozenset[Any]] = {}
 
     def policy_graph(self, domain: str) -> PolicyGraph:
         """The pack's policy graph (declared and derived edges), built once per domain."""
@@ -143,7 +146,7 @@ class Catalog:
         besides the event's own expectations. Asked only when there are tools: an agent
         that only talks has its tool checks not applicable, honestly.
         """
-        key = (pack.domain, event.id, tools)
+        key = (pack.domain, event.id, self._tool_sets.setdefault(tools, tools))
         if key not in self._tool_problems:
             missing = next(
                 (
@@ -175,7 +178,8 @@ class Catalog:
         problem = self.unknown_tool(pack, event, frozenset(tools))
         if problem is not None:
             return problem
-        key = (pack.domain, event.id, frozenset(tools.values()))
+        values = frozenset(tools.values())
+        key = (pack.domain, event.id, self._tool_sets.setdefault(values, values))
         if key not in self._arg_problems:
             self._arg_problems[key] = next(
                 (

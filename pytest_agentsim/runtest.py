@@ -9,9 +9,11 @@ record attached to each test report, which :mod:`pytest_agentsim.summary` reads.
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 from collections.abc import Generator
 from collections.abc import Sequence
 from typing import Any
+from typing import TypeVar
 
 import pytest
 
@@ -47,6 +49,7 @@ ERROR_ONLY_KEY = "agentsim_error_only"
 #: conversations it ran (an LLMTally as JSON), which no event record carries.
 DRIVER_LLM_KEY = "agentsim_driver_llm"
 USER_DRIVER = pytest.StashKey[UserDriver]()
+T = TypeVar("T")
 
 
 def sandbox_for(tools: Sequence[ToolLike], db: dict[str, Any]) -> ToolSandbox:
@@ -84,6 +87,18 @@ def _session_scoped(item: pytest.Item, *fixtures: str) -> bool:
     )
 
 
+def _unstash(item: pytest.Item, key: pytest.StashKey[T]) -> None:
+    if key in item.stash:
+        del item.stash[key]
+
+
+def _case_of(item: pytest.Item) -> tuple[Event, int, str | None] | None:
+    """The (event, trial, policy) a test is parametrized over, if it is."""
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("agentsim_case") if callspec is not None else None
+    return case if isinstance(case, tuple) else None
+
+
 class ConversationTests:
     """Parametrizes tests over the catalog's events and gives each its judged result."""
 
@@ -94,6 +109,9 @@ class ConversationTests:
         self.planned: list[tuple[pytest.Item, Event, int]] = []
         # Agents whose planned cases were prefetched, kept so that their ids stay theirs.
         self.prefetched: dict[int, Agent] = {}
+        # Planned tests still to run per (domain, event, trial): at 0 the runner forgets
+        # that conversation, so memory holds what later tests need, not every event's.
+        self.pending: Counter[tuple[str, str, int]] = Counter()
 
     # -- lookups for fixtures ------------------------------------------------------------
 
@@ -244,11 +262,12 @@ class ConversationTests:
         """Remember the (test, event, trial) cases left after selection, for prefetching."""
         self.planned = []
         self.prefetched = {}
+        self.pending = Counter()
         for item in items:
-            callspec = getattr(item, "callspec", None)
-            case = callspec.params.get("agentsim_case") if callspec is not None else None
-            if isinstance(case, tuple):
+            case = _case_of(item)
+            if case is not None:
                 self.planned.append((item, case[0], case[1]))
+                self.pending[(case[0].domain, case[0].id, case[1])] += 1
 
     # -- running -------------------------------------------------------------------------
 
@@ -345,6 +364,27 @@ class ConversationTests:
             pytest.fail(failure_report(result, item.config), pytrace=False)
         if result.with_outcome(Outcome.inconclusive):  # agentsim_inconclusive = xfail
             pytest.xfail(failure_report(result, item.config))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Once a test is reported, drop what it alone kept: its results (on the item,
+        which pytest keeps to the end) and, after the last test of its event, the runner's
+        conversation. Its report keeps the record the summary reads."""
+        try:
+            return (yield)
+        finally:
+            _unstash(item, WHOLE_RESULT)
+            _unstash(item, EVENT_RESULT)
+            _unstash(item, VIOLATION_ONLY)
+            _unstash(item, USER_DRIVER)
+            case = _case_of(item)
+            if case is not None:
+                event, trial = case[0], case[1]
+                key = (event.domain, event.id, trial)
+                self.pending[key] -= 1
+                if self.pending[key] <= 0:
+                    del self.pending[key]
+                    self.session.runner.release(event, trial)
 
     # trylast: the innermost wrapper, so that the report is finished here before any other
     # wrapper reads it (allure-pytest's takes the trace from it, which would otherwise be

@@ -87,6 +87,8 @@ class SummaryReporter:
     def pytest_sessionstart(self) -> None:
         self.started = time.time()
 
+    # trylast: other plugins' hooks (a report log) see the record on the report first.
+    @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed:
             if report.__dict__.get(VIOLATION_ONLY_KEY, False):
@@ -102,6 +104,9 @@ class SummaryReporter:
         if not isinstance(data, str):
             return
         record = EventRecord.model_validate_json(data)
+        # Kept here from now on: pytest keeps every report to the end of the run, and a
+        # second copy on each would grow memory with the events.
+        del report.__dict__[RESULT_KEY]
         # Several tests may assert on one event's (shared) conversation: count it once.
         entry = self.records.setdefault(record.key, record)
         if report.nodeid not in entry.tests:

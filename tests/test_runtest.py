@@ -341,3 +341,59 @@ def test_per_policy_each_test_judges_one_policy_on_every_event(
     assert len(document["events"][0]["tests"]) >= 3
     selected = product.runpytest("--agentsim", "--agentsim-test-per=policy", "-k", "no-secrets")
     selected.assert_outcomes(passed=2, failed=4, deselected=6)
+
+
+# Counts the agents made per event, and at the end the judged results still in memory.
+SHARED_THEN_RELEASED = """
+
+import gc
+import json
+from collections import Counter
+from pathlib import Path
+
+from pytest_agentsim import EventResult
+from pytest_agentsim import agent_factory
+
+MADE = Counter()
+
+
+def _made(event):
+    MADE[event.id] += 1
+    return NotesAgent()
+
+
+@pytest.fixture(scope="session")
+def agentsim_agent():
+    return agent_factory(_made)
+
+
+def pytest_sessionfinish(session):
+    gc.collect()
+    live = sum(isinstance(o, EventResult) for o in gc.get_objects())
+    Path("memory.json").write_text(json.dumps({"made": MADE, "live": live}))
+"""
+
+
+@pytest.mark.parametrize("allure", [False, True], ids=["plain", "alluredir"])
+def test_tests_share_an_event_s_conversation_which_is_released_after_the_last(
+    product: pytest.Pytester, allure: bool
+) -> None:
+    conftest = product.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + SHARED_THEN_RELEASED)
+    product.makepyfile(
+        test_agent="""
+        def test_first(agentsim_conversation):
+            pass
+
+        def test_second(agentsim_conversation):
+            pass
+        """
+    )
+    extra = ["--alluredir", "allure-results"] if allure else []
+    result = product.runpytest_subprocess("--agentsim", "-p", "no:randomly", *extra)
+    result.assert_outcomes(passed=2, failed=4)  # ev-1 and ev-2 violate, in both tests
+    memory = json.loads((product.path / "memory.json").read_text())
+    # One conversation per event however many tests use it (test_second[ev-1] runs after
+    # test_first[ev-3]), and none left once its tests are done: a run holds what later
+    # tests need, not every event it judged.
+    assert memory == {"made": {"ev-1": 1, "ev-2": 1, "ev-3": 1}, "live": 0}

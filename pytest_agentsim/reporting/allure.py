@@ -384,6 +384,15 @@ class AllureReporter:
         if call.when == "setup" and call.excinfo is not None:
             self.describe(item)  # the conversation could not be judged: no call phase
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        # Described by now: the result need not live on with the item to the run's end.
+        try:
+            return (yield)
+        finally:
+            if JUDGED in item.stash:
+                del item.stash[JUDGED]
+
     def describe(self, item: pytest.Item) -> None:
         """Title, parameters and attachments of a test that used a judged event."""
         result = item.stash.get(JUDGED, None)

@@ -517,3 +517,14 @@ class SimulationRunner:
             )
             self._results[key] = (agent, outcome)
         return self._results[key][1]
+
+    def release(self, event: Event, trial: int = 0) -> None:
+        """Forget the results of one trial of ``event`` (every agent's, every user model's).
+
+        Called once no test left to run needs them, so that a run holds the conversations
+        of the tests still to come rather than of every event it judged; asking again
+        simulates again.
+        """
+        done = [key for key in self._results if key[:3] == (event.domain, event.id, trial)]
+        for key in done:
+            del self._results[key]
