@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from typing import TypeVar
-from typing import cast
 
 import yaml
 from pydantic import BaseModel
@@ -50,8 +49,6 @@ class _LineLoader(yaml.SafeLoader):
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-#: A list the fast loader built while reading it (see _CLineLoader).
-_BUILT_TAG = "tag:pytest-agentsim:built"
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):
@@ -64,8 +61,6 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     Keys brought in by a merge (``<<: *defaults``) may be overridden by the mapping's own
     keys, as YAML's merge key means; only the mapping's own keys must be unique.
     """
-    if any(k.tag == _MERGE_TAG and v.tag == _BUILT_TAG for k, v in node.value):
-        raise yaml.YAMLError("a merge of a top-level list")  # read by the plain loader
     own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
     merged = len(node.value) - own
@@ -117,79 +112,14 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 #: document it refuses is read again by the pure-Python loader, whose messages users see.
 _FastLineLoader: type[Any] | None = None
 if getattr(yaml, "__with_libyaml__", False):
-    from yaml.composer import Composer
-
-    _composer: Any = Composer  # PyYAML's composer, called on libyaml's parser
 
     class _CLineLoader(yaml.CSafeLoader):
-        """libyaml's parser under PyYAML's composer, which builds each item of a list at
-        the top of the document (the events of an events file) as soon as it is read: a
-        whole document's nodes weigh twice what is built of them, and would otherwise all
-        be held at once (about 24 KB per event)."""
-
-        def __init__(self, stream: str) -> None:
-            super().__init__(stream)
-            self.anchors: dict[str, yaml.Node] = {}
-            self.depth = 0
-            #: values the items built so far expand to (the alias-bomb budget is shared)
-            self.values = 0
-
-        get_single_node = _composer.get_single_node
-        compose_document = _composer.compose_document
-        compose_scalar_node = _composer.compose_scalar_node
-        compose_mapping_node = _composer.compose_mapping_node
-
-        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-            self.depth += 1
-            try:
-                return cast(yaml.Node, _composer.compose_node(self, parent, index))
-            finally:
-                self.depth -= 1
-
-        def compose_sequence_node(self, anchor: str | None) -> yaml.Node:
-            if self.depth > 2:  # below the top: composed as a whole
-                return cast(yaml.Node, _composer.compose_sequence_node(self, anchor))
-            start: Any = self.get_event()
-            tag = start.tag
-            if tag is None or tag == "!":
-                tag = cast(Any, self).resolve(yaml.SequenceNode, None, start.implicit)
-            if tag != yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG:
-                raise yaml.YAMLError(f"a tagged list ({tag})")  # read by the plain loader
-            node = yaml.SequenceNode(_BUILT_TAG, [], start.start_mark, None)
-            if anchor is not None:
-                self.anchors[anchor] = node
-            items = LineList()
-            items.line = start.start_mark.line + 1
-            items.item_lines = []
-            index = 0
-            while not self.check_event(yaml.SequenceEndEvent):
-                child = self.compose_node(node, index)
-                total, shared = _check_size(child, MAX_VALUES - self.values)
-                self.values += total
-                # Nodes go as they are built only in a tree: none anchored so far, none
-                # shared (an alias to an earlier item's list must still find it whole).
-                self.release_built = not shared and not self.anchors
-                items.append(self.construct_object(child, deep=True))
-                items.item_lines.append(child.start_mark.line + 1)
-                # Built: an alias to one of its nodes later on is built again, equal.
-                self.constructed_objects.clear()
-                index += 1
-            end: Any = self.get_event()
-            node.end_mark = end.end_mark
-            node.built = items  # type: ignore[attr-defined]
-            return node
-
-    def _construct_built(loader: Any, node: yaml.Node) -> LineList:
-        built = getattr(node, "built", None)
-        if built is None:  # an alias inside the list to the list itself
-            raise yaml.YAMLError("an alias refers to a collection that contains it")
-        return cast(LineList, built)
+        pass
 
     _CLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
     _CLineLoader.add_constructor(
         yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence
     )
-    _CLineLoader.add_constructor(_BUILT_TAG, _construct_built)
     _FastLineLoader = _CLineLoader
 
 #: The largest user file read (bytes), so that a runaway file fails at once instead of
@@ -259,10 +189,9 @@ class _TooComplex(Exception):
         self.problem = problem
 
 
-def _check_size(root: yaml.Node, budget: int = MAX_VALUES) -> tuple[int, bool]:
-    """Refuse a node graph that is cyclic, too deep, or expands to more than ``budget``
-    values; the values it expands to, and whether any node is shared (reached twice,
-    through an alias).
+def _check_size(root: yaml.Node) -> bool:
+    """Refuse a node graph that is cyclic, too deep, or too large once aliases expand;
+    whether any node is shared (reached twice, through an alias).
 
     Aliases make the composed document a graph whose nodes may be shared; the count of
     values each node expands to is memoized, so a billion laughs is refused after
@@ -291,7 +220,7 @@ def _check_size(root: yaml.Node, budget: int = MAX_VALUES) -> tuple[int, bool]:
         total = 1
         for child in children:
             total += size(child, depth + 1)
-            if total > budget:
+            if total > MAX_VALUES:
                 raise _TooComplex(
                     node, f"aliases expand to more than {MAX_VALUES:,} values (an alias bomb?)"
                 )
@@ -299,7 +228,8 @@ def _check_size(root: yaml.Node, budget: int = MAX_VALUES) -> tuple[int, bool]:
         sizes[key] = total
         return total
 
-    return size(root, 0), shared
+    size(root, 0)
+    return shared
 
 
 def _read(loader: Any) -> Any:
@@ -308,8 +238,7 @@ def _read(loader: Any) -> Any:
     node = loader.get_single_node()
     if node is None:
         return None
-    _, shared = _check_size(node, MAX_VALUES - getattr(loader, "values", 0))
-    loader.release_built = not shared
+    loader.release_built = not _check_size(node)
     return loader.construct_document(node)
 
 
