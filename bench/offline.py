@@ -204,6 +204,12 @@ def measure(events: int, db_mb: float, xdist: bool) -> dict[str, float]:
             f"{bare_run.rss_mb:.0f} MiB): {figures['bare_rss_kib_per_test']:.1f} KiB per test; "
             f"ratio {figures['rss_kib_per_event'] / max(figures['bare_rss_kib_per_test'], 0.1):.1f}"
         )
+        if figures["rss_kib_per_event"] > 4 * max(figures["bare_rss_kib_per_test"], 1.0):
+            print(
+                "  not flat: the summary keeps each event's record (policies, verdict "
+                "reasons) to the end for the tables, the results file and the gate; the "
+                "loaded events stay for the run; a conversation is let go after its last test"
+            )
         if xdist:
             one = small_run  # the same one-process run of the same events
             two = run_pytest([*plugin, "-n", "2"], small)
