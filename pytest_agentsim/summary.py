@@ -28,6 +28,7 @@ from pytest_agentsim.llm.messages import usd
 from pytest_agentsim.reporting.gates import GateVerdict
 from pytest_agentsim.reporting.gates import evaluate as evaluate_gates
 from pytest_agentsim.reporting.github import error_annotations
+from pytest_agentsim.reporting.github import sample_annotations
 from pytest_agentsim.reporting.github import step_summary
 from pytest_agentsim.reporting.results import RESULT_KEY
 from pytest_agentsim.reporting.results import results_document
@@ -300,7 +301,8 @@ class SummaryReporter:
     ) -> None:
         """On GitHub Actions: the job summary (the gate's verdict first), and annotations
         on the pack lines of the violations that fail the run: with a violation gate, only
-        those the gate fails on (none when it passes)."""
+        those the gate fails on (none when it passes); and of the policies the baseline
+        gate had too few samples for (a warning unless that fails the gate)."""
         verdict = self.gate_verdict
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
@@ -322,3 +324,6 @@ class SummaryReporter:
             blamed = verdict.blamed if verdict is not None and gated else None
             for line in error_annotations(records, locations, policies=blamed):
                 terminalreporter.write_line(line)
+            if verdict is not None and verdict.comparison is not None:
+                for line in sample_annotations(verdict.comparison, locations):
+                    terminalreporter.write_line(line)

@@ -252,8 +252,11 @@ def test_a_pr_that_only_rewords_the_replies_passes(
         "no-pin": ("unchanged", "0/12", "0/12"),
         "look-up-first": ("unchanged", "0/12", "0/12"),
     }
-    # The gate passes: nothing fails it, so nothing is annotated.
+    # The gate passes: nothing fails it, so no error; the policy it could not decide warns.
     assert not [line for line in result.stdout.lines if line.startswith("::error")]
+    warnings = [line for line in result.stdout.lines if line.startswith("::warning")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("::warning file=policies/cards.yaml,line=4,title=no-full")
 
 
 def test_a_pr_fixing_the_planted_bug_improves_and_passes(cards: pytest.Pytester) -> None:
@@ -274,8 +277,12 @@ def test_a_pr_fixing_the_planted_bug_improves_and_passes(cards: pytest.Pytester)
 THREE_EVENTS = ("-k", "card-01 or card-06 or card-07")
 
 
-def test_too_few_samples_are_said_and_can_fail_the_gate(cards: pytest.Pytester) -> None:
+def test_too_few_samples_are_said_and_can_fail_the_gate(
+    cards: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three events: no policy could have shown a rise of 20%, so none is "unchanged"."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(cards.path))
     baseline_on_main(cards, *THREE_EVENTS)
     change_agent(cards, "is {status}.", "is {status} today.")
     warned = gate(cards, *THREE_EVENTS)
@@ -293,6 +300,19 @@ def test_too_few_samples_are_said_and_can_fail_the_gate(cards: pytest.Pytester) 
     assert rows["no-full-number"] == ("not enough samples", "1/3", "1/3", "0.8", "none")
     failed = gate(cards, *THREE_EVENTS, "--agentsim-baseline-too-few-samples=fail")
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
+    # Each undecided policy is annotated at its pack line: a warning, an error when it fails.
+    for run, level, consequence in [
+        (warned, "warning", "this only warns (--agentsim-baseline-too-few-samples=fail *)"),
+        (failed, "error", "this fails the gate"),
+    ]:
+        run.stdout.fnmatch_lines(
+            [
+                f"::{level} file=policies/cards.yaml,line=12,title=no-pin%3A not enough "
+                "samples::baseline main.json: 0/3 -> 0/3 violated; the smallest rise they "
+                f"could show is +42%25, not the 20%25 asked for; {consequence}",
+            ]
+        )
+        assert sum(line.startswith(f"::{level} ") for line in run.stdout.lines) == 3
     failed.stdout.fnmatch_lines(
         ["agentsim gate: FAIL", "  baseline main.json: *; not enough samples * fails the gate"]
     )

@@ -1,4 +1,4 @@
-"""GitHub Actions output: a Markdown job summary and ``::error`` annotations.
+"""GitHub Actions output: a Markdown job summary and ``::error``/``::warning`` annotations.
 
 The summary is appended to the file named by ``GITHUB_STEP_SUMMARY`` (GitHub shows it on
 the run's page; it must stay under 1 MiB per step); with a gate, its verdict and the
@@ -6,7 +6,9 @@ baseline comparison's per-policy table come first. Annotations are workflow comm
 stdout pointing at the line of each violated policy in its pack, only for what fails the
 run (with a gate: the violations the gate fails on); GitHub shows only about ten per
 step, so only the first ten distinct (event, policy) pairs are annotated, each naming
-the trials (``r1`` ...) it was violated in.
+the trials (``r1`` ...) it was violated in. A policy the baseline gate had too few
+samples to decide is annotated at its pack line too: a warning, or an error when
+``--agentsim-baseline-too-few-samples=fail`` makes it fail the gate.
 """
 
 from __future__ import annotations
@@ -182,4 +184,38 @@ def error_annotations(
         turn = f" at turn {item.turn}" if item.turn is not None else ""
         message = _escape_data(f"event {event}{which}{turn}: {item.reason}")
         lines.append(f"::error {where},title={title}::{message}")
+    return lines
+
+
+def sample_annotations(
+    comparison: Comparison, locations: Mapping[tuple[str, str], tuple[str, int | None]]
+) -> list[str]:
+    """One annotation per policy the baseline gate had too few samples to decide, at its
+    pack line: ``::warning`` when that only warns (the default), ``::error`` when it fails
+    the gate. Without it a PR shows nothing where a policy was never really compared."""
+    fails = comparison.settings.too_few == "fail"
+    where_of: dict[str, tuple[str, int | None]] = {}
+    for (_, policy), place in locations.items():
+        where_of.setdefault(policy, place)
+    lines = []
+    for row in comparison.with_verdict(Verdict.too_few)[:ANNOTATION_LIMIT]:
+        path, line = where_of.get(row.policy, ("", None))
+        where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
+        title = _escape_property(f"{row.policy}: not enough samples")
+        could = (
+            f"the smallest rise they could show is +{row.detectable:.0%}"
+            if row.detectable is not None
+            else "they could show no rise at all"
+        )
+        consequence = (
+            "this fails the gate"
+            if fails
+            else "this only warns (--agentsim-baseline-too-few-samples=fail makes it fail)"
+        )
+        before = str(row.before) if row.before is not None else "-"
+        message = _escape_data(
+            f"baseline {comparison.name}: {before} -> {row.after} violated; {could}, not the "
+            f"{comparison.settings.detect:.0%} asked for; {consequence}"
+        )
+        lines.append(f"::{'error' if fails else 'warning'} {where},title={title}::{message}")
     return lines
