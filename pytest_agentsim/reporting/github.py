@@ -155,6 +155,11 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _file_and_line(path: str, line: int | None) -> str:
+    """The ``file=...,line=...`` properties of an annotation at a pack line."""
+    return f"file={_escape_property(path)}" + (f",line={line}" if line else "")
+
+
 def error_annotations(
     records: Sequence[EventRecord],
     locations: Mapping[tuple[str, str], tuple[str, int | None]],
@@ -176,8 +181,7 @@ def error_annotations(
     lines = []
     for (domain, event, policy), trials in list(found.items())[:ANNOTATION_LIMIT]:
         record, item = trials[0]
-        path, line = locations.get((domain, policy), ("", None))
-        where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
+        where = _file_and_line(*locations.get((domain, policy), ("", None)))
         title = _escape_property(f"{policy} violated ({item.risk_category})")
         named = ", ".join(f"r{record.trial + 1}" for record, _ in trials)
         which = f" trial{'s' if len(trials) > 1 else ''} {named}" if repeated else ""
@@ -199,8 +203,7 @@ def sample_annotations(
         where_of.setdefault(policy, place)
     lines = []
     for row in comparison.with_verdict(Verdict.too_few)[:ANNOTATION_LIMIT]:
-        path, line = where_of.get(row.policy, ("", None))
-        where = f"file={_escape_property(path)}" + (f",line={line}" if line else "")
+        where = _file_and_line(*where_of.get(row.policy, ("", None)))
         title = _escape_property(f"{row.policy}: not enough samples")
         could = (
             f"the smallest rise they could show is +{row.detectable:.0%}"
