@@ -157,6 +157,15 @@ agentsim_events = fixtures/events/notes.yaml
 """
 
 
+def write_repo(pytester: pytest.Pytester, files: dict[str, str]) -> pytest.Pytester:
+    """Write a product repo's files (path -> text, dedented) into the pytester dir."""
+    for name, content in files.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(content), encoding="utf-8")
+    return pytester
+
+
 @pytest.fixture
 def product(pytester: pytest.Pytester) -> pytest.Pytester:
     """A product repo in miniature: pack, seed DB, events, a careless agent, one test."""
@@ -168,11 +177,7 @@ def product(pytester: pytest.Pytester) -> pytest.Pytester:
         "conftest.py": CONFTEST,
         "test_agent.py": TEST_FILE,
     }
-    for name, content in files.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content), encoding="utf-8")
-    return pytester
+    return write_repo(pytester, files)
 
 
 # A pack whose templates give few events, countable by hand (tests/generation):
@@ -225,12 +230,9 @@ DESK_DB = '{"users": {"u1": {"tier": "gold"}, "u2": {"tier": "gold"}, "u3": {"ti
 @pytest.fixture
 def desk(pytester: pytest.Pytester) -> pytest.Pytester:
     """A product repo with the desk pack (no events yet) and one test over its events."""
-    for name, content in {
+    files = {
         "policies/desk.yaml": DESK_PACK,
         "fixtures/db/desk.json": DESK_DB,
         "test_desk.py": TEST_FILE,
-    }.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return pytester
+    }
+    return write_repo(pytester, files)

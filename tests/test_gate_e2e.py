@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 
 import pytest
+from conftest import write_repo
 
 from pytest_agentsim.reporting.comparison import fisher_tail
 
@@ -142,11 +142,7 @@ def cards(pytester: pytest.Pytester) -> pytest.Pytester:
         "conftest.py": CONFTEST,
         "test_cards.py": TEST_FILE,
     }
-    for name, content in files.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content), encoding="utf-8")
-    return pytester
+    return write_repo(pytester, files)
 
 
 def change_agent(product: pytest.Pytester, old: str, new: str) -> None:

@@ -10,9 +10,9 @@ follow, never as a violation of a policy whose check needs the whole conversatio
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
+from conftest import write_repo
 
 PACK = """\
 domain: cards
@@ -165,11 +165,7 @@ def cards(pytester: pytest.Pytester, question: str) -> pytest.Pytester:
         "conftest.py": CONFTEST.format(question=question),
         "test_cards.py": TEST_FILE,
     }
-    for name, content in files.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content), encoding="utf-8")
-    return pytester
+    return write_repo(pytester, files)
 
 
 @pytest.mark.parametrize(
