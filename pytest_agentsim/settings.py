@@ -257,13 +257,7 @@ def _judge_instructions(config: pytest.Config) -> str | None:
 
 
 def _agreement_thresholds(config: pytest.Config) -> AgreementThresholds:
-    try:
-        per_policy = parse_thresholds(
-            _ini(config, options.MIN_JUDGE_AGREEMENT_PER_POLICY),
-            where=_where(config, options.MIN_JUDGE_AGREEMENT_PER_POLICY, True),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    per_policy = _thresholds_setting(config, options.MIN_JUDGE_AGREEMENT_PER_POLICY)
     baseline_path = _path_setting(config, options.CALIBRATION_BASELINE)
     baseline = None
     if baseline_path is not None:
@@ -415,6 +409,14 @@ def _secret_patterns(config: pytest.Config) -> tuple[str, ...]:
     return tuple(patterns)
 
 
+def _thresholds_setting(config: pytest.Config, option: Option[object]) -> dict[str, float]:
+    """An ini option's ``name = rate`` lines; a bad line is a usage error naming it."""
+    try:
+        return parse_thresholds(_ini(config, option), where=_where(config, option, True))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _rate_setting(config: pytest.Config, option: Option[RateDefault]) -> float | RateDefault:
     value = _given(config, option)
     where = _where(config, option, False)
@@ -430,17 +432,8 @@ def _rate_setting(config: pytest.Config, option: Option[RateDefault]) -> float |
 
 
 def _gate_settings(config: pytest.Config) -> GateSettings:
-    try:
-        per_risk = parse_thresholds(
-            _ini(config, options.MAX_VIOLATION_RATE_PER_RISK),
-            where=_where(config, options.MAX_VIOLATION_RATE_PER_RISK, True),
-        )
-        per_policy = parse_thresholds(
-            _ini(config, options.MAX_VIOLATION_RATE_PER_POLICY),
-            where=_where(config, options.MAX_VIOLATION_RATE_PER_POLICY, True),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    per_risk = _thresholds_setting(config, options.MAX_VIOLATION_RATE_PER_RISK)
+    per_policy = _thresholds_setting(config, options.MAX_VIOLATION_RATE_PER_POLICY)
     baseline_path = _path_setting(config, options.BASELINE)
     comparison = BaselineSettings(
         alpha=_rate_setting(config, options.BASELINE_ALPHA),
